@@ -1,0 +1,309 @@
+//! Re-verifying a guild's hash chain, one entry at a time.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::entry::{body_value, EntryBody, Operation, GENESIS_HASH};
+use crate::ids::GuildId;
+use crate::json::{canonical, sha256_hex};
+
+/// The stable code of a verification failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    /// `seq` is not the next number (missing, repeated or reordered entry).
+    SeqGap,
+    /// `prev_hash` is not the previous entry's hash.
+    PrevHash,
+    /// The recomputed hash differs, or the stored row disagrees with its body.
+    EntryHash,
+    /// `snapshot_sha256` does not match the stored snapshot.
+    Snapshot,
+    /// The guild's head does not match its last entry.
+    Head,
+}
+
+impl ProblemCode {
+    /// The code as written in JSON (`seq_gap`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemCode::SeqGap => "seq_gap",
+            ProblemCode::PrevHash => "prev_hash",
+            ProblemCode::EntryHash => "entry_hash",
+            ProblemCode::Snapshot => "snapshot",
+            ProblemCode::Head => "head",
+        }
+    }
+}
+
+impl fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first failure found in one guild's chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// The entry at fault, when one is.
+    pub seq: Option<u64>,
+    /// The stable code.
+    pub problem: ProblemCode,
+    /// What was found, for people. Never holds document values.
+    pub message: String,
+}
+
+/// What the store says a guild's head is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadFacts {
+    /// Last seq.
+    pub seq: u64,
+    /// Current config version.
+    pub version: u64,
+    /// Last entry hash.
+    pub last_hash: String,
+    /// SHA-256 of the canonical current document, `None` when deleted.
+    pub document_sha256: Option<String>,
+}
+
+/// What the store holds for an entry's snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotEvidence {
+    /// Not checked (an export file without snapshots).
+    Unknown,
+    /// The store has no snapshot for the entry's version.
+    Missing,
+    /// SHA-256 of the canonical stored snapshot, recomputed from its text.
+    Sha256(String),
+}
+
+/// What the storage row says beside the hashed body; a disagreement means
+/// someone edited a column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowFacts {
+    /// The row's seq column.
+    pub seq: u64,
+    /// The row's actor id column.
+    pub actor_id: String,
+    /// The row's occurred_at column.
+    pub occurred_at: String,
+    /// The row's operation column.
+    pub operation: String,
+    /// The row's stored entry hash.
+    pub entry_hash: String,
+}
+
+/// Verifies one guild's chain as entries stream past in seq order, keeping
+/// only the previous entry in memory. Stops at the first failure.
+#[derive(Debug)]
+pub struct ChainVerifier {
+    guild: GuildId,
+    next_seq: u64,
+    prev_hash: String,
+    last: Option<(EntryBody, String)>,
+    problem: Option<Problem>,
+    checked: u64,
+}
+
+impl ChainVerifier {
+    /// Starts verifying a guild's chain from seq 1.
+    pub fn new(guild: GuildId) -> Self {
+        Self {
+            guild,
+            next_seq: 1,
+            prev_hash: GENESIS_HASH.to_owned(),
+            last: None,
+            problem: None,
+            checked: 0,
+        }
+    }
+
+    fn fail(&mut self, seq: Option<u64>, problem: ProblemCode, message: impl Into<String>) {
+        if self.problem.is_none() {
+            self.problem = Some(Problem {
+                guild_id: self.guild,
+                seq,
+                problem,
+                message: message.into(),
+            });
+        }
+    }
+
+    /// Whether a failure has been found already.
+    pub fn failed(&self) -> bool {
+        self.problem.is_some()
+    }
+
+    /// Feeds the next entry: its JSON line (body keys plus `entry_hash`, other
+    /// keys ignored), what the store holds for its snapshot, and, from a
+    /// database, the row's own columns.
+    pub fn push(
+        &mut self,
+        line: &Map<String, Value>,
+        snapshot: SnapshotEvidence,
+        row: Option<&RowFacts>,
+    ) {
+        if self.failed() {
+            return;
+        }
+        self.checked += 1;
+        let row_seq = row.map(|r| r.seq);
+        let claimed = line
+            .get("entry_hash")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let body_map = body_value(line);
+        let recomputed = match canonical(&Value::Object(body_map.clone())) {
+            Ok(c) => sha256_hex(c.as_bytes()),
+            Err(e) => return self.fail(row_seq, ProblemCode::EntryHash, e),
+        };
+        let body: EntryBody = match serde_json::from_value(Value::Object(body_map)) {
+            Ok(b) => b,
+            Err(e) => {
+                return self.fail(
+                    row_seq.or(Some(self.next_seq)),
+                    ProblemCode::EntryHash,
+                    format!("malformed entry body: {e}"),
+                )
+            }
+        };
+        let seq = body.seq;
+        if body.guild_id != self.guild {
+            return self.fail(
+                Some(seq),
+                ProblemCode::EntryHash,
+                format!("entry belongs to guild {}", body.guild_id),
+            );
+        }
+        if seq != self.next_seq {
+            return self.fail(
+                Some(seq),
+                ProblemCode::SeqGap,
+                format!("expected seq {}, found {seq}", self.next_seq),
+            );
+        }
+        if body.prev_hash != self.prev_hash {
+            return self.fail(
+                Some(seq),
+                ProblemCode::PrevHash,
+                "prev_hash is not the previous entry's hash",
+            );
+        }
+        if recomputed != claimed {
+            return self.fail(
+                Some(seq),
+                ProblemCode::EntryHash,
+                "recomputed hash differs from entry_hash",
+            );
+        }
+        if let Some(row) = row {
+            let agrees = row.seq == seq
+                && row.actor_id == body.actor.id
+                && row.occurred_at == body.occurred_at.to_string()
+                && row.operation == body.operation.as_str()
+                && row.entry_hash == claimed;
+            if !agrees {
+                return self.fail(
+                    Some(seq),
+                    ProblemCode::EntryHash,
+                    "the stored row's columns disagree with its hashed body",
+                );
+            }
+        }
+        match (&snapshot, &body.snapshot_sha256) {
+            (SnapshotEvidence::Unknown, _) => {}
+            (SnapshotEvidence::Sha256(stored), Some(claimed_sha)) if stored == claimed_sha => {}
+            (SnapshotEvidence::Missing, None)
+                if matches!(body.operation, Operation::Delete | Operation::Purge) => {}
+            (_, None) if matches!(body.operation, Operation::Delete | Operation::Purge) => {}
+            (SnapshotEvidence::Missing, _) => {
+                return self.fail(
+                    Some(seq),
+                    ProblemCode::Snapshot,
+                    format!("no stored snapshot for version {}", body.config_version),
+                )
+            }
+            _ => {
+                return self.fail(
+                    Some(seq),
+                    ProblemCode::Snapshot,
+                    format!(
+                        "stored snapshot of version {} does not match snapshot_sha256",
+                        body.config_version
+                    ),
+                )
+            }
+        }
+        self.next_seq = seq + 1;
+        self.prev_hash = claimed.clone();
+        self.last = Some((body, claimed));
+    }
+
+    /// Ends the guild: checks the head (when given) against the last entry and
+    /// returns the number of entries checked, or the first failure.
+    ///
+    /// # Errors
+    /// The first [`Problem`] found in this guild's chain.
+    pub fn finish(mut self, head: Option<&HeadFacts>, head_expected: bool) -> Result<u64, Problem> {
+        if self.problem.is_none() && head_expected {
+            self.check_head(head);
+        }
+        match self.problem {
+            Some(p) => Err(p),
+            None => Ok(self.checked),
+        }
+    }
+
+    fn check_head(&mut self, head: Option<&HeadFacts>) {
+        let last = self.last.take();
+        match (head, last) {
+            (None, None) => {}
+            (None, Some((body, _))) => self.fail(
+                Some(body.seq),
+                ProblemCode::Head,
+                "entries exist but the guild has no head",
+            ),
+            (Some(h), None) => self.fail(
+                None,
+                ProblemCode::Head,
+                format!("head says seq {} but the guild has no entries", h.seq),
+            ),
+            (Some(h), Some((body, hash))) => {
+                let doc_ok = match body.operation {
+                    Operation::Delete => h.document_sha256.is_none(),
+                    _ => h.document_sha256.is_some() && h.document_sha256 == body.snapshot_sha256,
+                };
+                if h.seq != body.seq || h.last_hash != hash {
+                    self.fail(
+                        Some(body.seq),
+                        ProblemCode::Head,
+                        format!(
+                            "head says seq {} but the last entry is seq {}",
+                            h.seq, body.seq
+                        ),
+                    );
+                } else if h.version != body.config_version {
+                    self.fail(
+                        Some(body.seq),
+                        ProblemCode::Head,
+                        format!(
+                            "head says version {} but the last entry made version {}",
+                            h.version, body.config_version
+                        ),
+                    );
+                } else if !doc_ok {
+                    self.fail(
+                        Some(body.seq),
+                        ProblemCode::Head,
+                        "the current document does not match the last entry's snapshot",
+                    );
+                }
+            }
+        }
+    }
+}

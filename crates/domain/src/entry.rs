@@ -1,0 +1,190 @@
+//! The audit entry and its public, hash-chained JSON form.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::actor::Actor;
+use crate::diff::Change;
+use crate::ids::GuildId;
+use crate::json::{canonical, sha256_hex};
+use crate::time::Timestamp;
+
+/// The format version written into every entry (`"v": 1`).
+pub const ENTRY_FORMAT_VERSION: u32 = 1;
+
+/// The `prev_hash` of a guild's first entry: 64 zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What an entry did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// The guild's config was created.
+    Create,
+    /// Some fields changed.
+    Update,
+    /// An earlier version became current again.
+    Revert,
+    /// The config was deleted; history stays.
+    Delete,
+    /// Old history was removed by retention.
+    Purge,
+}
+
+impl Operation {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Revert => "revert",
+            Operation::Delete => "delete",
+            Operation::Purge => "purge",
+        }
+    }
+
+    /// Parses an operation name.
+    ///
+    /// # Errors
+    /// Returns a sentence listing the names when `text` is none of them.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "create" => Ok(Operation::Create),
+            "update" => Ok(Operation::Update),
+            "revert" => Ok(Operation::Revert),
+            "delete" => Ok(Operation::Delete),
+            "purge" => Ok(Operation::Purge),
+            _ => Err("must be one of create, update, revert, delete, purge".into()),
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The hashed part of an audit entry: exactly these 15 keys, nulls written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryBody {
+    /// Format version, always 1.
+    pub v: u32,
+    /// The guild.
+    pub guild_id: GuildId,
+    /// Position in the guild's chain, from 1 without gaps.
+    pub seq: u64,
+    /// The guild's config version after this entry.
+    pub config_version: u64,
+    /// What happened.
+    pub operation: Operation,
+    /// When, strictly increasing within a guild.
+    pub occurred_at: Timestamp,
+    /// Who.
+    pub actor: Actor,
+    /// The redacted changes.
+    pub changes: Vec<Change>,
+    /// One human-readable line.
+    pub summary: String,
+    /// Hex SHA-256 of the canonical stored document after this entry; null
+    /// after a delete.
+    pub snapshot_sha256: Option<String>,
+    /// Why, as the actor said.
+    pub reason: Option<String>,
+    /// The caller's idempotency key.
+    pub request_id: Option<String>,
+    /// Sanitised request metadata.
+    pub context: Map<String, Value>,
+    /// Facts of the operation (`{"to_version": N}` for a revert).
+    pub detail: Map<String, Value>,
+    /// The previous entry's hash, or [`GENESIS_HASH`].
+    pub prev_hash: String,
+}
+
+impl EntryBody {
+    /// The canonical (RFC 8785) form of the body: the bytes that are hashed.
+    ///
+    /// # Errors
+    /// Returns a sentence when a value cannot be canonicalised (which the
+    /// validation of every input prevents).
+    pub fn canonical(&self) -> Result<String, String> {
+        canonical(self)
+    }
+
+    /// Hashes the body, giving the chained entry.
+    ///
+    /// # Errors
+    /// As [`EntryBody::canonical`].
+    pub fn seal(self) -> Result<Entry, String> {
+        let entry_hash = sha256_hex(self.canonical()?.as_bytes());
+        Ok(Entry {
+            body: self,
+            entry_hash,
+        })
+    }
+}
+
+/// A chained audit entry: the body and its hash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The hashed body.
+    pub body: EntryBody,
+    /// Lowercase hex SHA-256 of the canonical body.
+    pub entry_hash: String,
+}
+
+impl Entry {
+    /// The entry as one JSON object: the body's keys plus `entry_hash`.
+    ///
+    /// # Errors
+    /// Returns a sentence if the body does not serialise (it always does).
+    pub fn to_json(&self) -> Result<Value, String> {
+        let mut value = serde_json::to_value(&self.body).map_err(|e| e.to_string())?;
+        if let Value::Object(map) = &mut value {
+            map.insert("entry_hash".into(), Value::String(self.entry_hash.clone()));
+        }
+        Ok(value)
+    }
+
+    /// The export line: the canonical form of body plus `entry_hash`, without
+    /// the trailing newline.
+    ///
+    /// # Errors
+    /// As [`Entry::to_json`].
+    pub fn export_line(&self) -> Result<String, String> {
+        canonical(&self.to_json()?)
+    }
+
+    /// Reads an entry from its JSON object (body keys plus `entry_hash`).
+    /// Other keys outside the body (such as `snapshot`) are ignored. The hash
+    /// is not checked here; that is [`crate::ChainVerifier`]'s job.
+    ///
+    /// # Errors
+    /// Returns a sentence naming what is missing or malformed.
+    pub fn from_json(value: &Value) -> Result<Self, String> {
+        let Value::Object(map) = value else {
+            return Err("an entry must be a JSON object".into());
+        };
+        let entry_hash = map
+            .get("entry_hash")
+            .and_then(Value::as_str)
+            .ok_or("entry_hash is missing or not a string")?
+            .to_owned();
+        let body = body_value(map);
+        let body: EntryBody = serde_json::from_value(Value::Object(body))
+            .map_err(|e| format!("malformed entry body: {e}"))?;
+        Ok(Self { body, entry_hash })
+    }
+}
+
+/// The body keys of a line: everything but `entry_hash` and the keys an
+/// issue adds outside the body (`snapshot`).
+pub fn body_value(line: &Map<String, Value>) -> Map<String, Value> {
+    line.iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "entry_hash" | "snapshot"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}

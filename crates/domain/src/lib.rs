@@ -1,0 +1,42 @@
+//! The pure core of guildconf.
+//!
+//! Everything here is deterministic and free of I/O: no clock reads, no
+//! randomness, no database. The application layer feeds this crate the head it
+//! read and the caller's input, and gets back a fully computed change set —
+//! normalised document, diff, redacted changes, summary and chained audit entry.
+//!
+//! API boundary: the types re-exported here are what bot authors and the
+//! storage adapters depend on. The JSON forms of [`EntryBody`] and [`Change`]
+//! are a public, third-party-verified format (see `docs/FORMAT.md`).
+
+#![warn(missing_docs)]
+
+mod actor;
+mod chain;
+mod context;
+mod diff;
+mod entry;
+mod guild_config;
+mod ids;
+pub mod json;
+mod redact;
+mod schema;
+mod summary;
+mod time;
+
+pub use actor::{Actor, ActorKind};
+pub use chain::{ChainVerifier, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence};
+pub use context::RequestContext;
+pub use diff::{apply_changes, diff, Change};
+pub use entry::{body_value, Entry, EntryBody, Operation, ENTRY_FORMAT_VERSION, GENESIS_HASH};
+pub use guild_config::{
+    Announcements, GuildConfig, GuildConfigSchema, Onboarding, Verification, VerificationMode,
+    YearlyReset,
+};
+pub use ids::{GuildId, Snowflake};
+pub use redact::{
+    redact_changes, redact_document, restore_kept_secrets, Secret, SecretPaths, REDACTED,
+};
+pub use schema::{ConfigSchema, Violation, Violations};
+pub use summary::summarise;
+pub use time::Timestamp;

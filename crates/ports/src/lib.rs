@@ -1,0 +1,285 @@
+//! The traits guildconf's application layer needs from the outside world:
+//! a store (one write call that takes a whole change set, plus reads and
+//! queries) and a clock.
+//!
+//! API boundary: storage adapters implement [`ConfigStore`]; the app only ever
+//! talks to `Arc<dyn ConfigStore>` and `Arc<dyn Clock>`.
+
+#![warn(missing_docs)]
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use guildconf_domain::{Actor, Entry, GuildId, Operation, Timestamp};
+use serde_json::Value;
+
+/// Errors a store reports. Messages never echo row data (a secret must not
+/// leak through an error message).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The guild's head moved since the change set was computed, or a unique
+    /// key (such as a request id) is taken. Nothing was written; the caller
+    /// may recompute from the new head and try again.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached or the operation failed. Nothing was
+    /// written.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The stored data is not what guildconf writes (hand-edited or corrupt).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A store result.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A guild's head: where its chain and config stand now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Head {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// Current config version (unchanged by delete).
+    pub version: u64,
+    /// Seq of the last entry.
+    pub seq: u64,
+    /// Hash of the last entry.
+    pub last_hash: String,
+    /// When the last entry occurred.
+    pub updated_at: Timestamp,
+    /// Who made the last entry.
+    pub actor: Actor,
+    /// The current normalised document; `None` after a delete.
+    pub document: Option<Value>,
+}
+
+/// A version's stored document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// The config version.
+    pub version: u64,
+    /// The normalised document, secrets included.
+    pub document: Value,
+    /// Hex SHA-256 of the canonical document.
+    pub sha256: String,
+}
+
+/// The outcome of a request, kept so a retry with the same request id gets
+/// the original answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord {
+    /// The caller's request id, unique per guild.
+    pub request_id: String,
+    /// Hex SHA-256 over operation, normalised input and actor.
+    pub fingerprint: String,
+    /// The result object returned the first time.
+    pub result: Value,
+}
+
+/// Everything one write changes, computed by the app from the head it read.
+/// The adapter writes it in one transaction, or not at all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeSet {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// Seq of the head this was computed from; `None` when the guild had no
+    /// head at all. A store whose head differs answers [`StoreError::Conflict`].
+    pub expected_seq: Option<u64>,
+    /// The new head.
+    pub head: Head,
+    /// The new version's snapshot; `None` for a delete.
+    pub snapshot: Option<Snapshot>,
+    /// The chained audit entry.
+    pub entry: Entry,
+    /// The idempotency record, when the caller gave a request id.
+    pub request: Option<RequestRecord>,
+}
+
+/// One row of `list`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuildSummary {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// Current config version.
+    pub version: u64,
+    /// Whether the config is deleted.
+    pub deleted: bool,
+    /// When the last entry occurred.
+    pub updated_at: Timestamp,
+    /// Who made the last entry.
+    pub actor: Actor,
+}
+
+/// A keyset position in history, newest first: entries strictly older than
+/// this one come next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPosition {
+    /// `occurred_at` of the last entry seen.
+    pub occurred_at: Timestamp,
+    /// Its guild.
+    pub guild_id: GuildId,
+    /// Its seq.
+    pub seq: u64,
+}
+
+/// A history query, newest first. Filters combine (AND). Without a guild,
+/// an actor is required (the cross-guild trail of one actor).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct HistoryQuery {
+    /// Only this guild.
+    pub guild_id: Option<GuildId>,
+    /// Only this actor id.
+    pub actor_id: Option<String>,
+    /// Only this operation.
+    pub operation: Option<Operation>,
+    /// Only entries at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+    /// Continue after this position.
+    pub after: Option<HistoryPosition>,
+    /// At most this many entries.
+    pub limit: u32,
+}
+
+/// One stored entry as export and verify read it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEntry {
+    /// The guild (row column).
+    pub guild_id: GuildId,
+    /// The seq (row column).
+    pub seq: u64,
+    /// The actor id (row column).
+    pub actor_id: String,
+    /// The time (row column, stored text).
+    pub occurred_at: String,
+    /// The operation (row column).
+    pub operation: String,
+    /// The stored canonical body text, exactly as hashed.
+    pub body: String,
+    /// The stored entry hash.
+    pub entry_hash: String,
+    /// The config version the body names (row column).
+    pub config_version: u64,
+    /// The stored snapshot text of `config_version`, when asked for and
+    /// present (never for delete entries).
+    pub snapshot: Option<String>,
+}
+
+/// The head as stored, for verification: the document as stored text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredHead {
+    /// Last seq.
+    pub seq: u64,
+    /// Current version.
+    pub version: u64,
+    /// Last entry hash.
+    pub last_hash: String,
+    /// The stored current document, `None` when deleted.
+    pub document: Option<String>,
+}
+
+/// A config store. Every method is keyed by guild first, except the few
+/// cross-guild reads (`list_guilds`, history by actor, `guild_ids`).
+///
+/// Implementations must make [`ConfigStore::commit`] atomic: the snapshot,
+/// entry, request record and head move land together or not at all, and the
+/// head check happens inside the transaction before commit.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ConfigStore: Send + Sync + fmt::Debug {
+    /// The guild's head, `None` when never configured.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn head(&self, guild: GuildId) -> StoreResult<Option<Head>>;
+
+    /// Writes a change set in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the head is not at
+    /// `change.expected_seq` (or a unique key is taken): nothing written.
+    /// [`StoreError::Storage`] for any other failure: nothing written.
+    async fn commit(&self, change: ChangeSet) -> StoreResult<()>;
+
+    /// The recorded outcome of a request id, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn request(&self, guild: GuildId, request_id: &str)
+        -> StoreResult<Option<RequestRecord>>;
+
+    /// A version's snapshot.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn snapshot(&self, guild: GuildId, version: u64) -> StoreResult<Option<Snapshot>>;
+
+    /// The last entry at or before `at`: its config version and operation.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn entry_at(
+        &self,
+        guild: GuildId,
+        at: Timestamp,
+    ) -> StoreResult<Option<(u64, Operation)>>;
+
+    /// Every guild with a head, ascending by id.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn list_guilds(&self) -> StoreResult<Vec<GuildSummary>>;
+
+    /// One page of history, newest first, filtered.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails;
+    /// [`StoreError::Corrupt`] when a stored body does not parse.
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>>;
+
+    /// Guild ids that have a head or entries, ascending, after `after`.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>>;
+
+    /// A batch of one guild's entries in seq order, with seq greater than
+    /// `after_seq` and, when given, `occurred_at` at or after `since`.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn entries(
+        &self,
+        guild: GuildId,
+        after_seq: u64,
+        since: Option<Timestamp>,
+        limit: u32,
+        with_snapshots: bool,
+    ) -> StoreResult<Vec<StoredEntry>>;
+
+    /// The head as stored, for verification.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>>;
+}
+
+/// The source of `occurred_at`. Tests inject a fixed clock so exports are
+/// comparable across backends.
+#[cfg_attr(feature = "mock", mockall::automock)]
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current UTC time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
