@@ -1,1 +1,147 @@
-//! placeholder
+//! PostgreSQL storage for guildconf: [`PgStore`] implements
+//! [`guildconf_ports::ConfigStore`] with sqlx.
+//!
+//! Many bot shards may share one database. Each write is one transaction that
+//! moves the guild's head with a conditional `UPDATE … WHERE seq = $expected`
+//! (or an `INSERT … ON CONFLICT DO NOTHING` for a guild's first write), so
+//! concurrent writers on one guild are serialised by the head row lock and the
+//! loser gets [`guildconf_ports::StoreError::Conflict`] with nothing written.
+//!
+//! The schema ships inside the crate (`migrations/`) and is applied on
+//! connect. Audit entries, snapshots and request records are append-only:
+//! triggers refuse `UPDATE`, `DELETE` and `TRUNCATE`, also under
+//! `session_replication_role = replica`.
+//!
+//! Queries are checked at run time, so building never needs a database.
+
+#![warn(missing_docs)]
+
+mod error;
+mod store;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use guildconf_ports::{StoreError, StoreResult};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::error::{map_migrate, map_sqlx};
+
+/// Connections a [`PgStore`] keeps at most.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// How long an operation waits for a pooled connection before reporting the
+/// database unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The embedded migrations (`crates/adapters-postgres/migrations`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A guildconf store in a PostgreSQL database: a pool of up to eight
+/// connections; an operation that waits over ten seconds for a connection
+/// fails with "database unreachable". Cheap to clone: clones share the pool.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/database`), applies any
+    /// pending migrations, and returns the store. Tables live in the first
+    /// schema of the connection's default `search_path` (usually `public`).
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the URL is invalid (the URL is not
+    /// echoed), the database is unreachable, or a migration fails.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = parse_url(url)?;
+        // One direct connection first: an unreachable server fails at once
+        // instead of after the pool's acquire timeout.
+        let conn = options.connect().await.map_err(map_sqlx)?;
+        conn.close().await.map_err(map_sqlx)?;
+        Self::open(options).await
+    }
+
+    /// Like [`PgStore::connect`], but keeps every table in `schema`: the
+    /// schema is created if missing, every pooled connection gets
+    /// `search_path` set to it, and the migrations run inside it. Lets several
+    /// independent stores (such as parallel tests) share one database.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when `schema` is not a plain lowercase name
+    /// (`[a-z_][a-z0-9_]{0,62}`), or as [`PgStore::connect`].
+    pub async fn connect_in_schema(url: &str, schema: &str) -> StoreResult<Self> {
+        validate_schema_name(schema)?;
+        let options = parse_url(url)?;
+        let mut conn = options.connect().await.map_err(map_sqlx)?;
+        // The name is validated above, so quoting it is enough.
+        let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&mut conn)
+            .await
+            .map_err(map_sqlx);
+        // Two stores creating the same schema at once may race on the
+        // catalog; the loser's schema exists all the same.
+        match created {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        conn.close().await.map_err(map_sqlx)?;
+        Self::open(options.options([("search_path", schema)])).await
+    }
+
+    /// The underlying connection pool (for tests and maintenance).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn open(options: PgConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(map_sqlx)?;
+        MIGRATOR.run(&pool).await.map_err(map_migrate)?;
+        tracing::debug!("guildconf PostgreSQL schema is up to date");
+        Ok(Self { pool })
+    }
+}
+
+fn parse_url(url: &str) -> StoreResult<PgConnectOptions> {
+    // The URL may hold a password: never echo it.
+    PgConnectOptions::from_str(url)
+        .map_err(|_| StoreError::Storage("invalid PostgreSQL URL".into()))
+}
+
+/// Accepts `[a-z_][a-z0-9_]{0,62}`.
+fn validate_schema_name(schema: &str) -> StoreResult<()> {
+    let bytes = schema.as_bytes();
+    let valid = matches!(bytes.first(), Some(b'a'..=b'z' | b'_'))
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Storage(
+            "invalid schema name: must match [a-z_][a-z0-9_]{0,62}".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_schema_name;
+
+    #[test]
+    fn schema_names() {
+        for ok in ["a", "_", "guildconf_test_1", &"a".repeat(63)] {
+            assert!(validate_schema_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1a", "A", "a-b", "a b", "a\"b", &"a".repeat(64), "é"] {
+            assert!(validate_schema_name(bad).is_err(), "{bad}");
+        }
+    }
+}

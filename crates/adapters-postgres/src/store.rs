@@ -1,0 +1,498 @@
+//! The [`ConfigStore`] implementation.
+
+use async_trait::async_trait;
+use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
+use guildconf_ports::{
+    ChangeSet, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError,
+    StoreResult, StoredEntry, StoredHead,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use crate::error::map_sqlx;
+use crate::PgStore;
+
+/// Stored integer → `u64`; a negative value is corrupt data.
+fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("stored {what} is negative")))
+}
+
+/// `u64` → `BIGINT`; values beyond `i64::MAX` cannot be stored.
+fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Storage(format!("{what} is out of range")))
+}
+
+fn guild_from_db(value: i64) -> StoreResult<GuildId> {
+    GuildId::from_i64(value).map_err(|_| StoreError::Corrupt("stored guild id is invalid".into()))
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(column).map_err(map_sqlx)
+}
+
+fn timestamp(text: &str, what: &str) -> StoreResult<Timestamp> {
+    Timestamp::parse_stored(text)
+        .map_err(|_| StoreError::Corrupt(format!("stored {what} is not a stored timestamp")))
+}
+
+fn operation(text: &str) -> StoreResult<Operation> {
+    Operation::parse(text).map_err(|_| StoreError::Corrupt("stored operation is unknown".into()))
+}
+
+/// The actor columns (`actor_id`, `actor_kind`, `actor_label`) of a head row.
+fn actor(row: &PgRow) -> StoreResult<Actor> {
+    let kind: String = get(row, "actor_kind")?;
+    Ok(Actor {
+        id: get(row, "actor_id")?,
+        kind: ActorKind::parse(&kind)
+            .map_err(|_| StoreError::Corrupt("stored actor kind is unknown".into()))?,
+        label: get(row, "actor_label")?,
+    })
+}
+
+/// Checks the parts of a change set agree on guild and position, so a buggy
+/// caller cannot write a head that disagrees with its entry.
+fn check_consistent(change: &ChangeSet) -> StoreResult<()> {
+    let body = &change.entry.body;
+    let problem = if change.head.guild_id != change.guild_id || body.guild_id != change.guild_id {
+        Some("guild ids differ")
+    } else if change.head.seq != body.seq {
+        Some("head seq differs from the entry's seq")
+    } else if change.head.last_hash != change.entry.entry_hash {
+        Some("head hash differs from the entry's hash")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(StoreError::Storage(format!("inconsistent change set: {p}"))),
+        None => Ok(()),
+    }
+}
+
+impl PgStore {
+    /// Moves the head inside `tx`; `Conflict` when it is not where the change
+    /// set expects it.
+    async fn move_head(
+        tx: &mut sqlx::PgConnection,
+        change: &ChangeSet,
+        guild: i64,
+    ) -> StoreResult<()> {
+        let head = &change.head;
+        let version = to_i64(head.version, "version")?;
+        let seq = to_i64(head.seq, "seq")?;
+        let updated_at = head.updated_at.to_string();
+        let result = match change.expected_seq {
+            Some(expected) => {
+                let expected = to_i64(expected, "expected seq")?;
+                sqlx::query(
+                    "UPDATE guild_heads SET version = $3, seq = $4, last_hash = $5, \
+                     updated_at = $6, actor_id = $7, actor_kind = $8, actor_label = $9, \
+                     document = $10 \
+                     WHERE guild_id = $1 AND seq = $2",
+                )
+                .bind(guild)
+                .bind(expected)
+                .bind(version)
+                .bind(seq)
+                .bind(&head.last_hash)
+                .bind(&updated_at)
+                .bind(&head.actor.id)
+                .bind(head.actor.kind.as_str())
+                .bind(&head.actor.label)
+                .bind(&head.document)
+                .execute(&mut *tx)
+                .await
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, \
+                     actor_id, actor_kind, actor_label, document) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (guild_id) DO NOTHING",
+                )
+                .bind(guild)
+                .bind(version)
+                .bind(seq)
+                .bind(&head.last_hash)
+                .bind(&updated_at)
+                .bind(&head.actor.id)
+                .bind(head.actor.kind.as_str())
+                .bind(&head.actor.label)
+                .bind(&head.document)
+                .execute(&mut *tx)
+                .await
+            }
+        }
+        .map_err(map_sqlx)?;
+        if result.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "the head of guild {} moved since the change was computed",
+                change.guild_id
+            )))
+        }
+    }
+
+    /// Inserts the snapshot, the entry and the request record inside `tx`.
+    async fn insert_rows(
+        tx: &mut sqlx::PgConnection,
+        change: &ChangeSet,
+        guild: i64,
+    ) -> StoreResult<()> {
+        if let Some(snapshot) = &change.snapshot {
+            sqlx::query(
+                "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(guild)
+            .bind(to_i64(snapshot.version, "version")?)
+            .bind(&snapshot.document)
+            .bind(&snapshot.sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        }
+
+        let body = &change.entry.body;
+        let text = body
+            .canonical()
+            .map_err(|_| StoreError::Storage("cannot canonicalise the entry body".into()))?;
+        sqlx::query(
+            "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
+             actor_id, request_id, body, entry_hash, prev_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(guild)
+        .bind(to_i64(body.seq, "seq")?)
+        .bind(to_i64(body.config_version, "config version")?)
+        .bind(body.operation.as_str())
+        .bind(body.occurred_at.to_string())
+        .bind(&body.actor.id)
+        .bind(&body.request_id)
+        .bind(&text)
+        .bind(&change.entry.entry_hash)
+        .bind(&body.prev_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+
+        if let Some(request) = &change.request {
+            let result = guildconf_domain::json::canonical(&request.result)
+                .map_err(|_| StoreError::Storage("cannot serialise the request result".into()))?;
+            sqlx::query(
+                "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(guild)
+            .bind(&request.request_id)
+            .bind(&request.fingerprint)
+            .bind(&result)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConfigStore for PgStore {
+    async fn head(&self, guild: GuildId) -> StoreResult<Option<Head>> {
+        let row = sqlx::query(
+            "SELECT version, seq, last_hash, updated_at, actor_id, actor_kind, actor_label, \
+             document FROM guild_heads WHERE guild_id = $1",
+        )
+        .bind(guild.as_i64())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let updated_at: String = get(&row, "updated_at")?;
+        Ok(Some(Head {
+            guild_id: guild,
+            version: to_u64(get(&row, "version")?, "version")?,
+            seq: to_u64(get(&row, "seq")?, "seq")?,
+            last_hash: get(&row, "last_hash")?,
+            updated_at: timestamp(&updated_at, "head time")?,
+            actor: actor(&row)?,
+            document: get(&row, "document")?,
+        }))
+    }
+
+    async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
+        check_consistent(&change)?;
+        let guild = change.guild_id.as_i64();
+        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        // The head moves first: its row lock serialises writers on one guild,
+        // and nothing else is written unless it is where we expect it.
+        let written = match Self::move_head(&mut tx, &change, guild).await {
+            Ok(()) => Self::insert_rows(&mut tx, &change, guild).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            // Dropping the transaction would roll back too; doing it here
+            // returns the connection clean. A failed rollback changes nothing
+            // for the caller: nothing was committed.
+            if tx.rollback().await.is_err() {
+                tracing::warn!("rollback after a failed commit did not complete");
+            }
+            return Err(e);
+        }
+        tx.commit().await.map_err(map_sqlx)
+    }
+
+    async fn request(
+        &self,
+        guild: GuildId,
+        request_id: &str,
+    ) -> StoreResult<Option<RequestRecord>> {
+        let row = sqlx::query(
+            "SELECT fingerprint, result FROM audit_requests \
+             WHERE guild_id = $1 AND request_id = $2",
+        )
+        .bind(guild.as_i64())
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let result: String = get(&row, "result")?;
+        Ok(Some(RequestRecord {
+            request_id: request_id.to_owned(),
+            fingerprint: get(&row, "fingerprint")?,
+            result: serde_json::from_str(&result)
+                .map_err(|_| StoreError::Corrupt("stored request result is not JSON".into()))?,
+        }))
+    }
+
+    async fn snapshot(&self, guild: GuildId, version: u64) -> StoreResult<Option<Snapshot>> {
+        let Ok(stored_version) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT document, sha256 FROM guild_snapshots WHERE guild_id = $1 AND version = $2",
+        )
+        .bind(guild.as_i64())
+        .bind(stored_version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        row.map(|row| {
+            Ok(Snapshot {
+                version,
+                document: get(&row, "document")?,
+                sha256: get(&row, "sha256")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn entry_at(
+        &self,
+        guild: GuildId,
+        at: Timestamp,
+    ) -> StoreResult<Option<(u64, Operation)>> {
+        let row = sqlx::query(
+            "SELECT config_version, operation FROM audit_entries \
+             WHERE guild_id = $1 AND occurred_at <= $2 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(guild.as_i64())
+        .bind(at.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        row.map(|row| {
+            let op: String = get(&row, "operation")?;
+            Ok((
+                to_u64(get(&row, "config_version")?, "config version")?,
+                operation(&op)?,
+            ))
+        })
+        .transpose()
+    }
+
+    async fn list_guilds(&self) -> StoreResult<Vec<GuildSummary>> {
+        let rows = sqlx::query(
+            "SELECT guild_id, version, document IS NULL AS deleted, updated_at, \
+             actor_id, actor_kind, actor_label FROM guild_heads ORDER BY guild_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                let updated_at: String = get(row, "updated_at")?;
+                Ok(GuildSummary {
+                    guild_id: guild_from_db(get(row, "guild_id")?)?,
+                    version: to_u64(get(row, "version")?, "version")?,
+                    deleted: get(row, "deleted")?,
+                    updated_at: timestamp(&updated_at, "head time")?,
+                    actor: actor(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
+        // `WHERE TRUE` so every filter is an `AND`; the port asks for an actor
+        // when there is no guild, but a scan without either is still answered
+        // (newest first across guilds), as the SQLite adapter does.
+        let mut sql: QueryBuilder<'_, Postgres> =
+            QueryBuilder::new("SELECT body, entry_hash FROM audit_entries WHERE TRUE");
+        if let Some(guild) = query.guild_id {
+            sql.push(" AND guild_id = ").push_bind(guild.as_i64());
+        }
+        if let Some(actor_id) = &query.actor_id {
+            sql.push(" AND actor_id = ").push_bind(actor_id.clone());
+        }
+        match (query.guild_id, &query.after) {
+            (Some(_), Some(after)) => {
+                // Within one guild seq orders entries as time does. Beyond
+                // i64::MAX every stored seq is smaller: no filter.
+                if let Ok(seq) = i64::try_from(after.seq) {
+                    sql.push(" AND seq < ").push_bind(seq);
+                }
+            }
+            (None, Some(after)) => {
+                let seq = i64::try_from(after.seq).unwrap_or(i64::MAX);
+                sql.push(" AND (occurred_at, guild_id, seq) < (")
+                    .push_bind(after.occurred_at.to_string())
+                    .push(", ")
+                    .push_bind(after.guild_id.as_i64())
+                    .push(", ")
+                    .push_bind(seq)
+                    .push(")");
+            }
+            (_, None) => {}
+        }
+        if let Some(op) = query.operation {
+            sql.push(" AND operation = ").push_bind(op.as_str());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND occurred_at >= ")
+                .push_bind(since.to_string());
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND occurred_at < ").push_bind(until.to_string());
+        }
+        if query.guild_id.is_some() {
+            sql.push(" ORDER BY seq DESC");
+        } else {
+            sql.push(" ORDER BY occurred_at DESC, guild_id DESC, seq DESC");
+        }
+        sql.push(" LIMIT ").push_bind(i64::from(query.limit));
+
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                let body: String = get(row, "body")?;
+                let body: EntryBody = serde_json::from_str(&body).map_err(|_| {
+                    StoreError::Corrupt("a stored audit entry body does not parse".into())
+                })?;
+                Ok(Entry {
+                    body,
+                    entry_hash: get(row, "entry_hash")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>> {
+        let after = after.map_or(0, GuildId::as_i64);
+        let rows = sqlx::query(
+            "SELECT guild_id FROM guild_heads WHERE guild_id > $1 \
+             UNION \
+             SELECT DISTINCT guild_id FROM audit_entries WHERE guild_id > $1 \
+             ORDER BY guild_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| guild_from_db(get(row, "guild_id")?))
+            .collect()
+    }
+
+    async fn entries(
+        &self,
+        guild: GuildId,
+        after_seq: u64,
+        since: Option<Timestamp>,
+        limit: u32,
+        with_snapshots: bool,
+    ) -> StoreResult<Vec<StoredEntry>> {
+        // Beyond i64::MAX no stored seq is greater.
+        let after_seq = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        let mut sql: QueryBuilder<'_, Postgres> = QueryBuilder::new(
+            "SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, \
+             e.entry_hash, e.config_version, ",
+        );
+        if with_snapshots {
+            sql.push(
+                "s.document::text AS snapshot FROM audit_entries e \
+                 LEFT JOIN guild_snapshots s ON s.guild_id = e.guild_id \
+                 AND s.version = e.config_version \
+                 AND e.operation NOT IN ('delete', 'purge')",
+            );
+        } else {
+            sql.push("NULL::text AS snapshot FROM audit_entries e");
+        }
+        sql.push(" WHERE e.guild_id = ")
+            .push_bind(guild.as_i64())
+            .push(" AND e.seq > ")
+            .push_bind(after_seq);
+        if let Some(since) = since {
+            sql.push(" AND e.occurred_at >= ")
+                .push_bind(since.to_string());
+        }
+        sql.push(" ORDER BY e.seq LIMIT ")
+            .push_bind(i64::from(limit));
+
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEntry {
+                    guild_id: guild_from_db(get(row, "guild_id")?)?,
+                    seq: to_u64(get(row, "seq")?, "seq")?,
+                    actor_id: get(row, "actor_id")?,
+                    occurred_at: get(row, "occurred_at")?,
+                    operation: get(row, "operation")?,
+                    body: get(row, "body")?,
+                    entry_hash: get(row, "entry_hash")?,
+                    config_version: to_u64(get(row, "config_version")?, "config version")?,
+                    snapshot: get(row, "snapshot")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
+        let row = sqlx::query(
+            "SELECT seq, version, last_hash, document::text AS document \
+             FROM guild_heads WHERE guild_id = $1",
+        )
+        .bind(guild.as_i64())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        row.map(|row| {
+            Ok(StoredHead {
+                seq: to_u64(get(&row, "seq")?, "seq")?,
+                version: to_u64(get(&row, "version")?, "version")?,
+                last_hash: get(&row, "last_hash")?,
+                document: get(&row, "document")?,
+            })
+        })
+        .transpose()
+    }
+}

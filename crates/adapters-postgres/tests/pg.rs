@@ -1,0 +1,810 @@
+//! PgStore against a real PostgreSQL server.
+//!
+//! URL: `GUILDCONF_TEST_PG_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`. Each test works in its own
+//! schema. A missing server fails the tests; it never skips them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use guildconf_domain::json::canonical_sha256;
+use guildconf_domain::{
+    diff, redact_changes, summarise, Actor, ActorKind, ConfigSchema, EntryBody, GuildConfigSchema,
+    GuildId, Operation, Timestamp, ENTRY_FORMAT_VERSION, GENESIS_HASH,
+};
+use guildconf_ports::{
+    ChangeSet, ConfigStore, Head, HistoryPosition, HistoryQuery, RequestRecord, Snapshot,
+    StoreError,
+};
+use guildconf_postgres::PgStore;
+use serde_json::{json, Map, Value};
+use sqlx::{Connection, PgConnection};
+
+const SECRET: &str = "https://hooks.example.com/TOPSECRET-abc123";
+
+fn url() -> String {
+    std::env::var("GUILDCONF_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn unique_schema(name: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "gct_{name}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A store in a fresh schema. Panics (fails the test) without a server.
+async fn store(name: &str) -> (PgStore, String) {
+    let schema = unique_schema(name);
+    let store = PgStore::connect_in_schema(&url(), &schema)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {} is required: {e}", url()));
+    (store, schema)
+}
+
+/// A plain connection working in `schema`.
+async fn plain(schema: &str) -> PgConnection {
+    let mut conn = PgConnection::connect(&url()).await.unwrap();
+    sqlx::query(&format!("SET search_path = {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+async fn drop_schema(store: PgStore, schema: &str) {
+    store.pool().close().await;
+    let mut conn = PgConnection::connect(&url()).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn count(conn: &mut PgConnection, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+fn guild(n: u64) -> GuildId {
+    GuildId::from_u64(n).unwrap()
+}
+
+fn alice() -> Actor {
+    Actor::new("80351110224678912", ActorKind::Human, Some("alice")).unwrap()
+}
+
+fn ts(text: &str) -> Timestamp {
+    Timestamp::parse_stored(text).unwrap()
+}
+
+fn doc_with(flag: &str) -> Value {
+    let mut doc = GuildConfigSchema.defaults();
+    doc["features"][flag] = json!(true);
+    doc["announcements"]["webhook_url"] = json!(SECRET);
+    doc
+}
+
+/// The change set that moves `prev` to `document` (`None` = delete), as the
+/// app computes it with the domain crate.
+fn change_set(
+    guild: GuildId,
+    prev: Option<&Head>,
+    document: Option<Value>,
+    actor: &Actor,
+    at: &str,
+    request_id: Option<&str>,
+) -> ChangeSet {
+    let before = prev
+        .and_then(|h| h.document.clone())
+        .unwrap_or_else(|| json!({}));
+    let after = document.clone().unwrap_or_else(|| json!({}));
+    let operation = match (&document, prev.and_then(|h| h.document.as_ref())) {
+        (None, _) => Operation::Delete,
+        (Some(_), None) => Operation::Create,
+        (Some(_), Some(_)) => Operation::Update,
+    };
+    let changes = redact_changes(&diff(&before, &after), &GuildConfigSchema.secret_paths());
+    let prev_version = prev.map_or(0, |h| h.version);
+    let version = if document.is_some() {
+        prev_version + 1
+    } else {
+        prev_version
+    };
+    let seq = prev.map_or(0, |h| h.seq) + 1;
+    let sha = document.as_ref().map(|d| canonical_sha256(d).unwrap());
+    let entry = EntryBody {
+        v: ENTRY_FORMAT_VERSION,
+        guild_id: guild,
+        seq,
+        config_version: version,
+        operation,
+        occurred_at: ts(at),
+        actor: actor.clone(),
+        summary: summarise(actor, operation, &changes, None),
+        changes,
+        snapshot_sha256: sha.clone(),
+        reason: None,
+        request_id: request_id.map(str::to_owned),
+        context: Map::new(),
+        detail: Map::new(),
+        prev_hash: prev.map_or_else(|| GENESIS_HASH.to_owned(), |h| h.last_hash.clone()),
+    }
+    .seal()
+    .unwrap();
+    ChangeSet {
+        guild_id: guild,
+        expected_seq: prev.map(|h| h.seq),
+        head: Head {
+            guild_id: guild,
+            version,
+            seq,
+            last_hash: entry.entry_hash.clone(),
+            updated_at: ts(at),
+            actor: actor.clone(),
+            document: document.clone(),
+        },
+        snapshot: document.zip(sha).map(|(document, sha256)| Snapshot {
+            version,
+            document,
+            sha256,
+        }),
+        entry,
+        request: request_id.map(|r| RequestRecord {
+            request_id: r.to_owned(),
+            fingerprint: "f".repeat(64),
+            result: json!({"version": version, "seq": seq}),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_twice() {
+    let (first, schema) = store("migrate").await;
+    let second = PgStore::connect_in_schema(&url(), &schema).await.unwrap();
+    let third = PgStore::connect_in_schema(&url(), &schema).await.unwrap();
+    let mut conn = plain(&schema).await;
+    for table in [
+        "guild_heads",
+        "guild_snapshots",
+        "audit_entries",
+        "audit_requests",
+    ] {
+        assert_eq!(count(&mut conn, table).await, 0, "{table}");
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    second.pool().close().await;
+    third.pool().close().await;
+    drop_schema(first, &schema).await;
+}
+
+#[tokio::test]
+async fn bad_schema_names_and_unreachable_servers_are_storage_errors() {
+    let err = PgStore::connect_in_schema(&url(), "Bad-Name")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Storage(_)), "{err:?}");
+
+    let err = PgStore::connect("postgres://postgres:hunter2@127.0.0.1:1/postgres")
+        .await
+        .unwrap_err();
+    let StoreError::Storage(message) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(message.contains("database unreachable"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+
+    let err = PgStore::connect("postgres://postgres:hunter2@127.0.0.1:notaport/x")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn commit_then_read_back() {
+    let (store, schema) = store("readback").await;
+    let g = guild(123_456_789_012_345_678);
+    let other = guild(42);
+    let bob = Actor::new("nightly-job", ActorKind::Scheduled, Some("Nightly")).unwrap();
+
+    assert_eq!(store.head(g).await.unwrap(), None);
+
+    let create = change_set(
+        g,
+        None,
+        Some(doc_with("a")),
+        &alice(),
+        "2026-01-01T00:00:01.000000Z",
+        Some("req-1"),
+    );
+    store.commit(create.clone()).await.unwrap();
+    assert_eq!(store.head(g).await.unwrap(), Some(create.head.clone()));
+
+    let update = change_set(
+        g,
+        Some(&create.head),
+        Some(doc_with("b")),
+        &bob,
+        "2026-01-01T00:00:02.000000Z",
+        None,
+    );
+    store.commit(update.clone()).await.unwrap();
+    let delete = change_set(
+        g,
+        Some(&update.head),
+        None,
+        &alice(),
+        "2026-01-01T00:00:03.000000Z",
+        None,
+    );
+    store.commit(delete.clone()).await.unwrap();
+    let other_create = change_set(
+        other,
+        None,
+        Some(doc_with("c")),
+        &alice(),
+        "2026-01-01T00:00:02.500000Z",
+        None,
+    );
+    store.commit(other_create.clone()).await.unwrap();
+
+    // head and stored head
+    let head = store.head(g).await.unwrap().unwrap();
+    assert_eq!(head, delete.head);
+    assert_eq!((head.version, head.seq, head.document), (2, 3, None));
+    let stored = store.stored_head(g).await.unwrap().unwrap();
+    assert_eq!((stored.seq, stored.version, stored.document), (3, 2, None));
+    assert_eq!(stored.last_hash, delete.entry.entry_hash);
+    let stored = store.stored_head(other).await.unwrap().unwrap();
+    let text: Value = serde_json::from_str(&stored.document.unwrap()).unwrap();
+    assert_eq!(text, doc_with("c"));
+    assert_eq!(store.stored_head(guild(7)).await.unwrap(), None);
+
+    // snapshots and requests
+    assert_eq!(store.snapshot(g, 1).await.unwrap(), create.snapshot);
+    assert_eq!(store.snapshot(g, 2).await.unwrap(), update.snapshot);
+    assert_eq!(store.snapshot(g, 3).await.unwrap(), None);
+    assert_eq!(store.snapshot(g, u64::MAX).await.unwrap(), None);
+    assert_eq!(store.request(g, "req-1").await.unwrap(), create.request);
+    assert_eq!(store.request(g, "req-2").await.unwrap(), None);
+    assert_eq!(store.request(other, "req-1").await.unwrap(), None);
+
+    // entry_at
+    assert_eq!(
+        store
+            .entry_at(g, ts("2026-01-01T00:00:00.999999Z"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .entry_at(g, ts("2026-01-01T00:00:01.000000Z"))
+            .await
+            .unwrap(),
+        Some((1, Operation::Create))
+    );
+    assert_eq!(
+        store
+            .entry_at(g, ts("2026-01-01T00:00:02.999999Z"))
+            .await
+            .unwrap(),
+        Some((2, Operation::Update))
+    );
+    assert_eq!(
+        store
+            .entry_at(g, ts("2030-01-01T00:00:00.000000Z"))
+            .await
+            .unwrap(),
+        Some((2, Operation::Delete))
+    );
+
+    // list_guilds and guild_ids
+    let list = store.list_guilds().await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        (list[0].guild_id, list[0].deleted, list[0].version),
+        (other, false, 1)
+    );
+    assert_eq!(
+        (list[1].guild_id, list[1].deleted, list[1].version),
+        (g, true, 2)
+    );
+    assert_eq!(list[1].actor, alice());
+    assert_eq!(list[1].updated_at, ts("2026-01-01T00:00:03.000000Z"));
+    assert_eq!(store.guild_ids(None, 10).await.unwrap(), vec![other, g]);
+    assert_eq!(store.guild_ids(None, 1).await.unwrap(), vec![other]);
+    assert_eq!(store.guild_ids(Some(other), 10).await.unwrap(), vec![g]);
+    assert_eq!(store.guild_ids(Some(g), 10).await.unwrap(), vec![]);
+
+    // history by guild, newest first, with filters and keyset paging
+    let by_guild = HistoryQuery {
+        guild_id: Some(g),
+        limit: 10,
+        ..HistoryQuery::default()
+    };
+    let all = store.history(&by_guild).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            delete.entry.clone(),
+            update.entry.clone(),
+            create.entry.clone()
+        ]
+    );
+    let page = store
+        .history(&HistoryQuery {
+            limit: 2,
+            ..by_guild.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    let last = &page[1].body;
+    let next = store
+        .history(&HistoryQuery {
+            limit: 2,
+            after: Some(HistoryPosition {
+                occurred_at: last.occurred_at,
+                guild_id: last.guild_id,
+                seq: last.seq,
+            }),
+            ..by_guild.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next, vec![create.entry.clone()]);
+    let filtered = store
+        .history(&HistoryQuery {
+            since: Some(ts("2026-01-01T00:00:02.000000Z")),
+            until: Some(ts("2026-01-01T00:00:03.000000Z")),
+            ..by_guild.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(filtered, vec![update.entry.clone()]);
+    let creates = store
+        .history(&HistoryQuery {
+            operation: Some(Operation::Create),
+            actor_id: Some(alice().id),
+            ..by_guild.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(creates, vec![create.entry.clone()]);
+
+    // history by actor across guilds
+    let by_alice = HistoryQuery {
+        actor_id: Some(alice().id),
+        limit: 10,
+        ..HistoryQuery::default()
+    };
+    let trail = store.history(&by_alice).await.unwrap();
+    assert_eq!(
+        trail,
+        vec![
+            delete.entry.clone(),
+            other_create.entry.clone(),
+            create.entry.clone()
+        ]
+    );
+    let first = &trail[0].body;
+    let rest = store
+        .history(&HistoryQuery {
+            limit: 1,
+            after: Some(HistoryPosition {
+                occurred_at: first.occurred_at,
+                guild_id: first.guild_id,
+                seq: first.seq,
+            }),
+            ..by_alice.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest, vec![other_create.entry.clone()]);
+    let everything = store
+        .history(&HistoryQuery {
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        everything,
+        vec![
+            delete.entry.clone(),
+            other_create.entry.clone(),
+            update.entry.clone(),
+            create.entry.clone()
+        ]
+    );
+
+    // entries for export and verify
+    let plain_entries = store.entries(g, 0, None, 10, false).await.unwrap();
+    assert_eq!(plain_entries.len(), 3);
+    for (stored, sent) in plain_entries.iter().zip([&create, &update, &delete]) {
+        assert_eq!(stored.guild_id, g);
+        assert_eq!(stored.seq, sent.entry.body.seq);
+        assert_eq!(stored.body, sent.entry.body.canonical().unwrap());
+        assert_eq!(stored.entry_hash, sent.entry.entry_hash);
+        assert_eq!(stored.occurred_at, sent.entry.body.occurred_at.to_string());
+        assert_eq!(stored.operation, sent.entry.body.operation.as_str());
+        assert_eq!(stored.actor_id, sent.entry.body.actor.id);
+        assert_eq!(stored.config_version, sent.entry.body.config_version);
+        assert_eq!(stored.snapshot, None);
+    }
+    let with = store.entries(g, 1, None, 10, true).await.unwrap();
+    assert_eq!(with.len(), 2);
+    let snap: Value = serde_json::from_str(with[0].snapshot.as_deref().unwrap()).unwrap();
+    assert_eq!(snap, doc_with("b"));
+    assert_eq!(with[1].snapshot, None, "a delete has no snapshot");
+    let since = store
+        .entries(g, 0, Some(ts("2026-01-01T00:00:02.000000Z")), 1, true)
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].seq, 2);
+    assert!(store
+        .entries(g, u64::MAX, None, 10, false)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // a create after a delete continues the chain
+    let recreate = change_set(
+        g,
+        Some(&delete.head),
+        Some(doc_with("d")),
+        &alice(),
+        "2026-01-01T00:00:04.000000Z",
+        None,
+    );
+    assert_eq!(recreate.entry.body.operation, Operation::Create);
+    store.commit(recreate.clone()).await.unwrap();
+    assert_eq!(store.head(g).await.unwrap(), Some(recreate.head));
+
+    drop_schema(store, &schema).await;
+}
+
+#[tokio::test]
+async fn stale_expected_seq_conflicts_and_writes_nothing() {
+    let (store, schema) = store("stale").await;
+    let g = guild(9);
+    let at1 = "2026-02-01T00:00:01.000000Z";
+    let create = change_set(g, None, Some(doc_with("a")), &alice(), at1, None);
+
+    // A head that does not exist yet cannot be updated.
+    let mut phantom = create.clone();
+    phantom.expected_seq = Some(0);
+    assert!(matches!(
+        store.commit(phantom).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.head(g).await.unwrap(), None);
+
+    store.commit(create.clone()).await.unwrap();
+    // A second create loses.
+    assert!(matches!(
+        store.commit(create.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let at2 = "2026-02-01T00:00:02.000000Z";
+    let winner = change_set(
+        g,
+        Some(&create.head),
+        Some(doc_with("b")),
+        &alice(),
+        at2,
+        None,
+    );
+    let loser = change_set(
+        g,
+        Some(&create.head),
+        Some(doc_with("c")),
+        &alice(),
+        at2,
+        Some("req-loser"),
+    );
+    store.commit(winner.clone()).await.unwrap();
+    let err = store.commit(loser).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    assert_eq!(store.head(g).await.unwrap(), Some(winner.head.clone()));
+    assert_eq!(store.snapshot(g, 2).await.unwrap(), winner.snapshot);
+    assert_eq!(store.request(g, "req-loser").await.unwrap(), None);
+    let mut conn = plain(&schema).await;
+    assert_eq!(count(&mut conn, "audit_entries").await, 2);
+    assert_eq!(count(&mut conn, "guild_snapshots").await, 2);
+    assert_eq!(count(&mut conn, "audit_requests").await, 0);
+    conn.close().await.unwrap();
+
+    drop_schema(store, &schema).await;
+}
+
+#[tokio::test]
+async fn inconsistent_change_sets_are_refused() {
+    let (store, schema) = store("inconsistent").await;
+    let g = guild(10);
+    let mut bad = change_set(
+        g,
+        None,
+        Some(doc_with("a")),
+        &alice(),
+        "2026-02-01T00:00:01.000000Z",
+        None,
+    );
+    bad.head.seq = 5;
+    assert!(matches!(
+        store.commit(bad).await,
+        Err(StoreError::Storage(_))
+    ));
+    assert_eq!(store.head(g).await.unwrap(), None);
+    drop_schema(store, &schema).await;
+}
+
+#[tokio::test]
+async fn duplicate_request_id_is_a_conflict_that_names_no_data() {
+    let (store, schema) = store("dupreq").await;
+    let g = guild(11);
+    let request_id = "req-TOPSECRET-value";
+    let create = change_set(
+        g,
+        None,
+        Some(doc_with("a")),
+        &alice(),
+        "2026-02-01T00:00:01.000000Z",
+        Some(request_id),
+    );
+    store.commit(create.clone()).await.unwrap();
+    let again = change_set(
+        g,
+        Some(&create.head),
+        Some(doc_with("b")),
+        &alice(),
+        "2026-02-01T00:00:02.000000Z",
+        Some(request_id),
+    );
+    let err = store.commit(again).await.unwrap_err();
+    let StoreError::Conflict(message) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(message.contains("audit_entries_guild_request"), "{message}");
+    assert!(!message.contains("TOPSECRET"), "{message}");
+    assert_eq!(store.head(g).await.unwrap(), Some(create.head));
+    drop_schema(store, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_on_one_head_exactly_one_wins() {
+    let (store, schema) = store("race").await;
+    let g = guild(12);
+    const WRITERS: usize = 8;
+
+    // Racing creates.
+    let mut tasks = Vec::new();
+    for i in 0..WRITERS {
+        let store = store.clone();
+        let change = change_set(
+            g,
+            None,
+            Some(doc_with(&format!("create_{i}"))),
+            &alice(),
+            "2026-03-01T00:00:01.000000Z",
+            None,
+        );
+        tasks.push(tokio::spawn(async move { store.commit(change).await }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let head = store.head(g).await.unwrap().unwrap();
+
+    // Racing updates from the same head, several rounds.
+    let mut head = head;
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for i in 0..WRITERS {
+            let store = store.clone();
+            let change = change_set(
+                g,
+                Some(&head),
+                Some(doc_with(&format!("round_{round}_{i}"))),
+                &alice(),
+                &format!("2026-03-01T00:00:0{}.000000Z", round + 2),
+                None,
+            );
+            tasks.push(tokio::spawn(async move {
+                let expected = change.head.clone();
+                store.commit(change).await.map(|()| expected)
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(new_head) => winners.push(new_head),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => panic!("unexpected error {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}");
+        head = store.head(g).await.unwrap().unwrap();
+        assert_eq!(head, winners[0]);
+    }
+
+    let mut conn = plain(&schema).await;
+    assert_eq!(count(&mut conn, "audit_entries").await, 4);
+    assert_eq!(count(&mut conn, "guild_snapshots").await, 4);
+    conn.close().await.unwrap();
+    drop_schema(store, &schema).await;
+}
+
+#[tokio::test]
+async fn append_only_tables_refuse_update_delete_truncate() {
+    let (store, schema) = store("appendonly").await;
+    let g = guild(13);
+    let create = change_set(
+        g,
+        None,
+        Some(doc_with("a")),
+        &alice(),
+        "2026-04-01T00:00:01.000000Z",
+        Some("req-1"),
+    );
+    store.commit(create).await.unwrap();
+
+    let mut conn = plain(&schema).await;
+    for replica in [false, true] {
+        if replica {
+            sqlx::query("SET session_replication_role = replica")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        for (table, column) in [
+            ("audit_entries", "entry_hash"),
+            ("guild_snapshots", "sha256"),
+            ("audit_requests", "fingerprint"),
+        ] {
+            for statement in [
+                format!("UPDATE {table} SET {column} = 'x'"),
+                format!("DELETE FROM {table}"),
+                format!("TRUNCATE {table}"),
+            ] {
+                let err = sqlx::query(&statement)
+                    .execute(&mut conn)
+                    .await
+                    .expect_err(&statement);
+                assert!(
+                    err.to_string()
+                        .contains(&format!("guildconf: {table} is append-only")),
+                    "{statement} (replica: {replica}): {err}"
+                );
+            }
+            assert_eq!(count(&mut conn, table).await, 1, "{table}");
+        }
+    }
+    // The head is not append-only: it moves with every write.
+    let moved = sqlx::query("UPDATE guild_heads SET actor_label = actor_label")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(moved.rows_affected(), 1);
+    conn.close().await.unwrap();
+    drop_schema(store, &schema).await;
+}
+
+#[tokio::test]
+async fn failing_audit_insert_rolls_back_everything() {
+    let (store, schema) = store("faultinsert").await;
+    let g = guild(14);
+    let create = change_set(
+        g,
+        None,
+        Some(doc_with("a")),
+        &alice(),
+        "2026-05-01T00:00:01.000000Z",
+        None,
+    );
+    store.commit(create.clone()).await.unwrap();
+
+    let mut conn = plain(&schema).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION test_fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'injected audit failure'; END; $$; \
+         CREATE TRIGGER test_fail_insert BEFORE INSERT ON audit_entries \
+         FOR EACH ROW EXECUTE FUNCTION test_fail_insert();",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let update = change_set(
+        g,
+        Some(&create.head),
+        Some(doc_with("b")),
+        &alice(),
+        "2026-05-01T00:00:02.000000Z",
+        Some("req-2"),
+    );
+    let err = store.commit(update.clone()).await.unwrap_err();
+    let StoreError::Storage(message) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(message.contains("P0001"), "{message}");
+    assert!(message.contains("injected audit failure"), "{message}");
+
+    assert_eq!(store.head(g).await.unwrap(), Some(create.head.clone()));
+    assert_eq!(store.snapshot(g, 2).await.unwrap(), None);
+    assert_eq!(store.request(g, "req-2").await.unwrap(), None);
+    assert_eq!(count(&mut conn, "audit_entries").await, 1);
+    assert_eq!(count(&mut conn, "guild_snapshots").await, 1);
+
+    // Once the fault is gone, the same change set lands.
+    sqlx::query("DROP TRIGGER test_fail_insert ON audit_entries")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    store.commit(update.clone()).await.unwrap();
+    assert_eq!(store.head(g).await.unwrap(), Some(update.head));
+    conn.close().await.unwrap();
+    drop_schema(store, &schema).await;
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_reported_without_data() {
+    let (store, schema) = store("corrupt").await;
+    let g = guild(15);
+    let create = change_set(
+        g,
+        None,
+        Some(doc_with("a")),
+        &alice(),
+        "2026-06-01T00:00:01.000000Z",
+        None,
+    );
+    store.commit(create).await.unwrap();
+    let mut conn = plain(&schema).await;
+    // An attacker with SQL access: drop the trigger, then tamper.
+    sqlx::raw_sql(
+        "DROP TRIGGER audit_entries_append_only ON audit_entries; \
+         UPDATE audit_entries SET body = '{\"TOPSECRET\": 1}';",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let err = store
+        .history(&HistoryQuery {
+            guild_id: Some(g),
+            limit: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(!err.to_string().contains("TOPSECRET"), "{err}");
+    conn.close().await.unwrap();
+    drop_schema(store, &schema).await;
+}
