@@ -1,1 +1,324 @@
-//! placeholder
+//! Embedded SQLite storage for guildconf: [`SqliteStore`] implements
+//! [`guildconf_ports::ConfigStore`] on a single database file with rusqlite
+//! (bundled SQLite).
+//!
+//! # Architecture invariants
+//!
+//! - All rusqlite work runs inside [`tokio::task::spawn_blocking`]; a rusqlite
+//!   transaction is never held across an `.await`.
+//! - One writer connection (behind a mutex) and a small pool of reader
+//!   connections, all in WAL mode, so reads never wait for a write.
+//! - Every write is one `BEGIN IMMEDIATE` transaction: the SQLite write lock
+//!   is taken before the head is read, so the head check and the inserts see
+//!   the same database, also when several processes share the file (the busy
+//!   timeout queues them).
+//! - The schema ships inside the crate (`migrations/*.sql`) and is applied on
+//!   open, tracked with `PRAGMA user_version`.
+//! - Error messages never contain row data.
+//!
+//! API boundary: [`SqliteStore`], [`SqliteOptions`], [`Synchronous`] and
+//! [`SCHEMA_VERSION`].
+
+#![warn(missing_docs)]
+
+mod error;
+mod migrations;
+mod queries;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
+use guildconf_ports::{
+    ChangeSet, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError,
+    StoreResult, StoredEntry, StoredHead,
+};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::db_err;
+pub use crate::migrations::SCHEMA_VERSION;
+
+/// How many reader connections a store keeps open.
+const READERS: usize = 4;
+
+/// SQLite's `PRAGMA synchronous` setting for the store's connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// `FULL`: a committed write survives a power loss. The default.
+    #[default]
+    Full,
+    /// `NORMAL`: in WAL mode a committed write survives a crash of the
+    /// process but may be lost on power loss; faster.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How [`SqliteStore::open`] opens a database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Create the file (and the schema) when it does not exist. Default
+    /// `false`, so read-only commands can never create a database by
+    /// accident; writers set it to `true`.
+    pub create_if_missing: bool,
+    /// `PRAGMA synchronous`; default [`Synchronous::Full`].
+    pub synchronous: Synchronous,
+    /// How long a connection waits for another connection's (or process's)
+    /// lock before the operation fails as busy; default 5 seconds.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            create_if_missing: false,
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+/// A guildconf store in one SQLite file.
+///
+/// Cheap to clone: clones share the connections. Its [`ConfigStore`] methods
+/// run their SQL on Tokio's blocking pool, so they must be awaited inside a
+/// Tokio runtime. Several stores (or processes) may open the same file; their
+/// writes queue on SQLite's lock for up to the busy timeout.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("readers", &self.inner.readers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a connection. A poisoned mutex only means another thread panicked
+/// while holding it; the rusqlite transaction it held was rolled back when
+/// dropped during the unwind, so the connection is still usable.
+fn lock(mutex: &Mutex<Connection>) -> StoreResult<MutexGuard<'_, Connection>> {
+    let guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
+    if !guard.is_autocommit() {
+        guard.execute_batch("ROLLBACK").map_err(db_err)?;
+    }
+    Ok(guard)
+}
+
+fn configure(conn: &Connection, options: &SqliteOptions) -> StoreResult<()> {
+    conn.busy_timeout(options.busy_timeout).map_err(db_err)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())
+        .map_err(db_err)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (and, when allowed, creates) the database at `path`, sets WAL
+    /// mode, applies any pending migrations and opens the reader pool.
+    ///
+    /// This blocks the calling thread for as long as opening takes (at most
+    /// about the busy timeout per step when another process holds the lock).
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when `create_if_missing` is false and the file
+    /// does not exist (nothing is created), when the file cannot be opened or
+    /// is not a SQLite database, when WAL mode cannot be set, when a
+    /// migration fails, or when the database was made by a newer guildconf.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if !options.create_if_missing && !path.exists() {
+            return Err(StoreError::Storage(format!(
+                "database file {} does not exist",
+                path.display()
+            )));
+        }
+        // Without SQLITE_OPEN_CREATE, SQLite itself refuses to create the file,
+        // which also covers the file vanishing after the check above.
+        // No SQLITE_OPEN_URI: the path is taken literally, never as a URI.
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if options.create_if_missing {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let open_failed = |e: rusqlite::Error| match db_err(e) {
+            StoreError::Storage(m) => {
+                StoreError::Storage(format!("cannot open database file {}: {m}", path.display()))
+            }
+            other => other,
+        };
+        let mut writer = Connection::open_with_flags(&path, flags).map_err(open_failed)?;
+        configure(&writer, &options)?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(db_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Storage(format!(
+                "cannot switch {} to WAL journal mode",
+                path.display()
+            )));
+        }
+        migrations::migrate(&mut writer)?;
+
+        let reader_flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(&path, reader_flags).map_err(open_failed)?;
+            configure(&reader, &options)?;
+            // Readers never write; make SQLite enforce that.
+            reader
+                .pragma_update(None, "query_only", true)
+                .map_err(db_err)?;
+            readers.push(Mutex::new(reader));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The path the store was opened with.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a reader connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let n = inner.readers.len();
+            let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+            // Take the first idle reader; when all are busy, queue on one.
+            for i in 0..n {
+                if let Ok(guard) = inner.readers[(start + i) % n].try_lock() {
+                    return f(&guard);
+                }
+            }
+            let guard = lock(&inner.readers[start % n])?;
+            f(&guard)
+        })
+        .await
+    }
+
+    /// Runs `f` on the writer connection on a blocking thread.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let mut guard = lock(&inner.writer)?;
+            f(&mut guard)
+        })
+        .await
+    }
+}
+
+async fn run_blocking<T, F>(f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> StoreResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Storage(format!("sqlite task failed: {e}")))?
+}
+
+#[async_trait]
+impl ConfigStore for SqliteStore {
+    async fn head(&self, guild: GuildId) -> StoreResult<Option<Head>> {
+        self.read(move |conn| queries::head(conn, guild)).await
+    }
+
+    async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
+        self.write(move |conn| queries::commit(conn, &change)).await
+    }
+
+    async fn request(
+        &self,
+        guild: GuildId,
+        request_id: &str,
+    ) -> StoreResult<Option<RequestRecord>> {
+        let request_id = request_id.to_owned();
+        self.read(move |conn| queries::request(conn, guild, &request_id))
+            .await
+    }
+
+    async fn snapshot(&self, guild: GuildId, version: u64) -> StoreResult<Option<Snapshot>> {
+        self.read(move |conn| queries::snapshot(conn, guild, version))
+            .await
+    }
+
+    async fn entry_at(
+        &self,
+        guild: GuildId,
+        at: Timestamp,
+    ) -> StoreResult<Option<(u64, Operation)>> {
+        self.read(move |conn| queries::entry_at(conn, guild, at))
+            .await
+    }
+
+    async fn list_guilds(&self) -> StoreResult<Vec<GuildSummary>> {
+        self.read(queries::list_guilds).await
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
+        let query = query.clone();
+        self.read(move |conn| queries::history(conn, &query)).await
+    }
+
+    async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>> {
+        self.read(move |conn| queries::guild_ids(conn, after, limit))
+            .await
+    }
+
+    async fn entries(
+        &self,
+        guild: GuildId,
+        after_seq: u64,
+        since: Option<Timestamp>,
+        limit: u32,
+        with_snapshots: bool,
+    ) -> StoreResult<Vec<StoredEntry>> {
+        self.read(move |conn| {
+            queries::entries(conn, guild, after_seq, since, limit, with_snapshots)
+        })
+        .await
+    }
+
+    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
+        self.read(move |conn| queries::stored_head(conn, guild))
+            .await
+    }
+}
