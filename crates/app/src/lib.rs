@@ -1,1 +1,43 @@
-//! placeholder
+//! guildconf: each guild's configuration in a database, with an audit entry
+//! for every change written in the same transaction, chained by SHA-256.
+//!
+//! API boundary for bot authors: [`ConfigService`], [`open`], [`WriteMeta`],
+//! [`Edit`], [`At`], [`Error`], and the domain types re-exported below.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), guildconf::Error> {
+//! use guildconf::{open, Actor, ActorKind, ConfigService, GuildId, WriteMeta};
+//! let service = ConfigService::new(open("sqlite://guildconf.db", true).await?);
+//! let guild = GuildId::parse("123456789012345678").map_err(|e| guildconf::Error::invalid("/guild_id", e))?;
+//! let config = service.guild_config(guild).await?; // defaults for a new guild, nothing written
+//! let alice = Actor::new("80351110224678912", ActorKind::Human, Some("alice"))?;
+//! let path = vec!["onboarding".to_string(), "enabled".to_string()];
+//! service.update(guild, vec![(path, serde_json::json!(true))], vec![], &WriteMeta::new(alice)).await?;
+//! # let _ = config; Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod export;
+mod history;
+mod service;
+mod verify;
+
+pub use backend::open;
+pub use error::{Error, Result};
+pub use export::{ExportFormat, ExportRequest};
+pub use history::{HistoryPage, HistoryRequest};
+pub use service::{
+    value_at, At, ConfigService, Edit, Outcome, Shown, WriteMeta, WriteResult, DEFAULT_MAX_RETRIES,
+};
+pub use verify::{verify_export, VerifyProblem, VerifyReport};
+
+/// JSON helpers: pointers, user paths, canonical form.
+pub use guildconf_domain::json;
+pub use guildconf_domain::{
+    Actor, ActorKind, Change, ConfigSchema, Entry, EntryBody, GuildConfig, GuildConfigSchema,
+    GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation, Violations,
+};
+pub use guildconf_ports::{Clock, ConfigStore, GuildSummary, SystemClock};

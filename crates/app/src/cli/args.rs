@@ -1,0 +1,236 @@
+//! The command-line grammar. Values are taken as text and parsed by the
+//! commands themselves, so a bad value is "invalid input" (exit 3) with a
+//! message naming it, while clap's own errors stay "usage" (exit 2).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "Guild configuration with an append-only, hash-chained audit trail.";
+
+const LONG_ABOUT: &str = "\
+Keeps each guild's configuration in a database and writes an audit entry for \
+every change in the same transaction. Every guild's entries form a SHA-256 hash \
+chain that `guildconf verify` (or any third party, from an export) re-checks.
+
+The database is chosen by --database-url or GUILDCONF_DATABASE_URL:
+  sqlite://guildconf.db          an embedded SQLite file (the default)
+  postgres://user@host:5432/db   a PostgreSQL server
+
+Paths name a field: dotted (onboarding.enabled) or a JSON Pointer
+(/features/my_flag); use a pointer for keys that contain a dot.
+Times are RFC 3339 with an offset, e.g. 2026-11-22T04:45:44Z.
+
+Exit codes: 0 ok, 1 storage or internal error, 2 usage, 3 invalid input,
+4 conflict, 5 not found, 6 verification failed.";
+
+const EXAMPLES: &str = "\
+Examples:
+  guildconf create 123456789012345678 --actor 80351110224678912 --actor-label alice
+  guildconf set 123456789012345678 onboarding.enabled=true onboarding.welcome_channel=555 --actor 80351110224678912
+  guildconf history 123456789012345678
+  guildconf diff 123456789012345678 1 2
+  guildconf verify";
+
+/// guildconf command line.
+#[derive(Debug, Parser)]
+#[command(name = "guildconf", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH or postgres://...
+    #[arg(
+        long,
+        global = true,
+        env = "GUILDCONF_DATABASE_URL",
+        default_value = "sqlite://guildconf.db"
+    )]
+    pub database_url: String,
+
+    /// Machine-readable JSON on stdout; errors as one JSON object on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Who is making a change, and why. Required on every write.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Who makes the change: a user snowflake for humans, any name otherwise.
+    #[arg(long)]
+    pub actor: String,
+    /// human, system, scheduled or integration.
+    #[arg(long, default_value = "human")]
+    pub actor_kind: String,
+    /// Display name kept in history (default: the actor id).
+    #[arg(long)]
+    pub actor_label: Option<String>,
+    /// Why the change is made; kept in the audit entry.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Idempotency key: a retry with the same id returns the first result.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a guild's config: the defaults, then --file, then each --set.
+    Create {
+        /// Guild id (snowflake).
+        guild: String,
+        /// A JSON document (possibly partial) to start from.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// PATH=VALUE to set; VALUE is JSON if it parses, else a string.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        /// Print the changes and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Change fields of a guild's config.
+    Set {
+        /// Guild id (snowflake).
+        guild: String,
+        /// PATH=VALUE pairs; VALUE is JSON if it parses, else a string.
+        #[arg(value_name = "PATH=VALUE")]
+        assignments: Vec<String>,
+        /// Remove a map key, or reset a field to its default.
+        #[arg(long, value_name = "PATH")]
+        unset: Vec<String>,
+        /// Fail with exit 4 unless the guild is at this version.
+        #[arg(long, value_name = "N")]
+        expect_version: Option<String>,
+        /// Print the changes and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Replace a guild's whole document ("[redacted]" keeps a stored secret).
+    Apply {
+        /// Guild id (snowflake).
+        guild: String,
+        /// The new document.
+        #[arg(long)]
+        file: PathBuf,
+        /// Fail with exit 4 unless the guild is at this version.
+        #[arg(long, value_name = "N")]
+        expect_version: Option<String>,
+        /// Print the changes and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Make version N's document current again, as a new entry.
+    Revert {
+        /// Guild id (snowflake).
+        guild: String,
+        /// The version to return to.
+        #[arg(long, value_name = "N")]
+        to: String,
+        /// Fail with exit 4 unless the guild is at this version.
+        #[arg(long, value_name = "N")]
+        expect_version: Option<String>,
+        /// Print the changes and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Delete a guild's config; its history stays.
+    Delete {
+        /// Guild id (snowflake).
+        guild: String,
+        /// Fail with exit 4 unless the guild is at this version.
+        #[arg(long, value_name = "N")]
+        expect_version: Option<String>,
+        /// Print the changes and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Show a guild's document now, at a version, or at a time.
+    Show {
+        /// Guild id (snowflake).
+        guild: String,
+        /// Show this version.
+        #[arg(long, value_name = "N")]
+        version: Option<String>,
+        /// Show the document current at this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Show only this field.
+        #[arg(long)]
+        path: Option<String>,
+        /// Show secrets instead of "[redacted]".
+        #[arg(long)]
+        reveal_secrets: bool,
+    },
+    /// List every guild with its version, last change time and actor.
+    List,
+    /// Show audit entries, newest first (a guild's, or an actor's across guilds).
+    History {
+        /// Guild id (snowflake); omit it and give --actor to search every guild.
+        guild: Option<String>,
+        /// Only entries by this actor id.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this operation: create, update, revert, delete, purge.
+        #[arg(long)]
+        operation: Option<String>,
+        /// Only entries that changed this path, below it, or an ancestor of it.
+        #[arg(long)]
+        path: Option<String>,
+        /// Entries at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Entries before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Entries per page (default 50, at most 1000).
+        #[arg(long, value_name = "N")]
+        limit: Option<String>,
+        /// The next_cursor printed by the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show the changes between two versions.
+    Diff {
+        /// Guild id (snowflake).
+        guild: String,
+        /// From version.
+        from: String,
+        /// To version.
+        to: String,
+    },
+    /// Re-verify hash chains in the database, or an export file offline.
+    Verify {
+        /// Only this guild.
+        guild: Option<String>,
+        /// Verify this export (.jsonl) instead of the database.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Stream audit entries as JSONL (the verifiable format) or CSV.
+    Export {
+        /// Only this guild.
+        #[arg(long)]
+        guild: Option<String>,
+        /// Entries at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}

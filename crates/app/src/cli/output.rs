@@ -1,0 +1,280 @@
+//! What the command line prints: JSON for programs, short tables for people.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use guildconf::{
+    json, Change, Error, GuildId, GuildSummary, HistoryPage, Outcome, Shown, VerifyReport,
+    WriteResult,
+};
+use serde_json::{json, Value};
+
+/// Prints to stdout (results) and stderr (errors) in the chosen style.
+pub struct Output {
+    json: bool,
+}
+
+fn print_json(value: &Value) {
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "{value}");
+}
+
+/// Pads columns to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let render = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        let mut line = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i == last {
+                line.push_str(&cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                line.push_str(&cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        line.trim_end().to_owned()
+    };
+    let mut out = render(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&render(row.clone()));
+    }
+    out
+}
+
+/// Replaces control characters so stored text cannot forge lines on a terminal.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn change_line(change: &Change) -> String {
+    let path = json::display_path(change.path());
+    match change {
+        Change::Add { after, .. } => format!("+ {path}: {after}"),
+        Change::Remove { before, .. } => format!("- {path}: {before}"),
+        Change::Replace { before, after, .. } => format!("~ {path}: {before} → {after}"),
+    }
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn error(&self, code: &str, message: &str) {
+        if self.json {
+            eprintln!("{}", json!({"error": code, "message": message}));
+        } else {
+            eprintln!("error: {message}");
+        }
+    }
+
+    /// An error object on stderr for programs; people already saw the report.
+    pub fn error_only_json(&self, code: &str, message: &str) {
+        if self.json {
+            eprintln!("{}", json!({"error": code, "message": message}));
+        }
+    }
+
+    pub fn write_result(&self, result: &WriteResult) {
+        if self.json {
+            print_json(&serde_json::to_value(result).unwrap_or(Value::Null));
+            return;
+        }
+        let guild = result.guild_id;
+        let v = result.version;
+        let hash = result
+            .entry_hash
+            .as_deref()
+            .map(|h| format!(" (entry {})", &h[..h.len().min(12)]))
+            .unwrap_or_default();
+        let verb = match result.outcome {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Reverted => "reverted",
+            Outcome::Deleted => "deleted",
+            Outcome::Unchanged => "unchanged",
+        };
+        if result.dry_run {
+            println!("dry run, nothing written: guild {guild} would be {verb} at version {v}");
+            for change in result.changes.as_deref().unwrap_or_default() {
+                println!("  {}", change_line(change));
+            }
+        } else if result.outcome == Outcome::Unchanged {
+            println!("unchanged: guild {guild} stays at version {v}");
+        } else {
+            let replay = if result.replayed { " [replayed]" } else { "" };
+            println!("{verb} guild {guild}: version {v}{hash}{replay}");
+        }
+    }
+
+    pub fn show(
+        &self,
+        shown: &Shown,
+        document: Value,
+        path: Option<&[String]>,
+    ) -> Result<(), Error> {
+        let (document, pointer) = match path {
+            Some(p) => (
+                guildconf::value_at(&document, p)?,
+                Some(json::pointer_from_segments(p)),
+            ),
+            None => (document, None),
+        };
+        if self.json {
+            let mut out =
+                json!({"guild_id": shown.guild_id, "version": shown.version, "document": document});
+            if let (Some(p), Value::Object(map)) = (pointer, &mut out) {
+                map.insert("path".into(), Value::String(p));
+            }
+            print_json(&out);
+        } else {
+            println!("# guild {} version {}", shown.guild_id, shown.version);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&document).unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn list(&self, guilds: &[GuildSummary]) {
+        if self.json {
+            let rows: Vec<Value> = guilds
+                .iter()
+                .map(|g| {
+                    json!({"guild_id": g.guild_id, "version": g.version, "deleted": g.deleted,
+                           "updated_at": g.updated_at, "actor": g.actor})
+                })
+                .collect();
+            print_json(&json!({ "guilds": rows }));
+            return;
+        }
+        if guilds.is_empty() {
+            println!("no guilds yet");
+            return;
+        }
+        let rows: Vec<Vec<String>> = guilds
+            .iter()
+            .map(|g| {
+                vec![
+                    g.guild_id.to_string(),
+                    if g.deleted {
+                        format!("{} (deleted)", g.version)
+                    } else {
+                        g.version.to_string()
+                    },
+                    g.updated_at.to_string(),
+                    clean(&format!("{} ({})", g.actor.label, g.actor.kind)),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["GUILD", "VERSION", "UPDATED AT", "BY"], &rows)
+        );
+    }
+
+    pub fn history(&self, page: &HistoryPage) -> Result<(), Error> {
+        if self.json {
+            let entries = page
+                .entries
+                .iter()
+                .map(|e| e.to_json())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Error::Corrupt)?;
+            print_json(&json!({"entries": entries, "next_cursor": page.next_cursor}));
+            return Ok(());
+        }
+        if page.entries.is_empty() {
+            println!("no entries");
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = page
+            .entries
+            .iter()
+            .map(|e| {
+                let b = &e.body;
+                let mut summary = clean(&b.summary);
+                if let Some(reason) = &b.reason {
+                    summary.push_str(&format!(" — {}", clean(reason)));
+                }
+                vec![
+                    b.guild_id.to_string(),
+                    b.seq.to_string(),
+                    b.config_version.to_string(),
+                    b.occurred_at.to_string(),
+                    b.operation.to_string(),
+                    summary,
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["GUILD", "SEQ", "VERSION", "WHEN", "OP", "SUMMARY"], &rows)
+        );
+        if let Some(cursor) = &page.next_cursor {
+            println!("more: --cursor {cursor}");
+        }
+        Ok(())
+    }
+
+    pub fn diff(&self, guild: GuildId, from: u64, to: u64, changes: &[Change]) {
+        if self.json {
+            print_json(&json!({"guild_id": guild, "from": from, "to": to, "changes": changes}));
+            return;
+        }
+        println!(
+            "guild {guild}: version {from} → {to}, {} change(s)",
+            changes.len()
+        );
+        for change in changes {
+            println!("  {}", clean(&change_line(change)));
+        }
+    }
+
+    pub fn verify(&self, report: &VerifyReport) {
+        if self.json {
+            print_json(&serde_json::to_value(report).unwrap_or(Value::Null));
+            return;
+        }
+        if report.ok {
+            println!(
+                "ok: {} entries in {} guild(s) verified",
+                report.entries_checked, report.guilds_checked
+            );
+            return;
+        }
+        println!(
+            "FAILED: {} of {} guild(s) do not verify",
+            report.problems.len(),
+            report.guilds_checked.max(report.problems.len() as u64)
+        );
+        for p in &report.problems {
+            let guild = p.guild_id.map_or_else(|| "?".to_owned(), |g| g.to_string());
+            let seq = p.seq.map_or_else(|| "-".to_owned(), |s| s.to_string());
+            println!(
+                "  guild {guild} seq {seq}: {} ({})",
+                p.problem,
+                clean(&p.message)
+            );
+        }
+    }
+
+    pub fn exported(&self, count: u64, path: &Path) {
+        if !self.json {
+            eprintln!("exported {count} entries to {}", path.display());
+        }
+    }
+}

@@ -1,0 +1,810 @@
+//! `ConfigService`: the use cases, on top of any store and clock.
+
+use std::sync::Arc;
+
+use guildconf_domain::json::{
+    self, canonical, canonical_sha256, check_limits, get_at, pointer_from_segments,
+};
+use guildconf_domain::{
+    diff, redact_changes, redact_document, restore_kept_secrets, summarise, Actor, Change,
+    ConfigSchema, Entry, EntryBody, GuildConfig, GuildConfigSchema, GuildId, Operation,
+    RequestContext, Timestamp, Violation, Violations, ENTRY_FORMAT_VERSION, GENESIS_HASH,
+};
+use guildconf_ports::{
+    ChangeSet, Clock, ConfigStore, GuildSummary, Head, RequestRecord, Snapshot, StoreError,
+    SystemClock,
+};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+
+/// How many times a write without an expected version is recomputed from the
+/// new head after losing a race, before the caller gets a conflict.
+pub const DEFAULT_MAX_RETRIES: u32 = 8;
+
+/// Longest `reason`, in characters.
+pub const MAX_REASON: usize = 1000;
+/// Longest `request_id`, in characters.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Who is writing, why, and under which conditions.
+#[derive(Clone, Debug)]
+pub struct WriteMeta {
+    /// The actor recorded in the entry.
+    pub actor: Actor,
+    /// Why, in the actor's words.
+    pub reason: Option<String>,
+    /// An idempotency key, unique per guild.
+    pub request_id: Option<String>,
+    /// Sanitised request metadata.
+    pub context: RequestContext,
+    /// Fail with a conflict unless the guild is at this version.
+    pub expect_version: Option<u64>,
+    /// Compute and report the change, write nothing.
+    pub dry_run: bool,
+}
+
+impl WriteMeta {
+    /// Metadata for `actor` with nothing else set.
+    pub fn new(actor: Actor) -> Self {
+        Self {
+            actor,
+            reason: None,
+            request_id: None,
+            context: RequestContext::new(),
+            expect_version: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// A change to a guild's config.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edit {
+    /// Create the config from the defaults overlaid with a (partial) document.
+    Create {
+        /// The partial document (`{}` for pure defaults).
+        input: Value,
+    },
+    /// Set and unset fields of the current config.
+    Update {
+        /// Paths (unescaped segments) and their new values.
+        sets: Vec<(Vec<String>, Value)>,
+        /// Paths to remove (map keys) or reset to their default (fields).
+        unsets: Vec<Vec<String>>,
+    },
+    /// Replace the whole document.
+    Replace {
+        /// The new (possibly partial) document.
+        document: Value,
+    },
+    /// Make version N's document current again.
+    Revert {
+        /// The version to return to.
+        to: u64,
+    },
+    /// Delete the config; history stays.
+    Delete,
+}
+
+impl Edit {
+    fn operation_name(&self) -> &'static str {
+        match self {
+            Edit::Create { .. } => "create",
+            Edit::Update { .. } => "update",
+            Edit::Replace { .. } => "apply",
+            Edit::Revert { .. } => "revert",
+            Edit::Delete => "delete",
+        }
+    }
+
+    /// The canonical form of the input, for the idempotency fingerprint.
+    fn fingerprint_input(&self) -> Value {
+        let path = |s: &Vec<String>| Value::String(pointer_from_segments(s));
+        match self {
+            Edit::Create { input } => input.clone(),
+            Edit::Update { sets, unsets } => json!({
+                "set": sets.iter().map(|(p, v)| json!([path(p), v])).collect::<Vec<_>>(),
+                "unset": unsets.iter().map(path).collect::<Vec<_>>(),
+            }),
+            Edit::Replace { document } => document.clone(),
+            Edit::Revert { to } => json!({ "to": to }),
+            Edit::Delete => Value::Null,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A config was created.
+    Created,
+    /// Fields changed.
+    Updated,
+    /// Nothing would change; nothing was written.
+    Unchanged,
+    /// An earlier version is current again.
+    Reverted,
+    /// The config was deleted.
+    Deleted,
+}
+
+/// The result of a write, as the command line prints it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WriteResult {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// The config version after the write.
+    pub version: u64,
+    /// What happened.
+    pub outcome: Outcome,
+    /// The new entry's hash; `None` when unchanged (or a dry run).
+    pub entry_hash: Option<String>,
+    /// The (redacted) changes; printed for dry runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<Change>>,
+    /// Whether this was a dry run (nothing written).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Whether this is the stored result of an earlier request with the same id.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+}
+
+/// Which document to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum At {
+    /// The current document.
+    Now,
+    /// A version's document.
+    Version(u64),
+    /// The document current at a time (highest version with `occurred_at` ≤ T).
+    Time(Timestamp),
+}
+
+/// A document as read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Shown {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// Its version.
+    pub version: u64,
+    /// The document, secrets included: redact before showing it.
+    pub document: Value,
+}
+
+/// The use cases of guildconf on one store. Cheap to clone; share one per
+/// process.
+#[derive(Clone, Debug)]
+pub struct ConfigService {
+    pub(crate) store: Arc<dyn ConfigStore>,
+    clock: Arc<dyn Clock>,
+    pub(crate) schema: Arc<dyn ConfigSchema>,
+    max_retries: u32,
+}
+
+/// A planned write: the new state computed from a head.
+struct Plan {
+    operation: Operation,
+    document: Option<Value>,
+    version: u64,
+    detail: Map<String, Value>,
+}
+
+impl ConfigService {
+    /// A service over `store` with the system clock and the shipped
+    /// [`GuildConfig`] schema.
+    pub fn new(store: Arc<dyn ConfigStore>) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+            schema: Arc::new(GuildConfigSchema),
+            max_retries: DEFAULT_MAX_RETRIES,
+        }
+    }
+
+    /// Replaces the clock (tests inject a fixed one).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the config schema (a bot bringing its own config type).
+    #[must_use]
+    pub fn with_schema(mut self, schema: Arc<dyn ConfigSchema>) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// Sets how often a lost race is retried before a conflict is reported.
+    #[must_use]
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn ConfigStore> {
+        &self.store
+    }
+
+    /// The schema in use.
+    pub fn schema(&self) -> &Arc<dyn ConfigSchema> {
+        &self.schema
+    }
+
+    /// A document with its secrets redacted, for showing.
+    pub fn redact(&self, document: &Value) -> Value {
+        redact_document(document, &self.schema.secret_paths())
+    }
+
+    /// Creates a guild's config: the defaults, overlaid with `input`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad document; [`Error::Conflict`] when the
+    /// guild is already configured; [`Error::Storage`] when the write fails.
+    pub async fn create(
+        &self,
+        guild: GuildId,
+        input: Value,
+        meta: &WriteMeta,
+    ) -> Result<WriteResult> {
+        self.write(guild, Edit::Create { input }, meta).await
+    }
+
+    /// Sets and unsets fields.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the guild has no config; otherwise as
+    /// [`ConfigService::create`].
+    pub async fn update(
+        &self,
+        guild: GuildId,
+        sets: Vec<(Vec<String>, Value)>,
+        unsets: Vec<Vec<String>>,
+        meta: &WriteMeta,
+    ) -> Result<WriteResult> {
+        self.write(guild, Edit::Update { sets, unsets }, meta).await
+    }
+
+    /// Replaces the whole document.
+    ///
+    /// # Errors
+    /// As [`ConfigService::update`].
+    pub async fn replace(
+        &self,
+        guild: GuildId,
+        document: Value,
+        meta: &WriteMeta,
+    ) -> Result<WriteResult> {
+        self.write(guild, Edit::Replace { document }, meta).await
+    }
+
+    /// Makes version `to` current again, as a new `revert` entry.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the guild or version does not exist.
+    pub async fn revert(&self, guild: GuildId, to: u64, meta: &WriteMeta) -> Result<WriteResult> {
+        self.write(guild, Edit::Revert { to }, meta).await
+    }
+
+    /// Deletes the config; history stays.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the guild has no config.
+    pub async fn delete(&self, guild: GuildId, meta: &WriteMeta) -> Result<WriteResult> {
+        self.write(guild, Edit::Delete, meta).await
+    }
+
+    /// Returns the current document, creating the default config first when
+    /// the guild has none. Safe when shards race: the loser reads the
+    /// winner's config.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails.
+    pub async fn get_or_create(&self, guild: GuildId, meta: &WriteMeta) -> Result<Shown> {
+        for _ in 0..=self.max_retries {
+            if let Some(head) = self.store.head(guild).await? {
+                if let Some(document) = head.document {
+                    return Ok(Shown {
+                        guild_id: guild,
+                        version: head.version,
+                        document,
+                    });
+                }
+            }
+            match self.create(guild, json!({}), meta).await {
+                Ok(_) | Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(
+            "the guild's config kept changing while it was being created".into(),
+        ))
+    }
+
+    /// The current document, or the defaults for a guild that has none
+    /// (never configured or deleted), without writing anything.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails.
+    pub async fn get_or_default(&self, guild: GuildId) -> Result<Shown> {
+        match self.store.head(guild).await? {
+            Some(Head {
+                version,
+                document: Some(document),
+                ..
+            }) => Ok(Shown {
+                guild_id: guild,
+                version,
+                document,
+            }),
+            Some(head) => Ok(Shown {
+                guild_id: guild,
+                version: head.version,
+                document: self.schema.defaults(),
+            }),
+            None => Ok(Shown {
+                guild_id: guild,
+                version: 0,
+                document: self.schema.defaults(),
+            }),
+        }
+    }
+
+    /// The typed [`GuildConfig`] of a guild (defaults when unconfigured),
+    /// for bots using the shipped schema.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails; [`Error::Corrupt`] when
+    /// the stored document is not a `GuildConfig`.
+    pub async fn guild_config(&self, guild: GuildId) -> Result<GuildConfig> {
+        let shown = self.get_or_default(guild).await?;
+        GuildConfig::from_document(&shown.document)
+            .map_err(|_| Error::Corrupt("the stored document is not a GuildConfig".into()))
+    }
+
+    /// A document now, at a version, or at a time.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the guild, version or time has no document
+    /// (before the guild existed, or deleted then).
+    pub async fn get(&self, guild: GuildId, at: At) -> Result<Shown> {
+        let version = match at {
+            At::Now => {
+                return match self.store.head(guild).await? {
+                    Some(Head {
+                        version,
+                        document: Some(document),
+                        ..
+                    }) => Ok(Shown {
+                        guild_id: guild,
+                        version,
+                        document,
+                    }),
+                    Some(_) => Err(Error::NotFound(format!(
+                        "guild {guild}'s config is deleted"
+                    ))),
+                    None => Err(Error::NotFound(format!("guild {guild} has no config"))),
+                }
+            }
+            At::Version(v) => v,
+            At::Time(t) => match self.store.entry_at(guild, t).await? {
+                Some((_, Operation::Delete)) => {
+                    return Err(Error::NotFound(format!(
+                        "guild {guild}'s config was deleted at {t}"
+                    )))
+                }
+                Some((v, _)) => v,
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "guild {guild} had no config at {t}"
+                    )))
+                }
+            },
+        };
+        match self.store.snapshot(guild, version).await? {
+            Some(s) => Ok(Shown {
+                guild_id: guild,
+                version,
+                document: s.document,
+            }),
+            None => Err(Error::NotFound(format!(
+                "guild {guild} has no version {version}"
+            ))),
+        }
+    }
+
+    /// Every configured guild with its version and last change.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails.
+    pub async fn list(&self) -> Result<Vec<GuildSummary>> {
+        Ok(self.store.list_guilds().await?)
+    }
+
+    /// The (redacted) changes between two versions.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when either version does not exist.
+    pub async fn diff(&self, guild: GuildId, from: u64, to: u64) -> Result<Vec<Change>> {
+        let a = self.get(guild, At::Version(from)).await?;
+        let b = self.get(guild, At::Version(to)).await?;
+        Ok(redact_changes(
+            &diff(&a.document, &b.document),
+            &self.schema.secret_paths(),
+        ))
+    }
+
+    /// Applies an edit: computes the change set from the current head with
+    /// pure domain code and commits it, recomputing from the new head when a
+    /// concurrent writer got there first (unless an expected version was
+    /// given).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for bad input, [`Error::Conflict`] for a version
+    /// mismatch, an existing guild, a reused request id or a race lost after
+    /// the retries, [`Error::NotFound`] for a missing guild or version,
+    /// [`Error::Storage`] when the write fails (then nothing was written).
+    pub async fn write(&self, guild: GuildId, edit: Edit, meta: &WriteMeta) -> Result<WriteResult> {
+        check_meta(meta)?;
+        let fingerprint = meta
+            .request_id
+            .as_ref()
+            .map(|_| fingerprint(guild, &edit, &meta.actor))
+            .transpose()?;
+        let mut attempt = 0;
+        loop {
+            let head = self.store.head(guild).await?;
+            if let (Some(request_id), Some(fp)) = (&meta.request_id, &fingerprint) {
+                if let Some(record) = self.store.request(guild, request_id).await? {
+                    return replay(record, fp);
+                }
+            }
+            if let Some(expected) = meta.expect_version {
+                let current = head.as_ref().map_or(0, |h| h.version);
+                if current != expected {
+                    return Err(Error::Conflict(format!(
+                        "guild {guild} is at version {current}, not the expected {expected}"
+                    )));
+                }
+            }
+            let Some(plan) = self.plan(guild, head.as_ref(), &edit).await? else {
+                return Ok(WriteResult {
+                    guild_id: guild,
+                    version: head.as_ref().map_or(0, |h| h.version),
+                    outcome: Outcome::Unchanged,
+                    entry_hash: None,
+                    changes: meta.dry_run.then(Vec::new),
+                    dry_run: meta.dry_run,
+                    replayed: false,
+                });
+            };
+            let (change_set, mut result) =
+                self.change_set(guild, head.as_ref(), plan, meta, fingerprint.as_deref())?;
+            if meta.dry_run {
+                result.entry_hash = None;
+                result.changes = Some(change_set.entry.body.changes.clone());
+                result.dry_run = true;
+                return Ok(result);
+            }
+            match self.store.commit(change_set).await {
+                Ok(()) => {
+                    tracing::info!(guild = %guild, version = result.version, outcome = ?result.outcome, "config written");
+                    return Ok(result);
+                }
+                Err(StoreError::Conflict(reason))
+                    if meta.expect_version.is_none() && attempt < self.max_retries =>
+                {
+                    attempt += 1;
+                    tracing::debug!(guild = %guild, attempt, %reason, "lost a race; recomputing from the new head");
+                }
+                Err(StoreError::Conflict(reason)) if meta.expect_version.is_some() => {
+                    return Err(Error::Conflict(format!(
+                        "guild {guild} changed while this write was computed ({reason})"
+                    )))
+                }
+                Err(StoreError::Conflict(_)) => {
+                    return Err(Error::Conflict(format!(
+                        "guild {guild} kept changing; the write lost the race {} times",
+                        attempt + 1
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Computes the new state, or `None` when nothing would change.
+    async fn plan(&self, guild: GuildId, head: Option<&Head>, edit: &Edit) -> Result<Option<Plan>> {
+        let current = head.and_then(|h| h.document.as_ref());
+        let version = head.map_or(0, |h| h.version);
+        let existing = || {
+            current.ok_or_else(|| match head {
+                Some(_) => Error::NotFound(format!("guild {guild}'s config is deleted")),
+                None => Error::NotFound(format!("guild {guild} has no config (create it first)")),
+            })
+        };
+        let (operation, document, detail) = match edit {
+            Edit::Create { input } => {
+                if current.is_some() {
+                    return Err(Error::Conflict(format!(
+                        "guild {guild} already has a config"
+                    )));
+                }
+                (
+                    Operation::Create,
+                    Some(self.normalise(input.clone(), None)?),
+                    Map::new(),
+                )
+            }
+            Edit::Update { sets, unsets } => {
+                let current = existing()?;
+                let mut merged = current.clone();
+                let mut problems = Vec::new();
+                for path in unsets {
+                    json::remove_at(&mut merged, path);
+                }
+                for (path, value) in sets {
+                    if let Err(e) = json::set_at(&mut merged, path, value.clone()) {
+                        problems.push(Violation::new(pointer_from_segments(path), e));
+                    }
+                }
+                if !problems.is_empty() {
+                    return Err(problems.into());
+                }
+                let doc = self.normalise(merged, Some(current))?;
+                if &doc == current {
+                    return Ok(None);
+                }
+                (Operation::Update, Some(doc), Map::new())
+            }
+            Edit::Replace { document } => {
+                let current = existing()?;
+                let doc = self.normalise(document.clone(), Some(current))?;
+                if &doc == current {
+                    return Ok(None);
+                }
+                (Operation::Update, Some(doc), Map::new())
+            }
+            Edit::Revert { to } => {
+                let current = existing()?;
+                if *to == 0 || *to > version {
+                    return Err(Error::NotFound(format!(
+                        "guild {guild} has no version {to}"
+                    )));
+                }
+                let Some(snapshot) = self.store.snapshot(guild, *to).await? else {
+                    return Err(Error::NotFound(format!(
+                        "guild {guild} has no version {to}"
+                    )));
+                };
+                if &snapshot.document == current {
+                    return Ok(None);
+                }
+                let mut detail = Map::new();
+                detail.insert("to_version".into(), json!(to));
+                (Operation::Revert, Some(snapshot.document), detail)
+            }
+            Edit::Delete => {
+                existing()?;
+                (Operation::Delete, None, Map::new())
+            }
+        };
+        let version = if document.is_some() {
+            version + 1
+        } else {
+            version
+        };
+        Ok(Some(Plan {
+            operation,
+            document,
+            version,
+            detail,
+        }))
+    }
+
+    /// Normalises and validates an input document against the schema and the
+    /// limits every stored document obeys.
+    fn normalise(&self, mut input: Value, current: Option<&Value>) -> Result<Value> {
+        restore_kept_secrets(&mut input, current, &self.schema.secret_paths())?;
+        let mut problems = Vec::new();
+        let doc = match self.schema.normalise(&input) {
+            Ok(doc) => doc,
+            Err(Violations(v)) => {
+                problems.extend(v);
+                // Raw limits are still worth reporting alongside schema errors.
+                check_limits(&input, &mut Vec::new(), &mut problems);
+                problems.dedup();
+                return Err(problems.into());
+            }
+        };
+        check_limits(&doc, &mut Vec::new(), &mut problems);
+        if problems.is_empty() {
+            let size = canonical(&doc).map_err(|e| Error::invalid("", e))?.len();
+            if size > json::MAX_DOCUMENT_BYTES {
+                problems.push(Violation::new(
+                    "",
+                    format!(
+                        "document is {size} bytes of canonical JSON; the limit is {} (64 KiB)",
+                        json::MAX_DOCUMENT_BYTES
+                    ),
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(doc)
+        } else {
+            Err(problems.into())
+        }
+    }
+
+    /// Builds the chained change set and the result it will report.
+    fn change_set(
+        &self,
+        guild: GuildId,
+        head: Option<&Head>,
+        plan: Plan,
+        meta: &WriteMeta,
+        fingerprint: Option<&str>,
+    ) -> Result<(ChangeSet, WriteResult)> {
+        let empty = Value::Object(Map::new());
+        let before = head.and_then(|h| h.document.as_ref()).unwrap_or(&empty);
+        let after = plan.document.as_ref().unwrap_or(&empty);
+        let changes = redact_changes(&diff(before, after), &self.schema.secret_paths());
+        let to_version = plan.detail.get("to_version").and_then(Value::as_u64);
+        let summary = summarise(&meta.actor, plan.operation, &changes, to_version);
+        let snapshot = plan
+            .document
+            .as_ref()
+            .map(|doc| {
+                canonical_sha256(doc).map(|sha256| Snapshot {
+                    version: plan.version,
+                    document: doc.clone(),
+                    sha256,
+                })
+            })
+            .transpose()
+            .map_err(|e| Error::invalid("", e))?;
+        let occurred_at = Timestamp::next_after(self.clock.now(), head.map(|h| h.updated_at));
+        let mut context = RequestContext::new();
+        context.extend(&meta.context);
+        let body = EntryBody {
+            v: ENTRY_FORMAT_VERSION,
+            guild_id: guild,
+            seq: head.map_or(1, |h| h.seq + 1),
+            config_version: plan.version,
+            operation: plan.operation,
+            occurred_at,
+            actor: meta.actor.clone(),
+            changes,
+            summary,
+            snapshot_sha256: snapshot.as_ref().map(|s| s.sha256.clone()),
+            reason: meta.reason.clone(),
+            request_id: meta.request_id.clone(),
+            context: context.to_map(),
+            detail: plan.detail,
+            prev_hash: head.map_or_else(|| GENESIS_HASH.to_owned(), |h| h.last_hash.clone()),
+        };
+        let entry: Entry = body.seal().map_err(|e| Error::invalid("", e))?;
+        let outcome = match plan.operation {
+            Operation::Create => Outcome::Created,
+            Operation::Update | Operation::Purge => Outcome::Updated,
+            Operation::Revert => Outcome::Reverted,
+            Operation::Delete => Outcome::Deleted,
+        };
+        let result = WriteResult {
+            guild_id: guild,
+            version: plan.version,
+            outcome,
+            entry_hash: Some(entry.entry_hash.clone()),
+            changes: None,
+            dry_run: false,
+            replayed: false,
+        };
+        let request = match (&meta.request_id, fingerprint) {
+            (Some(id), Some(fp)) => Some(RequestRecord {
+                request_id: id.clone(),
+                fingerprint: fp.to_owned(),
+                result: serde_json::to_value(&result).map_err(|e| Error::Storage(e.to_string()))?,
+            }),
+            _ => None,
+        };
+        let change_set = ChangeSet {
+            guild_id: guild,
+            expected_seq: head.map(|h| h.seq),
+            head: Head {
+                guild_id: guild,
+                version: plan.version,
+                seq: entry.body.seq,
+                last_hash: entry.entry_hash.clone(),
+                updated_at: occurred_at,
+                actor: meta.actor.clone(),
+                document: plan.document,
+            },
+            snapshot,
+            entry,
+            request,
+        };
+        Ok((change_set, result))
+    }
+}
+
+fn check_meta(meta: &WriteMeta) -> Result<()> {
+    let mut problems = Vec::new();
+    if let Some(reason) = &meta.reason {
+        if reason.chars().count() > MAX_REASON {
+            problems.push(Violation::new(
+                "/reason",
+                format!("must be at most {MAX_REASON} characters"),
+            ));
+        }
+        if reason.contains('\0') {
+            problems.push(Violation::new("/reason", "must not contain U+0000"));
+        }
+    }
+    if let Some(id) = &meta.request_id {
+        let n = id.chars().count();
+        if n == 0 || n > MAX_REQUEST_ID || id.chars().any(char::is_control) {
+            problems.push(Violation::new(
+                "/request_id",
+                format!("must be 1 to {MAX_REQUEST_ID} characters without control characters"),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.into())
+    }
+}
+
+/// SHA-256 over operation, guild, input and actor: a retry with the same
+/// request id must carry the same fingerprint.
+fn fingerprint(guild: GuildId, edit: &Edit, actor: &Actor) -> Result<String> {
+    canonical_sha256(&json!({
+        "operation": edit.operation_name(),
+        "guild_id": guild,
+        "input": edit.fingerprint_input(),
+        "actor": actor,
+    }))
+    .map_err(|e| Error::invalid("", e))
+}
+
+fn replay(record: RequestRecord, fingerprint: &str) -> Result<WriteResult> {
+    if record.fingerprint != fingerprint {
+        return Err(Error::Conflict(format!(
+            "request id {:?} was already used for a different write",
+            record.request_id
+        )));
+    }
+    let mut result = parse_result(&record.result)
+        .ok_or_else(|| Error::Corrupt("a stored request result does not parse".into()))?;
+    result.replayed = true;
+    Ok(result)
+}
+
+fn parse_result(value: &Value) -> Option<WriteResult> {
+    Some(WriteResult {
+        guild_id: GuildId::parse(value.get("guild_id")?.as_str()?).ok()?,
+        version: value.get("version")?.as_u64()?,
+        outcome: serde_json::from_value(value.get("outcome")?.clone()).ok()?,
+        entry_hash: value.get("entry_hash")?.as_str().map(str::to_owned),
+        changes: None,
+        dry_run: false,
+        replayed: false,
+    })
+}
+
+/// Reads the value at a path of a document (for `show --path`).
+///
+/// # Errors
+/// [`Error::NotFound`] when the document has nothing at that path.
+pub fn value_at(document: &Value, segments: &[String]) -> Result<Value> {
+    get_at(document, segments)
+        .cloned()
+        .ok_or_else(|| Error::NotFound(format!("nothing at {}", pointer_from_segments(segments))))
+}
