@@ -1,0 +1,665 @@
+//! A small bot embedding guildconf, with the Discord gateway replaced by a
+//! script of events.
+//!
+//! It shows the three things almost every bot does with its configuration:
+//!
+//! - on every "member joined" event it reads the guild's typed
+//!   [`GuildConfig`] (the defaults for a guild that was never configured,
+//!   without writing anything) and greets the member or stays silent,
+//!   depending on `onboarding.enabled`;
+//! - `/config set <path> <value>` changes one field, recording the invoking
+//!   member as the [`Actor`] and the slash command as the request context;
+//!   invalid values come back as a reply listing every violation by path;
+//! - `/config history <path>` shows a moderator who changed one field, when,
+//!   and from what to what.
+//!
+//! Run it:
+//!
+//! ```text
+//! cargo run -p guildconf --example bot                       # the built-in script
+//! cargo run -p guildconf --example bot -- sqlite:///tmp/b.db # another database
+//! cargo run -p guildconf --example bot -- --stdin < events.txt
+//! ```
+//!
+//! The database URL is the first argument, else `GUILDCONF_DATABASE_URL`, else
+//! `sqlite://bot-example.db`. With `--stdin`, each line is one event:
+//!
+//! ```text
+//! join | <guild id> | <user id> | <display name>
+//! cmd  | <guild id> | <channel id> | <user id> | <display name> | mod|member | <command>
+//! ```
+//!
+//! `mod` stands for Discord's Manage Server permission, which a real bot would
+//! read from the interaction. Blank lines and lines starting with `#` are
+//! skipped.
+//!
+//! The built-in script states what each step should do; the process exits 1
+//! if any step does something else, or if the database fails. The script
+//! leaves the demo guild's onboarding switched off, so running it again
+//! against the same database behaves the same way.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use guildconf::json::{display_path, get_at, parse_pointer, parse_user_path, set_at};
+use guildconf::{
+    open, value_at, Actor, ActorKind, Change, ConfigService, Entry, Error, GuildConfig, GuildId,
+    HistoryRequest, Outcome, RequestContext, WriteMeta, WriteResult,
+};
+use serde_json::{json, Value};
+
+const DEFAULT_URL: &str = "sqlite://bot-example.db";
+
+/// How many entries `/config history` shows at once.
+const HISTORY_PAGE: u32 = 5;
+
+/// Discord's epoch (2015-01-01), in Unix milliseconds; snowflakes count from it.
+const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+
+/// What a scripted step is expected to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// A command succeeds.
+    Done,
+    /// A command is refused with a message for the user.
+    Refused,
+    /// A joining member is greeted.
+    Greets,
+    /// A joining member is not greeted.
+    Silent,
+}
+
+/// The built-in script. Guild 418203119447113728 is configured during the
+/// script; guild 418203119447113999 never is, and must stay unwritten.
+const SCRIPT: &[(Expect, &str)] = &[
+    // A brand-new guild: the defaults apply, onboarding is off.
+    (Expect::Silent, "join | 418203119447113728 | 80351110224678914 | Carol"),
+    (Expect::Silent, "join | 418203119447113999 | 80351110224678915 | Dave"),
+    // Members without Manage Server cannot change anything.
+    (Expect::Refused, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678913 | Bob | member | /config set onboarding.enabled true"),
+    // Validation: onboarding needs a welcome channel first.
+    (Expect::Refused, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.enabled true"),
+    // Validation: a channel is an id, not a name; unknown fields are typos.
+    (Expect::Refused, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.welcome_channel general"),
+    (Expect::Refused, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.welcom_message hi"),
+    // Every violation of one value is listed, each with its path.
+    (Expect::Refused, r#"cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set yearly_reset {"enabled": true, "month": 2, "day": 30, "timezone": "Mars/Olympus_Mons"}"#),
+    // The first successful write creates the guild's config.
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.welcome_channel 418203119451308033"),
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.welcome_message Welcome to the server, {user}! Read #rules first."),
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.enabled true"),
+    (Expect::Greets, "join | 418203119447113728 | 80351110224678916 | Erin"),
+    // Verification by captcha needs a role to grant.
+    (Expect::Refused, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.verification.mode captcha"),
+    // A secret: stored, but never shown back, not even in history.
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set announcements.webhook_url https://discord.com/api/webhooks/1/not-a-real-token"),
+    // "[redacted]" means "keep the stored secret": nothing changes.
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set announcements.webhook_url [redacted]"),
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config history onboarding.enabled"),
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config history announcements.webhook_url"),
+    (Expect::Refused, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678913 | Bob | member | /config history onboarding.enabled"),
+    (Expect::Refused, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config reset everything"),
+    // Alice switches onboarding off again (which also makes the script
+    // repeatable on the same database).
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.enabled false"),
+    (Expect::Done, "cmd | 418203119447113728 | 418203119451308032 | 80351110224678912 | Alice | mod | /config set onboarding.welcome_channel null"),
+    (Expect::Silent, "join | 418203119447113728 | 80351110224678917 | Frank"),
+    (Expect::Silent, "join | 418203119447113999 | 80351110224678918 | Grace"),
+];
+
+/// The guild the script never configures: reading its config must not write.
+const UNCONFIGURED_GUILD: &str = "418203119447113999";
+
+/// The member behind an interaction.
+#[derive(Debug)]
+struct Member {
+    user_id: String,
+    display_name: String,
+    /// Stands in for Discord's Manage Server permission.
+    can_manage: bool,
+}
+
+/// One gateway event, as far as this bot cares.
+#[derive(Debug)]
+enum Event {
+    MemberJoined {
+        guild: GuildId,
+        user_id: String,
+        display_name: String,
+    },
+    SlashCommand {
+        guild: GuildId,
+        channel_id: String,
+        member: Member,
+        interaction_id: String,
+        text: String,
+    },
+}
+
+/// What the bot answers.
+#[derive(Debug)]
+enum Reply {
+    /// A command did what was asked.
+    Done(String),
+    /// A command was refused; the text tells the member why.
+    Refused(String),
+    /// A message posted in the welcome channel.
+    Greet { channel: String, text: String },
+    /// Nothing is posted for a joining member.
+    Silent(String),
+}
+
+impl Reply {
+    fn matches(&self, expect: Expect) -> bool {
+        matches!(
+            (self, expect),
+            (Reply::Done(_), Expect::Done)
+                | (Reply::Refused(_), Expect::Refused)
+                | (Reply::Greet { .. }, Expect::Greets)
+                | (Reply::Silent(_), Expect::Silent)
+        )
+    }
+
+    fn print(&self) {
+        match self {
+            Reply::Done(text) => println!("  bot → {}", indent(text)),
+            Reply::Refused(text) => println!("  bot → ✗ {}", indent(text)),
+            Reply::Greet { channel, text } => println!("  bot → [in #{channel}] {text}"),
+            Reply::Silent(why) => println!("  bot   (no greeting: {why})"),
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n        ")
+}
+
+/// A failure the member cannot fix: the database is down or its data is not
+/// what guildconf wrote. The member gets an apology; the operator gets this.
+#[derive(Debug)]
+struct Internal(Error);
+
+/// The bot: one `ConfigService`, shared by every event handler.
+#[derive(Debug)]
+struct Bot {
+    config: ConfigService,
+    next_interaction: u64,
+}
+
+impl Bot {
+    async fn handle(&mut self, event: Event) -> Result<Reply, Internal> {
+        match event {
+            Event::MemberJoined {
+                guild,
+                user_id,
+                display_name,
+            } => self.member_joined(guild, &user_id, &display_name).await,
+            Event::SlashCommand {
+                guild,
+                channel_id,
+                member,
+                interaction_id,
+                text,
+            } => {
+                self.slash_command(guild, &channel_id, &member, &interaction_id, &text)
+                    .await
+            }
+        }
+    }
+
+    /// Reads the typed config on every join. For a guild nobody configured
+    /// this returns the defaults and writes nothing.
+    async fn member_joined(
+        &self,
+        guild: GuildId,
+        user_id: &str,
+        display_name: &str,
+    ) -> Result<Reply, Internal> {
+        let config: GuildConfig = self.config.guild_config(guild).await.map_err(Internal)?;
+        let onboarding = &config.onboarding;
+        if !onboarding.enabled {
+            return Ok(Reply::Silent("onboarding is off in this guild".into()));
+        }
+        // Validation guarantees a welcome channel whenever onboarding is on;
+        // staying silent is still better than panicking on a hand-edited row.
+        let Some(channel) = onboarding.welcome_channel else {
+            return Ok(Reply::Silent("onboarding has no welcome channel".into()));
+        };
+        let mention = format!("<@{user_id}> ({display_name})");
+        let text = match &onboarding.welcome_message {
+            Some(message) => message.replace("{user}", &mention),
+            None => format!("Welcome, {mention}!"),
+        };
+        Ok(Reply::Greet {
+            channel: channel.to_string(),
+            text,
+        })
+    }
+
+    async fn slash_command(
+        &mut self,
+        guild: GuildId,
+        channel_id: &str,
+        member: &Member,
+        interaction_id: &str,
+        text: &str,
+    ) -> Result<Reply, Internal> {
+        let Some(args) = text.strip_prefix("/config ") else {
+            return Ok(Reply::Refused(USAGE.into()));
+        };
+        let (sub, rest) = args.trim().split_once(' ').unwrap_or((args.trim(), ""));
+        let rest = rest.trim();
+        match sub {
+            "set" | "history" if !member.can_manage => Ok(Reply::Refused(
+                "You need the Manage Server permission to use /config.".into(),
+            )),
+            "set" => {
+                let Some((path, value)) = rest.split_once(' ') else {
+                    return Ok(Reply::Refused("Usage: /config set <path> <value>".into()));
+                };
+                let actor = match Actor::new(
+                    &member.user_id,
+                    ActorKind::Human,
+                    Some(&member.display_name),
+                ) {
+                    Ok(actor) => actor,
+                    Err(violations) => return user_error(Error::Invalid(violations)),
+                };
+                let mut meta = WriteMeta::new(actor);
+                meta.context = RequestContext::new()
+                    .with("source", "slash-command")
+                    .with("command", text)
+                    .with("channel_id", channel_id)
+                    .with("session_id", interaction_id);
+                self.set(guild, path, value.trim(), &meta).await
+            }
+            "history" if rest.is_empty() => {
+                Ok(Reply::Refused("Usage: /config history <path>".into()))
+            }
+            "history" => self.history(guild, rest).await,
+            _ => Ok(Reply::Refused(USAGE.into())),
+        }
+    }
+
+    /// `/config set <path> <value>`: the value is JSON if it parses (so
+    /// `true`, `null`, `42` and objects work), otherwise a plain string.
+    async fn set(
+        &self,
+        guild: GuildId,
+        path: &str,
+        value: &str,
+        meta: &WriteMeta,
+    ) -> Result<Reply, Internal> {
+        let segments = match parse_user_path(path) {
+            Ok(segments) => segments,
+            Err(e) => return user_error(Error::invalid("/path", e)),
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        let written = match set_or_create(&self.config, guild, &segments, value, meta).await {
+            Ok(written) => written,
+            Err(e) => return user_error(e),
+        };
+        let shown = display_path(&guildconf::json::pointer_from_segments(&segments));
+        if written.outcome == Outcome::Unchanged {
+            return Ok(Reply::Done(format!(
+                "Nothing to change: {shown} already has that value."
+            )));
+        }
+        // Read back what is stored (normalised, secrets redacted), which is
+        // what the member should see.
+        let stored = self.config.get_or_default(guild).await.map_err(Internal)?;
+        let now = value_at(&self.config.redact(&stored.document), &segments)
+            .map_or_else(|_| "(not set)".to_owned(), |v| short(&v));
+        let created = if written.outcome == Outcome::Created {
+            " This guild's config was created from the defaults."
+        } else {
+            ""
+        };
+        Ok(Reply::Done(format!(
+            "Saved: {shown} is now {now} (config version {}).{created}",
+            written.version
+        )))
+    }
+
+    /// `/config history <path>`: the newest changes of one field.
+    async fn history(&self, guild: GuildId, path: &str) -> Result<Reply, Internal> {
+        let segments = match parse_user_path(path) {
+            Ok(segments) => segments,
+            Err(e) => return user_error(Error::invalid("/path", e)),
+        };
+        let request = HistoryRequest {
+            guild_id: Some(guild),
+            path: Some(segments.clone()),
+            limit: Some(HISTORY_PAGE),
+            ..HistoryRequest::default()
+        };
+        let page = match self.config.history(&request).await {
+            Ok(page) => page,
+            Err(e) => return user_error(e),
+        };
+        let shown = display_path(&guildconf::json::pointer_from_segments(&segments));
+        if page.entries.is_empty() {
+            return Ok(Reply::Done(format!("No changes to {shown} are recorded.")));
+        }
+        let mut out = format!("History of {shown}, newest first:");
+        for entry in &page.entries {
+            out.push('\n');
+            out.push_str(&history_line(entry, &segments));
+        }
+        if page.next_cursor.is_some() {
+            out.push_str("\n… and older changes.");
+        }
+        Ok(Reply::Done(out))
+    }
+
+    /// A plausible interaction id: a snowflake from the current time and a
+    /// counter, so ids stay unique across runs on the same database.
+    fn interaction_id(&mut self) -> String {
+        self.next_interaction += 1;
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+        let since_epoch = ms.saturating_sub(DISCORD_EPOCH_MS);
+        ((since_epoch << 22) | (self.next_interaction & 0xfff)).to_string()
+    }
+}
+
+const USAGE: &str = "Commands: /config set <path> <value> · /config history <path>";
+
+/// Sets one field. A guild's first write creates its config from the
+/// defaults with that field set, as a single `create` entry by the member.
+async fn set_or_create(
+    config: &ConfigService,
+    guild: GuildId,
+    segments: &[String],
+    value: Value,
+    meta: &WriteMeta,
+) -> Result<WriteResult, Error> {
+    let sets = vec![(segments.to_vec(), value.clone())];
+    match config.update(guild, sets.clone(), vec![], meta).await {
+        Err(Error::NotFound(_)) => {
+            let mut input = json!({});
+            set_at(&mut input, segments, value)
+                .map_err(|e| Error::invalid(guildconf::json::pointer_from_segments(segments), e))?;
+            match config.create(guild, input, meta).await {
+                // Another shard created the config in the meantime; this
+                // is an ordinary update after all.
+                Err(Error::Conflict(_)) => config.update(guild, sets, vec![], meta).await,
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Turns a service error into a reply for the member, or an internal failure
+/// for the operator.
+fn user_error(error: Error) -> Result<Reply, Internal> {
+    match error {
+        Error::Invalid(violations) => {
+            let mut out = String::from("That change was refused:");
+            for v in &violations.0 {
+                let path = if v.path.is_empty() {
+                    "(whole config)".to_owned()
+                } else {
+                    display_path(&v.path)
+                };
+                out.push_str(&format!("\n• {path}: {}", v.message));
+            }
+            Ok(Reply::Refused(out))
+        }
+        Error::NotFound(message) => Ok(Reply::Refused(format!("Not found: {message}."))),
+        Error::Conflict(message) => Ok(Reply::Refused(format!(
+            "Someone else changed the config at the same time ({message}); please try again."
+        ))),
+        e @ (Error::Storage(_) | Error::Corrupt(_)) => Err(Internal(e)),
+    }
+}
+
+/// One history entry, narrowed to the asked-for field.
+fn history_line(entry: &Entry, wanted: &[String]) -> String {
+    let body = &entry.body;
+    let what: Vec<String> = body
+        .changes
+        .iter()
+        .filter_map(|change| describe(change, wanted))
+        .collect();
+    let what = if what.is_empty() {
+        body.summary.clone()
+    } else {
+        what.join("; ")
+    };
+    let via = body
+        .context
+        .get("source")
+        .and_then(Value::as_str)
+        .map_or_else(String::new, |s| format!(" via {s}"));
+    format!(
+        "• v{} {} by {}{via}: {what}",
+        body.config_version, body.occurred_at, body.actor.label
+    )
+}
+
+/// Describes a change as it affects `wanted`: a change at or above it is
+/// narrowed to the field's own before and after; one below it is shown as is.
+fn describe(change: &Change, wanted: &[String]) -> Option<String> {
+    let at = parse_pointer(change.path()).ok()?;
+    let (before, after) = match change {
+        Change::Add { after, .. } => (None, Some(after)),
+        Change::Remove { before, .. } => (Some(before), None),
+        Change::Replace { before, after, .. } => (Some(before), Some(after)),
+    };
+    if wanted.starts_with(&at) {
+        let rest = &wanted[at.len()..];
+        let before = before.and_then(|v| get_at(v, rest));
+        let after = after.and_then(|v| get_at(v, rest));
+        if before == after {
+            return None;
+        }
+        Some(transition(before, after))
+    } else if at.starts_with(wanted) {
+        Some(format!(
+            "{}: {}",
+            display_path(change.path()),
+            transition(before, after)
+        ))
+    } else {
+        None
+    }
+}
+
+fn transition(before: Option<&Value>, after: Option<&Value>) -> String {
+    match (before, after) {
+        (Some(before), Some(after)) => format!("{} → {}", short(before), short(after)),
+        (None, Some(after)) => format!("set to {}", short(after)),
+        (Some(before), None) => format!("removed (was {})", short(before)),
+        (None, None) => "no value".to_owned(),
+    }
+}
+
+/// A value as one short line of JSON.
+fn short(value: &Value) -> String {
+    const MAX: usize = 60;
+    let text = value.to_string();
+    if text.chars().count() <= MAX {
+        text
+    } else {
+        let cut: String = text.chars().take(MAX).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Parses one script line into an event.
+fn parse_event(line: &str, bot: &mut Bot) -> Result<Event, String> {
+    let fields: Vec<&str> = line.splitn(7, '|').map(str::trim).collect();
+    let guild = |text: &str| GuildId::parse(text).map_err(|e| format!("guild id {e}"));
+    match fields.as_slice() {
+        ["join", g, user_id, name] => Ok(Event::MemberJoined {
+            guild: guild(g)?,
+            user_id: (*user_id).to_owned(),
+            display_name: (*name).to_owned(),
+        }),
+        ["cmd", g, channel_id, user_id, name, role, text] => {
+            let can_manage = match *role {
+                "mod" => true,
+                "member" => false,
+                other => return Err(format!("expected mod or member, got {other:?}")),
+            };
+            Ok(Event::SlashCommand {
+                guild: guild(g)?,
+                channel_id: (*channel_id).to_owned(),
+                member: Member {
+                    user_id: (*user_id).to_owned(),
+                    display_name: (*name).to_owned(),
+                    can_manage,
+                },
+                interaction_id: bot.interaction_id(),
+                text: (*text).to_owned(),
+            })
+        }
+        _ => Err("expected `join | guild | user | name` or \
+             `cmd | guild | channel | user | name | mod|member | /command`"
+            .into()),
+    }
+}
+
+fn echo(event: &Event) {
+    match event {
+        Event::MemberJoined {
+            guild,
+            display_name,
+            ..
+        } => println!("[guild {guild}] {display_name} joined"),
+        Event::SlashCommand {
+            guild,
+            member,
+            text,
+            ..
+        } => println!("[guild {guild}] {}: {text}", member.display_name),
+    }
+}
+
+/// Runs one line; returns whether it went as expected.
+async fn step(bot: &mut Bot, line: &str, expect: Option<Expect>) -> bool {
+    let event = match parse_event(line, bot) {
+        Ok(event) => event,
+        Err(e) => {
+            eprintln!("bad script line {line:?}: {e}");
+            return false;
+        }
+    };
+    echo(&event);
+    match bot.handle(event).await {
+        Ok(reply) => {
+            reply.print();
+            match expect {
+                Some(expect) if !reply.matches(expect) => {
+                    eprintln!("  unexpected: this step should have been {expect:?}");
+                    false
+                }
+                _ => true,
+            }
+        }
+        Err(Internal(e)) => {
+            println!("  bot → ✗ Something went wrong on our side; please try again later.");
+            eprintln!("  internal error ({}): {e}", e.code());
+            false
+        }
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: bot [DATABASE_URL] [--stdin]");
+    ExitCode::from(2)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut url = None;
+    let mut from_stdin = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--stdin" => from_stdin = true,
+            "-h" | "--help" => {
+                println!("usage: bot [DATABASE_URL] [--stdin]");
+                return ExitCode::SUCCESS;
+            }
+            flag if flag.starts_with('-') => return usage(),
+            _ if url.is_some() => return usage(),
+            _ => url = Some(arg),
+        }
+    }
+    let url = url
+        .or_else(|| std::env::var("GUILDCONF_DATABASE_URL").ok())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+
+    let store = match open(&url, true).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("cannot open {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bot = Bot {
+        config: ConfigService::new(store),
+        next_interaction: 0,
+    };
+    println!("bot: configuration store {url}\n");
+
+    let mut ok = true;
+    if from_stdin {
+        for line in std::io::stdin().lock().lines() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    eprintln!("cannot read stdin: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            ok &= step(&mut bot, line, None).await;
+        }
+    } else {
+        for (expect, line) in SCRIPT {
+            ok &= step(&mut bot, line, Some(*expect)).await;
+        }
+        ok &= check_unwritten(&bot).await;
+    }
+
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("\nsome steps did not go as expected");
+        ExitCode::FAILURE
+    }
+}
+
+/// Reading a guild's config never writes: the guild the script only reads
+/// still has no stored config afterwards.
+async fn check_unwritten(bot: &Bot) -> bool {
+    let Ok(guild) = GuildId::parse(UNCONFIGURED_GUILD) else {
+        eprintln!("the script's unconfigured guild id does not parse");
+        return false;
+    };
+    match bot.config.store().head(guild).await {
+        Ok(None) => {
+            println!("\nguild {guild} was only read: nothing was stored for it.");
+            true
+        }
+        Ok(Some(head)) => {
+            eprintln!(
+                "guild {guild} was only read, yet it has a stored head at version {}",
+                head.version
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("cannot read guild {guild}'s head: {e}");
+            false
+        }
+    }
+}
