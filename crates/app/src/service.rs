@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 
 /// How many times a write without an expected version is recomputed from the
 /// new head after losing a race, before the caller gets a conflict.
-pub const DEFAULT_MAX_RETRIES: u32 = 8;
+pub const DEFAULT_MAX_RETRIES: u32 = 12;
 
 /// Longest `reason`, in characters.
 pub const MAX_REASON: usize = 1000;
@@ -501,6 +501,7 @@ impl ConfigService {
                 {
                     attempt += 1;
                     tracing::debug!(guild = %guild, attempt, %reason, "lost a race; recomputing from the new head");
+                    tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(StoreError::Conflict(reason)) if meta.expect_version.is_some() => {
                     return Err(Error::Conflict(format!(
@@ -731,6 +732,16 @@ impl ConfigService {
         };
         Ok((change_set, result))
     }
+}
+
+/// A short, jittered, growing pause before recomputing a write that lost a
+/// race, so writers hammering one guild spread out instead of colliding
+/// again in lockstep.
+fn backoff(attempt: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let ceiling_micros = 500u64 << attempt.min(6); // 1 ms, 2 ms, … up to 32 ms
+    let jitter = RandomState::new().hash_one(attempt) % ceiling_micros.max(1);
+    std::time::Duration::from_micros(jitter)
 }
 
 fn check_meta(meta: &WriteMeta) -> Result<()> {

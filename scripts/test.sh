@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every check and test guildconf has, doing its own set-up first:
+# starts the local PostgreSQL if it is installed but stopped, installs the
+# Python RFC 8785 package the third-party verifier uses, then format, lint,
+# the whole test suite (both backends) and the example bot.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_url="${GUILDCONF_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+pg_up() { pg_isready -q -d "$pg_url" 2>/dev/null; }
+
+if command -v pg_isready >/dev/null 2>&1 && ! pg_up; then
+  if [ -d /etc/postgresql ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "== starting the local PostgreSQL"
+    for version in $(ls /etc/postgresql); do
+      pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    done
+    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  fi
+fi
+if command -v pg_isready >/dev/null 2>&1 && ! pg_up; then
+  echo "!! PostgreSQL does not answer at $pg_url: the PostgreSQL tests will fail (they never skip)." >&2
+fi
+
+if ! python3 -c 'import rfc8785' 2>/dev/null; then
+  echo "== installing the rfc8785 Python package (for docs/verify_export.py)"
+  python3 -m pip install --quiet rfc8785
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test (SQLite and PostgreSQL)"
+cargo test --workspace
+echo "== the example bot"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cargo run -q -p guildconf --example bot -- "sqlite://$tmp/bot.db"
+echo "== all checks passed"
