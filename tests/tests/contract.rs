@@ -859,6 +859,34 @@ async fn tampering_with_plain_sql_is_caught(backend: Backend, name: &str) {
         ("actor", "UPDATE audit_entries SET actor_id = 'mallory' WHERE guild_id = 5 AND seq = 2".into(), Some(2), "entry_hash"),
         ("delete_middle", "DELETE FROM audit_entries WHERE guild_id = 5 AND seq = 2".into(), Some(3), "seq_gap"),
         (
+            "occurred_at",
+            "UPDATE audit_entries SET body = REPLACE(body, occurred_at, '2020-01-01T00:00:00.000000Z'), \
+             occurred_at = '2020-01-01T00:00:00.000000Z' WHERE guild_id = 5 AND seq = 2"
+                .into(),
+            Some(2),
+            "entry_hash",
+        ),
+        (
+            "swap_seq",
+            "UPDATE audit_entries SET seq = 1000 WHERE guild_id = 5 AND seq = 2; \
+             UPDATE audit_entries SET seq = 2 WHERE guild_id = 5 AND seq = 3; \
+             UPDATE audit_entries SET seq = 3 WHERE guild_id = 5 AND seq = 1000;"
+                .into(),
+            Some(3),
+            "seq_gap",
+        ),
+        (
+            "forged_middle",
+            "UPDATE audit_entries SET seq = seq + 1000 WHERE guild_id = 5 AND seq >= 3; \
+             UPDATE audit_entries SET seq = seq - 999 WHERE guild_id = 5 AND seq >= 1000; \
+             INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, actor_id, request_id, body, entry_hash, prev_hash) \
+             SELECT guild_id, 3, config_version, operation, occurred_at, actor_id, request_id, REPLACE(body, '\"seq\":2', '\"seq\":3'), entry_hash, prev_hash \
+             FROM audit_entries WHERE guild_id = 5 AND seq = 2;"
+                .into(),
+            Some(3),
+            "prev_hash",
+        ),
+        (
             "snapshot",
             match backend {
                 Backend::Sqlite => "UPDATE guild_snapshots SET document = REPLACE(document, '\"a\":true', '\"a\":false') WHERE guild_id = 5 AND version = 2".into(),
