@@ -42,7 +42,7 @@ async fn sigkill_during_writes_loses_nothing_reported_done() {
         let mut child = Command::new(&bin)
             .args(["--database-url", &url, "--json", "set", GUILD])
             .arg(format!("role_mapping.k{}={}", i % 7, i))
-            .arg(format!("features.f{}={}", i % 5, i % 2 == 0))
+            .arg(format!("features.f{}={}", i % 5, i.is_multiple_of(2)))
             .args(["--actor", ACTOR, "--request-id", &request_id])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
