@@ -114,6 +114,7 @@ contract! {
     tampering_with_plain_sql_is_caught,
     invalid_input_stores_nothing,
     export_streams_and_verifies_offline,
+    checkpoints_catch_a_restored_backup_and_a_recomputed_chain,
 }
 
 async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &str) {
@@ -1099,4 +1100,116 @@ async fn export_is_byte_identical_across_backends() {
         String::from_utf8_lossy(&exports[1]),
         "SQLite and PostgreSQL export the same bytes"
     );
+}
+
+/// Rewrites guild 5's chain from `from_seq` on with valid hashes, as an
+/// attacker with SQL access and this library would: the chain verifies, only
+/// a checkpoint taken earlier can tell.
+async fn recompute_chain(db: &TestDb, from_seq: u64) {
+    let rows = db
+        .rows("SELECT body FROM audit_entries WHERE guild_id = 5 ORDER BY seq")
+        .await;
+    let mut prev: Option<String> = None;
+    let mut sql = String::new();
+    for row in rows {
+        let mut body: guildconf::EntryBody =
+            serde_json::from_str(&row[0]).expect("stored body parses");
+        if body.seq >= from_seq {
+            if body.seq == from_seq {
+                body.summary = "nothing to see here".into();
+            }
+            if let Some(p) = &prev {
+                body.prev_hash = p.clone();
+            }
+            let text = body.canonical().expect("canonical").replace('\'', "''");
+            let entry = body.clone().seal().expect("seals");
+            sql.push_str(&format!(
+                "UPDATE audit_entries SET body = '{text}', entry_hash = '{h}', prev_hash = '{p}' WHERE guild_id = 5 AND seq = {s};\n",
+                h = entry.entry_hash,
+                p = body.prev_hash,
+                s = body.seq
+            ));
+            sql.push_str(&format!(
+                "UPDATE guild_heads SET last_hash = '{h}' WHERE guild_id = 5 AND seq = {s};\n",
+                h = entry.entry_hash,
+                s = body.seq
+            ));
+            prev = Some(entry.entry_hash);
+        } else {
+            prev = Some(body.seal().expect("seals").entry_hash);
+        }
+    }
+    db.exec(&sql)
+        .await
+        .expect("rewriting works once the triggers are gone");
+}
+
+async fn checkpoints_catch_a_restored_backup_and_a_recomputed_chain(backend: Backend, name: &str) {
+    for attack in ["rollback", "recompute"] {
+        let db = TestDb::new(backend, &format!("{name}_{attack}")).await;
+        let s = db.service().await;
+        let g = gid(5);
+        s.create(g, json!({}), &alice()).await.expect("v1");
+        s.create(gid(6), json!({}), &alice())
+            .await
+            .expect("another guild");
+        s.update(g, set("features.a", json!(true)), vec![], &bob())
+            .await
+            .expect("v2");
+        s.update(g, set("features.b", json!(true)), vec![], &bob())
+            .await
+            .expect("v3");
+        let now = Timestamp::parse_stored("2026-06-01T00:00:00.000000Z").expect("valid");
+        let checkpoint = s.checkpoint(now).await.expect("checkpoint");
+        assert_eq!(checkpoint.heads.len(), 2);
+        // The log only grew: still extends the checkpoint.
+        s.update(g, set("features.c", json!(true)), vec![], &bob())
+            .await
+            .expect("v4");
+        let report = s.verify_checkpoint(&checkpoint).await.expect("verify");
+        assert!(
+            report.ok,
+            "{attack}: a grown log extends its checkpoint: {report:?}"
+        );
+        // The file carries its own digest: an edited file is refused.
+        let mut text = serde_json::to_value(&checkpoint).expect("serialises");
+        text["heads"][0]["seq"] = json!(1);
+        assert!(matches!(
+            guildconf::Checkpoint::parse(&text.to_string()),
+            Err(Error::Invalid(_))
+        ));
+        db.drop_triggers().await;
+        match attack {
+            "rollback" => {
+                // A restored old backup: seq 3 and 4 gone, the head consistently back at seq 2.
+                db.exec(
+                    "DELETE FROM audit_entries WHERE guild_id = 5 AND seq >= 3; \
+                     DELETE FROM guild_snapshots WHERE guild_id = 5 AND version >= 3; \
+                     UPDATE guild_heads SET seq = 2, version = 2, \
+                       last_hash = (SELECT entry_hash FROM audit_entries WHERE guild_id = 5 AND seq = 2), \
+                       document = (SELECT document FROM guild_snapshots WHERE guild_id = 5 AND version = 2) \
+                     WHERE guild_id = 5;",
+                )
+                .await
+                .expect("rollback SQL");
+            }
+            _ => recompute_chain(&db, 2).await,
+        }
+        assert!(
+            s.verify(None).await.expect("verify").ok,
+            "{attack}: the chain alone looks fine"
+        );
+        let report = s.verify_checkpoint(&checkpoint).await.expect("verify");
+        assert!(!report.ok, "{attack}: the checkpoint catches it");
+        let found: Vec<_> = report
+            .problems
+            .iter()
+            .map(|p| (p.guild_id, p.seq, p.problem.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![(Some(g), Some(3), "checkpoint")],
+            "{attack}: {report:?}"
+        );
+    }
 }

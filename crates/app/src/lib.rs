@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod checkpoint;
 mod error;
 mod export;
 mod history;
@@ -26,6 +27,7 @@ mod service;
 mod verify;
 
 pub use backend::open;
+pub use checkpoint::{Checkpoint, CheckpointHead, CHECKPOINT_VERSION};
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportRequest};
 pub use history::{HistoryPage, HistoryRequest};

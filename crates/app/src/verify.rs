@@ -49,6 +49,9 @@ pub struct VerifyReport {
     pub entries_checked: u64,
     /// The first failure of each failing guild.
     pub problems: Vec<VerifyProblem>,
+    /// Findings that are not failures (such as `checkpoint_purged`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<VerifyProblem>,
 }
 
 impl VerifyReport {
@@ -60,7 +63,7 @@ impl VerifyReport {
         }
     }
 
-    fn done(mut self) -> Self {
+    pub(crate) fn done(mut self) -> Self {
         self.ok = self.problems.is_empty();
         self
     }

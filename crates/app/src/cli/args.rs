@@ -215,8 +215,18 @@ pub enum Command {
         /// Only this guild.
         guild: Option<String>,
         /// Verify this export (.jsonl) instead of the database.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "checkpoint")]
         file: Option<PathBuf>,
+        /// Also prove the log extends this checkpoint (from `guildconf checkpoint`).
+        #[arg(long, value_name = "FILE", conflicts_with = "guild")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print a checkpoint: one digest over every guild's head, to keep outside
+    /// the database; `verify --checkpoint` later proves the log only grew.
+    Checkpoint {
+        /// Write the checkpoint to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Stream audit entries as JSONL (the verifiable format) or CSV.
     Export {

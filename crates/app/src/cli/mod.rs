@@ -192,6 +192,7 @@ async fn service(url: &str, create: bool) -> Result<ConfigService, Error> {
 
 async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
     let url = cli.database_url.as_str();
+    let json_output = cli.json;
     match cli.command {
         Command::Create {
             guild,
@@ -365,21 +366,56 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
             let changes = service(url, false).await?.diff(guild, from, to).await?;
             out.diff(guild, from, to, &changes);
         }
-        Command::Verify { guild, file } => {
-            let report = match file {
-                Some(path) => {
+        Command::Verify {
+            guild,
+            file,
+            checkpoint,
+        } => {
+            let report = match (file, checkpoint) {
+                (_, Some(path)) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        invalid(
+                            "/checkpoint",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?;
+                    let checkpoint = guildconf::Checkpoint::parse(&text)?;
+                    service(url, false)
+                        .await?
+                        .verify_checkpoint(&checkpoint)
+                        .await?
+                }
+                (Some(path), None) => {
                     let f = File::open(&path).map_err(|e| {
                         invalid("/file", format!("cannot open {}: {e}", path.display()))
                     })?;
                     guildconf::verify_export(BufReader::new(f))?
                 }
-                None => {
+                (None, None) => {
                     let guild = guild.as_deref().map(parse_guild).transpose()?;
                     service(url, false).await?.verify(guild).await?
                 }
             };
             out.verify(&report);
             return Ok(verify_exit(&report, out));
+        }
+        Command::Checkpoint { output } => {
+            let now = Timestamp::from_datetime(chrono::Utc::now());
+            let checkpoint = service(url, false).await?.checkpoint(now).await?;
+            let text =
+                serde_json::to_string(&checkpoint).map_err(|e| Error::Storage(e.to_string()))?;
+            match &output {
+                Some(path) => std::fs::write(path, format!("{text}\n"))
+                    .map_err(|e| Error::Storage(format!("cannot write {}: {e}", path.display())))?,
+                None => println!("{text}"),
+            }
+            if !json_output {
+                eprintln!(
+                    "checkpoint of {} guild(s), digest {}: keep it (or the file) outside the database",
+                    checkpoint.heads.len(),
+                    checkpoint.digest
+                );
+            }
         }
         Command::Export {
             guild,

@@ -58,6 +58,16 @@ fn clean(text: &str) -> String {
         .collect()
 }
 
+fn problem_line(p: &guildconf::VerifyProblem) -> String {
+    let guild = p.guild_id.map_or_else(|| "?".to_owned(), |g| g.to_string());
+    let seq = p.seq.map_or_else(|| "-".to_owned(), |s| s.to_string());
+    format!(
+        "guild {guild} seq {seq}: {} ({})",
+        p.problem,
+        clean(&p.message)
+    )
+}
+
 fn change_line(change: &Change) -> String {
     let path = json::display_path(change.path());
     match change {
@@ -249,6 +259,9 @@ impl Output {
             print_json(&serde_json::to_value(report).unwrap_or(Value::Null));
             return;
         }
+        for n in &report.notices {
+            println!("note: {}", problem_line(n));
+        }
         if report.ok {
             println!(
                 "ok: {} entries in {} guild(s) verified",
@@ -256,19 +269,16 @@ impl Output {
             );
             return;
         }
+        // Checkpoint problems can name a guild twice (chain and checkpoint).
+        let failing: std::collections::BTreeSet<_> =
+            report.problems.iter().map(|p| p.guild_id).collect();
         println!(
             "FAILED: {} of {} guild(s) do not verify",
-            report.problems.len(),
-            report.guilds_checked.max(report.problems.len() as u64)
+            failing.len(),
+            report.guilds_checked.max(failing.len() as u64)
         );
         for p in &report.problems {
-            let guild = p.guild_id.map_or_else(|| "?".to_owned(), |g| g.to_string());
-            let seq = p.seq.map_or_else(|| "-".to_owned(), |s| s.to_string());
-            println!(
-                "  guild {guild} seq {seq}: {} ({})",
-                p.problem,
-                clean(&p.message)
-            );
+            println!("  {}", problem_line(p));
         }
     }
 
