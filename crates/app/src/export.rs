@@ -30,6 +30,9 @@ pub struct ExportRequest {
     pub since: Option<Timestamp>,
     /// The format.
     pub format: ExportFormat,
+    /// Add each version's stored document under `snapshot` (outside the
+    /// hashed body). Such a file holds secrets and is itself a secret.
+    pub with_snapshots: bool,
 }
 
 /// The CSV header, in column order.
@@ -66,6 +69,15 @@ fn body_of(row: &StoredEntry) -> Result<serde_json::Map<String, Value>> {
 fn jsonl_line(row: &StoredEntry) -> Result<String> {
     let mut map = body_of(row)?;
     map.insert("entry_hash".into(), Value::String(row.entry_hash.clone()));
+    if let Some(text) = &row.snapshot {
+        let snapshot: Value = serde_json::from_str(text).map_err(|_| {
+            Error::Corrupt(format!(
+                "guild {} version {} has a stored snapshot that is not JSON",
+                row.guild_id, row.config_version
+            ))
+        })?;
+        map.insert("snapshot".into(), snapshot);
+    }
     canonical(&Value::Object(map)).map_err(Error::Corrupt)
 }
 
@@ -161,13 +173,13 @@ impl ConfigService {
             if self.store.stored_head(guild).await?.is_none() {
                 return Err(Error::NotFound(format!("guild {guild} has no history")));
             }
-            written += self.export_guild(guild, request.since, &mut sink).await?;
+            written += self.export_guild(guild, request, &mut sink).await?;
         } else {
             let mut after = None;
             loop {
                 let ids = self.store.guild_ids(after, BATCH).await?;
                 for guild in &ids {
-                    written += self.export_guild(*guild, request.since, &mut sink).await?;
+                    written += self.export_guild(*guild, request, &mut sink).await?;
                 }
                 match ids.last() {
                     Some(last) if ids.len() == BATCH as usize => after = Some(*last),
@@ -182,7 +194,7 @@ impl ConfigService {
     async fn export_guild(
         &self,
         guild: GuildId,
-        since: Option<Timestamp>,
+        request: &ExportRequest,
         sink: &mut Sink<'_>,
     ) -> Result<u64> {
         let mut after_seq = 0;
@@ -190,7 +202,13 @@ impl ConfigService {
         loop {
             let rows = self
                 .store
-                .entries(guild, after_seq, since, BATCH, false)
+                .entries(
+                    guild,
+                    after_seq,
+                    request.since,
+                    BATCH,
+                    request.with_snapshots,
+                )
                 .await?;
             sink.rows(&rows)?;
             written += rows.len() as u64;

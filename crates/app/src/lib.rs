@@ -23,6 +23,7 @@ mod checkpoint;
 mod error;
 mod export;
 mod history;
+mod import;
 mod service;
 mod verify;
 
@@ -31,6 +32,7 @@ pub use checkpoint::{Checkpoint, CheckpointHead, CHECKPOINT_VERSION};
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportRequest};
 pub use history::{HistoryPage, HistoryRequest};
+pub use import::{copy, import, ImportRefusal, ImportReport};
 pub use service::{
     value_at, At, ConfigService, Edit, Outcome, Shown, WriteMeta, WriteResult, DEFAULT_MAX_RETRIES,
 };

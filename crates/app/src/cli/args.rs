@@ -242,5 +242,22 @@ pub enum Command {
         /// Write to this file instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Add each version's stored document under "snapshot" (outside the
+        /// hashed body). Secrets included: the file is then itself a secret.
+        #[arg(long)]
+        with_snapshots: bool,
+    },
+    /// Load an export (.jsonl) into an empty database, verifying the whole
+    /// file before writing anything.
+    Import {
+        /// The export file.
+        file: PathBuf,
+    },
+    /// Copy the whole database (every guild, every entry hash) into another,
+    /// empty one: SQLite to PostgreSQL and back.
+    Copy {
+        /// The destination database URL.
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }

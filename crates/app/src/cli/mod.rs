@@ -2,6 +2,7 @@
 
 mod args;
 mod output;
+mod progress;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal};
@@ -393,7 +394,10 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
                 }
                 (None, None) => {
                     let guild = guild.as_deref().map(parse_guild).transpose()?;
-                    service(url, false).await?.verify(guild).await?
+                    let bar = progress::bar(None, "verifying", json_output);
+                    let report = service(url, false).await?.verify(guild).await;
+                    bar.finish_and_clear();
+                    report?
                 }
             };
             out.verify(&report);
@@ -422,6 +426,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
             since,
             format,
             output,
+            with_snapshots,
         } => {
             let request = ExportRequest {
                 guild_id: guild.as_deref().map(parse_guild).transpose()?,
@@ -434,6 +439,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
                     "csv" => ExportFormat::Csv,
                     _ => return Err(invalid("/format", "--format must be jsonl or csv")),
                 },
+                with_snapshots,
             };
             let service = service(url, false).await?;
             let count = match &output {
@@ -441,8 +447,11 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
                     let file = File::create(path).map_err(|e| {
                         Error::Storage(format!("cannot create {}: {e}", path.display()))
                     })?;
-                    let mut writer = BufWriter::new(file);
-                    service.export(&request, &mut writer).await?
+                    let bar = progress::bar(None, "exporting", json_output);
+                    let mut writer = progress::CountingWriter::new(BufWriter::new(file), &bar);
+                    let count = service.export(&request, &mut writer).await?;
+                    bar.finish_and_clear();
+                    count
                 }
                 None => {
                     let stdout = io::stdout();
@@ -453,6 +462,48 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
             if let Some(path) = &output {
                 out.exported(count, path);
             }
+        }
+        Command::Import { file } => {
+            let store = guildconf::open(url, true).await?;
+            let open_file = || {
+                File::open(&file)
+                    .map(BufReader::new)
+                    .map_err(|e| invalid("/file", format!("cannot open {}: {e}", file.display())))
+            };
+            let bar = progress::bar(None, "importing", json_output);
+            let result =
+                guildconf::import(store.as_ref(), open_file, |n| bar.set_position(n)).await;
+            bar.finish_and_clear();
+            match result {
+                Ok(report) => out.imported(&report),
+                Err(guildconf::ImportRefusal::Unverified(report)) => {
+                    out.verify(&report);
+                    out.error_only_json(
+                        "verification_failed",
+                        "the file does not verify; nothing was imported",
+                    );
+                    if !json_output {
+                        eprintln!("error: the file does not verify; nothing was imported");
+                    }
+                    return Ok(exit::VERIFY_FAILED);
+                }
+                Err(guildconf::ImportRefusal::Failed(e)) => return Err(e),
+            }
+        }
+        Command::Copy { to } => {
+            let from = guildconf::open(url, false).await?;
+            let dest = guildconf::open(&to, true).await?;
+            let bar = progress::bar(None, "copying", json_output);
+            let report =
+                guildconf::copy(from.as_ref(), dest.as_ref(), |n| bar.set_position(n)).await;
+            bar.finish_and_clear();
+            let report = report?;
+            let check = ConfigService::new(dest).verify(None).await?;
+            if !check.ok {
+                out.verify(&check);
+                return Ok(verify_exit(&check, out));
+            }
+            out.imported(&report);
         }
     }
     Ok(exit::OK)

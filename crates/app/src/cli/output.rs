@@ -282,6 +282,17 @@ impl Output {
         }
     }
 
+    pub fn imported(&self, report: &guildconf::ImportReport) {
+        if self.json {
+            print_json(&serde_json::to_value(report).unwrap_or(Value::Null));
+        } else {
+            println!(
+                "imported {} entries of {} guild(s); every chain verifies",
+                report.entries, report.guilds
+            );
+        }
+    }
+
     pub fn exported(&self, count: u64, path: &Path) {
         if !self.json {
             eprintln!("exported {count} entries to {}", path.display());

@@ -1,0 +1,245 @@
+//! Import and copy: an export loads into an empty database of either
+//! backend, verified before anything is written; a whole database copies
+//! between backends with every entry hash preserved.
+
+use std::io::Cursor;
+
+use guildconf::{At, ConfigStore, Error, ExportRequest, GuildId, ImportRefusal, WriteMeta};
+use guildconf_tests::{Backend, TestDb};
+use serde_json::json;
+
+fn gid(n: u64) -> GuildId {
+    GuildId::from_u64(n).expect("valid")
+}
+
+fn meta(id: &str, label: &str) -> WriteMeta {
+    WriteMeta::new(
+        guildconf::Actor::new(id, guildconf::ActorKind::Human, Some(label)).expect("valid"),
+    )
+}
+
+async fn export(store: std::sync::Arc<dyn ConfigStore>, with_snapshots: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    guildconf::ConfigService::new(store)
+        .export(
+            &ExportRequest {
+                with_snapshots,
+                ..Default::default()
+            },
+            &mut out,
+        )
+        .await
+        .expect("export");
+    out
+}
+
+async fn import_bytes(
+    store: &dyn ConfigStore,
+    bytes: &[u8],
+) -> Result<guildconf::ImportReport, ImportRefusal> {
+    guildconf::import(store, || Ok(Cursor::new(bytes.to_vec())), |_| {}).await
+}
+
+async fn seeded(backend: Backend, name: &str) -> TestDb {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let alice = meta("80351110224678912", "alice");
+    for g in [7, 3] {
+        s.create(gid(g), json!({"features": {"a": true}}), &alice)
+            .await
+            .expect("create");
+        s.update(
+            gid(g),
+            vec![(
+                vec!["announcements".into(), "webhook_url".into()],
+                json!("https://example.com/hook/SECRET"),
+            )],
+            vec![],
+            &alice,
+        )
+        .await
+        .expect("secret");
+        s.revert(gid(g), 1, &alice).await.expect("revert");
+    }
+    s.delete(gid(3), &alice).await.expect("delete");
+    s.create(gid(3), json!({}), &alice)
+        .await
+        .expect("re-create");
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_with_snapshots_imports_into_either_backend() {
+    for (from, to) in [
+        (Backend::Sqlite, Backend::Postgres),
+        (Backend::Postgres, Backend::Sqlite),
+    ] {
+        let source = seeded(from, &format!("import_src_{from:?}")).await;
+        let plain = export(source.store().await, false).await;
+        let full = export(source.store().await, true).await;
+        assert!(
+            !String::from_utf8_lossy(&plain).contains("SECRET"),
+            "a plain export holds no secrets"
+        );
+        assert!(
+            String::from_utf8_lossy(&full).contains("SECRET"),
+            "--with-snapshots carries the stored documents"
+        );
+
+        let dest = TestDb::new(to, &format!("import_dst_{to:?}")).await;
+        let store = dest.store().await;
+        // A redacted secret cannot be rebuilt from the changes: refused, nothing stored.
+        match import_bytes(store.as_ref(), &plain).await {
+            Err(ImportRefusal::Failed(Error::Invalid(v))) => {
+                assert!(v.to_string().contains("--with-snapshots"), "{v}")
+            }
+            other => panic!("expected a refusal naming --with-snapshots, got {other:?}"),
+        }
+        assert!(
+            store.guild_ids(None, 10).await.expect("ids").is_empty(),
+            "nothing stored"
+        );
+        // A tampered file: exit-6 material, nothing stored.
+        let tampered = String::from_utf8_lossy(&full).replacen("\"a\":true", "\"a\":false", 1);
+        match import_bytes(store.as_ref(), tampered.as_bytes()).await {
+            Err(ImportRefusal::Unverified(report)) => assert!(!report.ok),
+            other => panic!("expected an unverified refusal, got {other:?}"),
+        }
+        assert!(
+            store.guild_ids(None, 10).await.expect("ids").is_empty(),
+            "nothing stored"
+        );
+
+        let report = import_bytes(store.as_ref(), &full).await.expect("imports");
+        assert_eq!((report.guilds, report.entries), (2, 8));
+        assert_eq!(
+            export(dest.store().await, false).await,
+            plain,
+            "every entry hash preserved, byte for byte"
+        );
+        let s = dest.service().await;
+        assert!(s.verify(None).await.expect("verify").ok);
+        let doc = s
+            .get(gid(7), At::Version(2))
+            .await
+            .expect("version 2")
+            .document;
+        assert_eq!(
+            doc["announcements"]["webhook_url"],
+            json!("https://example.com/hook/SECRET")
+        );
+        // Only into an empty database.
+        assert!(matches!(
+            import_bytes(store.as_ref(), &full).await,
+            Err(ImportRefusal::Failed(Error::Conflict(_)))
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_moves_a_database_between_backends_and_back() {
+    let source = seeded(Backend::Sqlite, "copy_src").await;
+    let original = export(source.store().await, false).await;
+    let pg = TestDb::new(Backend::Postgres, "copy_mid").await;
+    let report = guildconf::copy(
+        source.store().await.as_ref(),
+        pg.store().await.as_ref(),
+        |_| {},
+    )
+    .await
+    .expect("copy");
+    assert_eq!((report.guilds, report.entries), (2, 8));
+    assert_eq!(
+        export(pg.store().await, false).await,
+        original,
+        "SQLite to PostgreSQL keeps every hash"
+    );
+    let back = TestDb::new(Backend::Sqlite, "copy_back").await;
+    guildconf::copy(
+        pg.store().await.as_ref(),
+        back.store().await.as_ref(),
+        |_| {},
+    )
+    .await
+    .expect("copy back");
+    assert_eq!(
+        export(back.store().await, false).await,
+        original,
+        "and back again"
+    );
+    assert!(back.service().await.verify(None).await.expect("verify").ok);
+    let again = guildconf::copy(
+        pg.store().await.as_ref(),
+        back.store().await.as_ref(),
+        |_| {},
+    )
+    .await;
+    assert!(
+        matches!(again, Err(Error::Conflict(_))),
+        "copy needs an empty destination"
+    );
+}
+
+/// Through the command line: a tampered file exits 6 and stores nothing; the
+/// real one imports; piped output carries no progress bar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_import_verifies_first_and_stays_quiet_when_piped() {
+    let source = seeded(Backend::Sqlite, "cli_import_src").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("export.jsonl");
+    let bin = guildconf_tests::guildconf_bin();
+    let run = |url: &str, args: &[&str]| {
+        std::process::Command::new(&bin)
+            .arg("--database-url")
+            .arg(url)
+            .args(args)
+            .output()
+            .expect("the CLI runs")
+    };
+    let path = file.to_str().expect("utf-8 path");
+    let exported = run(
+        source.url(),
+        &["export", "--with-snapshots", "--output", path],
+    );
+    assert!(exported.status.success());
+    let tampered_path = dir.path().join("tampered.jsonl");
+    let text = std::fs::read_to_string(&file).expect("export written");
+    std::fs::write(&tampered_path, text.replacen("alice", "mallory", 1)).expect("write");
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let dest = TestDb::new(backend, &format!("cli_import_dst_{backend:?}")).await;
+        let bad = run(
+            dest.url(),
+            &["--json", "import", tampered_path.to_str().expect("utf-8")],
+        );
+        assert_eq!(
+            bad.status.code(),
+            Some(6),
+            "{}",
+            String::from_utf8_lossy(&bad.stderr)
+        );
+        assert_eq!(
+            dest.store().await.guild_ids(None, 10).await.expect("ids"),
+            Vec::<GuildId>::new()
+        );
+        let good = run(dest.url(), &["import", path]);
+        assert_eq!(
+            good.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&good.stderr)
+        );
+        assert!(
+            good.stderr.is_empty(),
+            "no progress bar when piped: {}",
+            String::from_utf8_lossy(&good.stderr)
+        );
+        let verify = run(dest.url(), &["verify"]);
+        assert_eq!(verify.status.code(), Some(0));
+        let again = run(dest.url(), &["--json", "import", path]);
+        assert_eq!(
+            again.status.code(),
+            Some(4),
+            "import into a non-empty database is a conflict"
+        );
+    }
+}
