@@ -115,6 +115,7 @@ contract! {
     invalid_input_stores_nothing,
     export_streams_and_verifies_offline,
     checkpoints_catch_a_restored_backup_and_a_recomputed_chain,
+    upsert_creates_then_updates_and_replays_across_both,
 }
 
 async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &str) {
@@ -1212,4 +1213,39 @@ async fn checkpoints_catch_a_restored_backup_and_a_recomputed_chain(backend: Bac
             "{attack}: {report:?}"
         );
     }
+}
+
+async fn upsert_creates_then_updates_and_replays_across_both(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let g = gid(77);
+    let mut m = alice();
+    m.request_id = Some("interaction-9".into());
+    let first = s
+        .upsert(g, set("features.a", json!(true)), vec![], &m)
+        .await
+        .expect("creates");
+    assert_eq!((first.outcome, first.version), (Outcome::Created, 1));
+    assert_eq!(
+        s.get(g, At::Now).await.expect("doc").document["features"]["a"],
+        json!(true)
+    );
+    // The redelivered interaction replays the create instead of conflicting.
+    let again = s
+        .upsert(g, set("features.a", json!(true)), vec![], &m)
+        .await
+        .expect("replays");
+    assert!(again.replayed && again.outcome == Outcome::Created);
+    let second = s
+        .upsert(g, set("features.b", json!(true)), vec![], &bob())
+        .await
+        .expect("updates");
+    assert_eq!((second.outcome, second.version), (Outcome::Updated, 2));
+    let same = s
+        .upsert(g, set("features.b", json!(true)), vec![], &bob())
+        .await
+        .expect("no-op");
+    assert_eq!(same.outcome, Outcome::Unchanged);
+    assert_eq!(db.count("audit_entries", "77").await, 2);
+    assert_changes_replay(&s, g).await;
 }

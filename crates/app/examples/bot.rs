@@ -42,12 +42,12 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use guildconf::json::{display_path, get_at, parse_pointer, parse_user_path, set_at};
+use guildconf::json::{display_path, get_at, parse_pointer, parse_user_path};
 use guildconf::{
     open, value_at, Actor, ActorKind, Change, ConfigService, Entry, Error, GuildConfig, GuildId,
-    HistoryRequest, Outcome, RequestContext, WriteMeta, WriteResult,
+    HistoryRequest, Outcome, RequestContext, WriteMeta,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const DEFAULT_URL: &str = "sqlite://bot-example.db";
 
@@ -272,6 +272,7 @@ impl Bot {
                     .with("command", text)
                     .with("channel_id", channel_id)
                     .with("session_id", interaction_id);
+                meta.request_id = Some(format!("interaction-{interaction_id}"));
                 self.set(guild, path, value.trim(), &meta).await
             }
             "history" if rest.is_empty() => {
@@ -296,7 +297,11 @@ impl Bot {
             Err(e) => return user_error(Error::invalid("/path", e)),
         };
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
-        let written = match set_or_create(&self.config, guild, &segments, value, meta).await {
+        // One upsert covers a guild's first set (create) and every later one
+        // (update), so the interaction id can serve as the request id: a
+        // redelivered interaction replays instead of writing twice.
+        let sets = vec![(segments.clone(), value)];
+        let written = match self.config.upsert(guild, sets, vec![], meta).await {
             Ok(written) => written,
             Err(e) => return user_error(e),
         };
@@ -366,32 +371,6 @@ impl Bot {
 }
 
 const USAGE: &str = "Commands: /config set <path> <value> · /config history <path>";
-
-/// Sets one field. A guild's first write creates its config from the
-/// defaults with that field set, as a single `create` entry by the member.
-async fn set_or_create(
-    config: &ConfigService,
-    guild: GuildId,
-    segments: &[String],
-    value: Value,
-    meta: &WriteMeta,
-) -> Result<WriteResult, Error> {
-    let sets = vec![(segments.to_vec(), value.clone())];
-    match config.update(guild, sets.clone(), vec![], meta).await {
-        Err(Error::NotFound(_)) => {
-            let mut input = json!({});
-            set_at(&mut input, segments, value)
-                .map_err(|e| Error::invalid(guildconf::json::pointer_from_segments(segments), e))?;
-            match config.create(guild, input, meta).await {
-                // Another shard created the config in the meantime; this
-                // is an ordinary update after all.
-                Err(Error::Conflict(_)) => config.update(guild, sets, vec![], meta).await,
-                other => other,
-            }
-        }
-        other => other,
-    }
-}
 
 /// Turns a service error into a reply for the member, or an internal failure
 /// for the operator.

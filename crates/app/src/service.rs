@@ -74,6 +74,15 @@ pub enum Edit {
         /// Paths to remove (map keys) or reset to their default (fields).
         unsets: Vec<Vec<String>>,
     },
+    /// Set and unset fields, creating the config from the defaults first when
+    /// the guild has none (or it was deleted). One request id covers both
+    /// branches, so a redelivered interaction replays instead of conflicting.
+    Upsert {
+        /// Paths (unescaped segments) and their new values.
+        sets: Vec<(Vec<String>, Value)>,
+        /// Paths to remove (map keys) or reset to their default (fields).
+        unsets: Vec<Vec<String>>,
+    },
     /// Replace the whole document.
     Replace {
         /// The new (possibly partial) document.
@@ -93,6 +102,7 @@ impl Edit {
         match self {
             Edit::Create { .. } => "create",
             Edit::Update { .. } => "update",
+            Edit::Upsert { .. } => "upsert",
             Edit::Replace { .. } => "apply",
             Edit::Revert { .. } => "revert",
             Edit::Delete => "delete",
@@ -104,7 +114,7 @@ impl Edit {
         let path = |s: &Vec<String>| Value::String(pointer_from_segments(s));
         match self {
             Edit::Create { input } => input.clone(),
-            Edit::Update { sets, unsets } => json!({
+            Edit::Update { sets, unsets } | Edit::Upsert { sets, unsets } => json!({
                 "set": sets.iter().map(|(p, v)| json!([path(p), v])).collect::<Vec<_>>(),
                 "unset": unsets.iter().map(path).collect::<Vec<_>>(),
             }),
@@ -268,6 +278,21 @@ impl ConfigService {
         meta: &WriteMeta,
     ) -> Result<WriteResult> {
         self.write(guild, Edit::Update { sets, unsets }, meta).await
+    }
+
+    /// Sets and unsets fields, creating the config from the defaults first
+    /// when the guild has none: what a slash-command handler wants.
+    ///
+    /// # Errors
+    /// As [`ConfigService::update`], except that a missing guild is created.
+    pub async fn upsert(
+        &self,
+        guild: GuildId,
+        sets: Vec<(Vec<String>, Value)>,
+        unsets: Vec<Vec<String>>,
+        meta: &WriteMeta,
+    ) -> Result<WriteResult> {
+        self.write(guild, Edit::Upsert { sets, unsets }, meta).await
     }
 
     /// Replaces the whole document.
@@ -544,25 +569,31 @@ impl ConfigService {
             }
             Edit::Update { sets, unsets } => {
                 let current = existing()?;
-                let mut merged = current.clone();
-                let mut problems = Vec::new();
-                for path in unsets {
-                    json::remove_at(&mut merged, path);
-                }
-                for (path, value) in sets {
-                    if let Err(e) = json::set_at(&mut merged, path, value.clone()) {
-                        problems.push(Violation::new(pointer_from_segments(path), e));
-                    }
-                }
-                if !problems.is_empty() {
-                    return Err(problems.into());
-                }
-                let doc = self.normalise(merged, Some(current))?;
+                let doc =
+                    self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
                 if &doc == current {
                     return Ok(None);
                 }
                 (Operation::Update, Some(doc), Map::new())
             }
+            Edit::Upsert { sets, unsets } => match current {
+                Some(current) => {
+                    let doc =
+                        self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
+                    if &doc == current {
+                        return Ok(None);
+                    }
+                    (Operation::Update, Some(doc), Map::new())
+                }
+                None => {
+                    let input = apply_edits(self.schema.defaults(), sets, unsets)?;
+                    (
+                        Operation::Create,
+                        Some(self.normalise(input, None)?),
+                        Map::new(),
+                    )
+                }
+            },
             Edit::Replace { document } => {
                 let current = existing()?;
                 let doc = self.normalise(document.clone(), Some(current))?;
@@ -742,6 +773,28 @@ fn backoff(attempt: u32) -> std::time::Duration {
     let ceiling_micros = 500u64 << attempt.min(6); // 1 ms, 2 ms, … up to 32 ms
     let jitter = RandomState::new().hash_one(attempt) % ceiling_micros.max(1);
     std::time::Duration::from_micros(jitter)
+}
+
+/// Applies unsets, then sets, to a document.
+fn apply_edits(
+    mut doc: Value,
+    sets: &[(Vec<String>, Value)],
+    unsets: &[Vec<String>],
+) -> Result<Value> {
+    let mut problems = Vec::new();
+    for path in unsets {
+        json::remove_at(&mut doc, path);
+    }
+    for (path, value) in sets {
+        if let Err(e) = json::set_at(&mut doc, path, value.clone()) {
+            problems.push(Violation::new(pointer_from_segments(path), e));
+        }
+    }
+    if problems.is_empty() {
+        Ok(doc)
+    } else {
+        Err(problems.into())
+    }
 }
 
 fn check_meta(meta: &WriteMeta) -> Result<()> {
