@@ -15,23 +15,7 @@ const ACTOR: &str = "80351110224678912";
 /// The guild of most tests.
 const G: &str = "123456789012345678";
 /// Every key of a §4 body.
-const BODY_KEYS: [&str; 15] = [
-    "v",
-    "guild_id",
-    "seq",
-    "config_version",
-    "operation",
-    "occurred_at",
-    "actor",
-    "changes",
-    "summary",
-    "snapshot_sha256",
-    "reason",
-    "request_id",
-    "context",
-    "detail",
-    "prev_hash",
-];
+use guildconf_domain::BODY_KEYS;
 
 // ---------------------------------------------------------------------------
 // Running the binary

@@ -8,7 +8,7 @@ use guildconf::{
     Actor, ActorKind, At, ConfigService, Edit, Error, ExportFormat, ExportRequest, GuildId,
     HistoryRequest, Operation, Outcome, Timestamp, WriteMeta,
 };
-use guildconf_domain::{apply_changes, Change};
+use guildconf_domain::{apply_changes, Change, BODY_KEYS};
 use guildconf_tests::{contract, Backend, StepClock, TestDb};
 use serde_json::{json, Value};
 
@@ -157,26 +157,7 @@ async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &
             .keys()
             .map(String::as_str)
             .collect();
-        let expected: BTreeSet<&str> = [
-            "v",
-            "guild_id",
-            "seq",
-            "config_version",
-            "operation",
-            "occurred_at",
-            "actor",
-            "changes",
-            "summary",
-            "snapshot_sha256",
-            "reason",
-            "request_id",
-            "context",
-            "detail",
-            "prev_hash",
-            "entry_hash",
-        ]
-        .into_iter()
-        .collect();
+        let expected: BTreeSet<&str> = BODY_KEYS.into_iter().chain(["entry_hash"]).collect();
         assert_eq!(keys, expected, "every §4 key, nulls written");
         assert_eq!(Some(entry.entry_hash.clone()), result.entry_hash);
         assert_eq!(entry.body.seq, i as u64 + 1);

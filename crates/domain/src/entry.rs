@@ -17,6 +17,26 @@ pub const ENTRY_FORMAT_VERSION: u32 = 1;
 /// The `prev_hash` of a guild's first entry: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The 15 keys of an entry body, in the order the format documents them.
+/// Every body has exactly these keys, nulls written, never omitted.
+pub const BODY_KEYS: [&str; 15] = [
+    "v",
+    "guild_id",
+    "seq",
+    "config_version",
+    "operation",
+    "occurred_at",
+    "actor",
+    "changes",
+    "summary",
+    "snapshot_sha256",
+    "reason",
+    "request_id",
+    "context",
+    "detail",
+    "prev_hash",
+];
+
 /// What an entry did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

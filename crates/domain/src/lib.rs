@@ -28,7 +28,9 @@ pub use actor::{Actor, ActorKind};
 pub use chain::{ChainVerifier, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence};
 pub use context::RequestContext;
 pub use diff::{apply_changes, diff, Change};
-pub use entry::{body_value, Entry, EntryBody, Operation, ENTRY_FORMAT_VERSION, GENESIS_HASH};
+pub use entry::{
+    body_value, Entry, EntryBody, Operation, BODY_KEYS, ENTRY_FORMAT_VERSION, GENESIS_HASH,
+};
 pub use guild_config::{
     Announcements, GuildConfig, GuildConfigSchema, Onboarding, Verification, VerificationMode,
     YearlyReset,

@@ -7,7 +7,7 @@ use guildconf_domain::json::{
 };
 use guildconf_domain::{
     Actor, ActorKind, ChainVerifier, Entry, GuildId, Operation, RequestContext, SnapshotEvidence,
-    Timestamp,
+    Timestamp, BODY_KEYS,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -83,25 +83,12 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// An export line: sometimes a plausible entry with fields swapped for
 /// hostile values, sometimes arbitrary JSON.
 fn import_line() -> impl Strategy<Value = Value> {
-    let keys = prop::sample::select(vec![
-        "v",
-        "guild_id",
-        "seq",
-        "config_version",
-        "operation",
-        "occurred_at",
-        "actor",
-        "changes",
-        "summary",
-        "snapshot_sha256",
-        "reason",
-        "request_id",
-        "context",
-        "detail",
-        "prev_hash",
-        "entry_hash",
-        "snapshot",
-    ]);
+    let keys = prop::sample::select(
+        BODY_KEYS
+            .into_iter()
+            .chain(["entry_hash", "snapshot"])
+            .collect::<Vec<_>>(),
+    );
     prop_oneof![
         json_value(),
         prop::collection::btree_map(keys, json_value(), 0..17)
