@@ -33,6 +33,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test (SQLite and PostgreSQL)"
+# The CLI tests run the guildconf binary itself: build it first so they never
+# meet a stale one.
+cargo build --workspace --bins
 cargo test --workspace
 echo "== the example bot"
 tmp="$(mktemp -d)"

@@ -18,6 +18,7 @@
 
 mod error;
 mod store;
+mod watch;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -41,10 +42,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A guildconf store in a PostgreSQL database: a pool of up to eight
 /// connections; an operation that waits over ten seconds for a connection
 /// fails with "database unreachable". Cheap to clone: clones share the pool.
+///
+/// Every write sends a `NOTIFY` on the store's change channel (delivered by
+/// PostgreSQL only when the write commits), so read caches in other
+/// processes learn about it; see [`PgStore::watch`](guildconf_ports::ConfigStore::watch).
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    channel: std::sync::Arc<str>,
+    notify: bool,
 }
+
+/// The change channel of the default schema.
+pub const CHANGE_CHANNEL: &str = "guildconf_changes";
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/database`), applies any
@@ -60,7 +70,7 @@ impl PgStore {
         // instead of after the pool's acquire timeout.
         let conn = options.connect().await.map_err(map_sqlx)?;
         conn.close().await.map_err(map_sqlx)?;
-        Self::open(options).await
+        Self::open(options, CHANGE_CHANNEL.to_owned()).await
     }
 
     /// Like [`PgStore::connect`], but keeps every table in `schema`: the
@@ -87,7 +97,11 @@ impl PgStore {
             Err(e) => return Err(e),
         }
         conn.close().await.map_err(map_sqlx)?;
-        Self::open(options.options([("search_path", schema)])).await
+        Self::open(
+            options.options([("search_path", schema)]),
+            format!("{CHANGE_CHANNEL}_{schema}"),
+        )
+        .await
     }
 
     /// The underlying connection pool (for tests and maintenance).
@@ -95,7 +109,21 @@ impl PgStore {
         &self.pool
     }
 
-    async fn open(options: PgConnectOptions) -> StoreResult<Self> {
+    /// Turns the per-write `NOTIFY` off (or on again). Without it, read
+    /// caches in other processes only see this store's writes when their
+    /// entries expire. For measuring what notifications cost.
+    #[must_use]
+    pub fn with_notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// The channel this store's writes `NOTIFY` and its watchers `LISTEN` on.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    async fn open(options: PgConnectOptions, channel: String) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -104,7 +132,11 @@ impl PgStore {
             .map_err(map_sqlx)?;
         MIGRATOR.run(&pool).await.map_err(map_migrate)?;
         tracing::debug!("guildconf PostgreSQL schema is up to date");
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            channel: channel.into(),
+            notify: true,
+        })
     }
 }
 

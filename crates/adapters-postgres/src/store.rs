@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
-    ChangeSet, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError,
-    StoreResult, StoredEntry, StoredHead,
+    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord,
+    Snapshot, StoreError, StoreResult, StoredEntry, StoredHead,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -76,6 +76,7 @@ impl PgStore {
     /// Moves the head inside `tx`; `Conflict` when it is not where the change
     /// set expects it.
     async fn move_head(
+        &self,
         tx: &mut sqlx::PgConnection,
         change: &ChangeSet,
         guild: i64,
@@ -84,15 +85,25 @@ impl PgStore {
         let version = to_i64(head.version, "version")?;
         let seq = to_i64(head.seq, "seq")?;
         let updated_at = head.updated_at.to_string();
+        // The NOTIFY rides on the head statement (no extra round trip) and
+        // fires only when the head actually moved; PostgreSQL delivers it
+        // when the transaction commits, and never if it rolls back.
+        let notify = if self.notify {
+            " RETURNING pg_notify($11, $12)"
+        } else {
+            " RETURNING $11::text, $12::text"
+        };
+        let payload = format!("{}:{}:{}", change.guild_id, head.version, head.seq);
+        let channel: &str = &self.channel;
         let result = match change.expected_seq {
             Some(expected) => {
                 let expected = to_i64(expected, "expected seq")?;
-                sqlx::query(
+                sqlx::query(&format!(
                     "UPDATE guild_heads SET version = $3, seq = $4, last_hash = $5, \
                      updated_at = $6, actor_id = $7, actor_kind = $8, actor_label = $9, \
                      document = $10 \
-                     WHERE guild_id = $1 AND seq = $2",
-                )
+                     WHERE guild_id = $1 AND seq = $2{notify}",
+                ))
                 .bind(guild)
                 .bind(expected)
                 .bind(version)
@@ -103,16 +114,19 @@ impl PgStore {
                 .bind(head.actor.kind.as_str())
                 .bind(&head.actor.label)
                 .bind(&head.document)
+                .bind(channel)
+                .bind(&payload)
                 .execute(&mut *tx)
                 .await
             }
             None => {
-                sqlx::query(
+                let notify = notify.replace("$11", "$10").replace("$12", "$11");
+                sqlx::query(&format!(
                     "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, \
                      actor_id, actor_kind, actor_label, document) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (guild_id) DO NOTHING",
-                )
+                     ON CONFLICT (guild_id) DO NOTHING{notify}",
+                ))
                 .bind(guild)
                 .bind(version)
                 .bind(seq)
@@ -122,6 +136,8 @@ impl PgStore {
                 .bind(head.actor.kind.as_str())
                 .bind(&head.actor.label)
                 .bind(&head.document)
+                .bind(channel)
+                .bind(&payload)
                 .execute(&mut *tx)
                 .await
             }
@@ -231,7 +247,7 @@ impl ConfigStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
         // The head moves first: its row lock serialises writers on one guild,
         // and nothing else is written unless it is where we expect it.
-        let written = match Self::move_head(&mut tx, &change, guild).await {
+        let written = match self.move_head(&mut tx, &change, guild).await {
             Ok(()) => Self::insert_rows(&mut tx, &change, guild).await,
             Err(e) => Err(e),
         };
@@ -474,6 +490,11 @@ impl ConfigStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
+        let watcher = crate::watch::PgWatcher::listen(&self.pool, &self.channel).await?;
+        Ok(Box::new(watcher))
     }
 
     async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {

@@ -24,6 +24,7 @@
 mod error;
 mod migrations;
 mod queries;
+mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,8 +35,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
 use guildconf_ports::{
-    ChangeSet, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError,
-    StoreResult, StoredEntry, StoredHead,
+    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord,
+    Snapshot, StoreError, StoreResult, StoredEntry, StoredHead,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -77,6 +78,10 @@ pub struct SqliteOptions {
     /// How long a connection waits for another connection's (or process's)
     /// lock before the operation fails as busy; default 5 seconds.
     pub busy_timeout: Duration,
+    /// How often a [`ConfigStore::watch`] feed checks `PRAGMA data_version`
+    /// for commits by other connections or processes; default 50 ms. This
+    /// is the staleness bound of a read cache on SQLite.
+    pub watch_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -85,12 +90,14 @@ impl Default for SqliteOptions {
             create_if_missing: false,
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
+            watch_interval: Duration::from_millis(50),
         }
     }
 }
 
 struct Inner {
     path: PathBuf,
+    options: SqliteOptions,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -127,7 +134,7 @@ fn lock(mutex: &Mutex<Connection>) -> StoreResult<MutexGuard<'_, Connection>> {
     Ok(guard)
 }
 
-fn configure(conn: &Connection, options: &SqliteOptions) -> StoreResult<()> {
+pub(crate) fn configure(conn: &Connection, options: &SqliteOptions) -> StoreResult<()> {
     conn.busy_timeout(options.busy_timeout).map_err(db_err)?;
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(db_err)?;
@@ -196,6 +203,7 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                options,
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
@@ -245,7 +253,7 @@ impl SqliteStore {
     }
 }
 
-async fn run_blocking<T, F>(f: F) -> StoreResult<T>
+pub(crate) async fn run_blocking<T, F>(f: F) -> StoreResult<T>
 where
     T: Send + 'static,
     F: FnOnce() -> StoreResult<T> + Send + 'static,
@@ -320,5 +328,12 @@ impl ConfigStore for SqliteStore {
     async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
         self.read(move |conn| queries::stored_head(conn, guild))
             .await
+    }
+
+    async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
+        let path = self.inner.path.clone();
+        let options = self.inner.options.clone();
+        let watcher = run_blocking(move || watch::SqliteWatcher::open(&path, &options)).await?;
+        Ok(Box::new(watcher))
     }
 }

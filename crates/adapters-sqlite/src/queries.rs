@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::error::db_err;
 
 /// Reads a non-negative integer column as `u64`.
-fn get_u64(row: &Row<'_>, index: usize, what: &str) -> StoreResult<u64> {
+pub(crate) fn get_u64(row: &Row<'_>, index: usize, what: &str) -> StoreResult<u64> {
     let raw: i64 = row.get(index).map_err(db_err)?;
     u64::try_from(raw).map_err(|_| StoreError::Corrupt(format!("stored {what} is negative")))
 }
@@ -25,7 +25,7 @@ fn get_text(row: &Row<'_>, index: usize) -> StoreResult<String> {
     row.get(index).map_err(db_err)
 }
 
-fn get_guild(row: &Row<'_>, index: usize) -> StoreResult<GuildId> {
+pub(crate) fn get_guild(row: &Row<'_>, index: usize) -> StoreResult<GuildId> {
     let raw: i64 = row.get(index).map_err(db_err)?;
     GuildId::from_i64(raw)
         .map_err(|_| StoreError::Corrupt("stored guild_id is not a snowflake".into()))

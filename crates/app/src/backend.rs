@@ -19,6 +19,22 @@ use crate::error::{Error, Result};
 /// [`Error::Invalid`] for an unknown scheme or empty path;
 /// [`Error::Storage`] when the database cannot be opened.
 pub async fn open(url: &str, create: bool) -> Result<Arc<dyn ConfigStore>> {
+    open_with(
+        url,
+        SqliteOptions {
+            create_if_missing: create,
+            ..SqliteOptions::default()
+        },
+    )
+    .await
+}
+
+/// Like [`open`], with the SQLite options spelled out (`synchronous`, the
+/// busy timeout, the change-feed interval); they are ignored for PostgreSQL.
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_with(url: &str, sqlite: SqliteOptions) -> Result<Arc<dyn ConfigStore>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
             return Err(Error::invalid(
@@ -26,11 +42,7 @@ pub async fn open(url: &str, create: bool) -> Result<Arc<dyn ConfigStore>> {
                 "sqlite:// needs a file path, such as sqlite://guildconf.db",
             ));
         }
-        let options = SqliteOptions {
-            create_if_missing: create,
-            ..SqliteOptions::default()
-        };
-        let store = SqliteStore::open(path, options).map_err(Error::from)?;
+        let store = SqliteStore::open(path, sqlite).map_err(Error::from)?;
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use guildconf_domain::json::canonical;
+use guildconf_domain::json::{canonical, sha256_hex};
 use guildconf_domain::{GuildId, Timestamp};
 use guildconf_ports::StoredEntry;
 use serde_json::Value;
@@ -66,7 +66,28 @@ fn body_of(row: &StoredEntry) -> Result<serde_json::Map<String, Value>> {
     }
 }
 
+/// The export line of a row. Fast path: the stored body is exactly the
+/// canonical text that was hashed, so when it still hashes to the stored
+/// `entry_hash`, the line is that text with `"entry_hash":"…",` spliced in
+/// before the top-level `"guild_id"` (its place in RFC 8785 key order),
+/// byte-identical to re-canonicalising. Anything else (a tampered or
+/// non-canonical body) takes the slow path: parse, add, canonicalise.
 fn jsonl_line(row: &StoredEntry) -> Result<String> {
+    // The fast path splices `entry_hash` into the stored canonical text; a
+    // line that also carries a snapshot takes the general path below.
+    if row.snapshot.is_none() && sha256_hex(row.body.as_bytes()) == row.entry_hash {
+        // After the top-level guild_id only scalars follow, and a `"`
+        // inside a string is escaped, so the last match is the top-level key.
+        if let Some(at) = row.body.rfind(r#","guild_id":""#) {
+            let mut line = String::with_capacity(row.body.len() + 80);
+            line.push_str(&row.body[..at]);
+            line.push_str(r#","entry_hash":""#);
+            line.push_str(&row.entry_hash);
+            line.push('"');
+            line.push_str(&row.body[at..]);
+            return Ok(line);
+        }
+    }
     let mut map = body_of(row)?;
     map.insert("entry_hash".into(), Value::String(row.entry_hash.clone()));
     if let Some(text) = &row.snapshot {

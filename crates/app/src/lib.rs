@@ -2,7 +2,9 @@
 //! for every change written in the same transaction, chained by SHA-256.
 //!
 //! API boundary for bot authors: [`ConfigService`], [`open`], [`WriteMeta`],
-//! [`Edit`], [`At`], [`Error`], and the domain types re-exported below.
+//! [`Edit`], [`At`], [`Error`], the read cache ([`ReadCache`],
+//! [`CachedConfig`], [`ConfigChanged`]), and the domain types re-exported
+//! below.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), guildconf::Error> {
@@ -19,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod cache;
 mod checkpoint;
 mod error;
 mod export;
@@ -27,7 +30,8 @@ mod import;
 mod service;
 mod verify;
 
-pub use backend::open;
+pub use backend::{open, open_with};
+pub use cache::{CacheOptions, CachedConfig, ConfigChanged, ReadCache};
 pub use checkpoint::{Checkpoint, CheckpointHead, CHECKPOINT_VERSION};
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportRequest};
@@ -45,3 +49,4 @@ pub use guildconf_domain::{
     GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation, Violations,
 };
 pub use guildconf_ports::{Clock, ConfigStore, GuildSummary, SystemClock};
+pub use guildconf_sqlite::{SqliteOptions, Synchronous};

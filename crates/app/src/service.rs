@@ -236,6 +236,14 @@ impl ConfigService {
         self
     }
 
+    /// The same service over another store (the read cache's write-through).
+    pub(crate) fn with_store(&self, store: Arc<dyn ConfigStore>) -> Self {
+        Self {
+            store,
+            ..self.clone()
+        }
+    }
+
     /// The store underneath.
     pub fn store(&self) -> &Arc<dyn ConfigStore> {
         &self.store

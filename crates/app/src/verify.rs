@@ -2,7 +2,7 @@
 
 use std::io::BufRead;
 
-use guildconf_domain::json::canonical_sha256;
+use guildconf_domain::json::{canonical_sha256, sha256_hex};
 use guildconf_domain::{ChainVerifier, GuildId, HeadFacts, Problem, RowFacts, SnapshotEvidence};
 use guildconf_ports::StoredEntry;
 use serde::Serialize;
@@ -89,7 +89,14 @@ fn feed(verifier: &mut ChainVerifier, row: &StoredEntry) {
         _ => Map::new(),
     };
     line.insert("entry_hash".into(), Value::String(row.entry_hash.clone()));
+    let claimed = line.get("snapshot_sha256").and_then(Value::as_str);
     let evidence = match &row.snapshot {
+        // Fast path: stored canonical text that hashes to the claimed value
+        // *is* the canonical form (short of a SHA-256 collision), so
+        // parsing and re-canonicalising it would give the same hash.
+        Some(text) if claimed.is_some_and(|c| sha256_hex(text.as_bytes()) == c) => {
+            SnapshotEvidence::Sha256(claimed.unwrap_or_default().to_owned())
+        }
         Some(text) => sha_of_text(text).map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256),
         None => SnapshotEvidence::Missing,
     };

@@ -180,6 +180,42 @@ pub struct StoredHead {
     pub document: Option<String>,
 }
 
+/// One guild's head moved: a write committed somewhere (this process or
+/// another one sharing the database).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadChange {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// Its config version after the write.
+    pub version: u64,
+    /// Its last seq after the write.
+    pub seq: u64,
+}
+
+/// What a [`ChangeWatcher`] saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// These heads moved (committed writes, oldest first).
+    Changed(Vec<HeadChange>),
+    /// Changes may have been missed (the watcher (re)connected or lost
+    /// track): everything a reader cached must be read again.
+    Resync,
+}
+
+/// A feed of committed changes from every writer sharing a database, for
+/// read caches. Obtained from [`ConfigStore::watch`].
+#[async_trait]
+pub trait ChangeWatcher: Send + fmt::Debug {
+    /// Waits for the next event. The first event of a new watcher is
+    /// [`WatchEvent::Resync`].
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database is unreachable; the caller
+    /// may call `next` again later, and the watcher then answers
+    /// [`WatchEvent::Resync`] once it is back.
+    async fn next(&mut self) -> StoreResult<WatchEvent>;
+}
+
 /// A config store. Every method is keyed by guild first, except the few
 /// cross-guild reads (`list_guilds`, history by actor, `guild_ids`).
 ///
@@ -264,6 +300,18 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError::Storage`] when the database fails.
     async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>>;
+
+    /// A feed of committed changes by every writer of this database, for a
+    /// read cache. The default answers that the store cannot be watched.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the store cannot be watched or the
+    /// database is unreachable.
+    async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
+        Err(StoreError::Storage(
+            "this store offers no change feed".into(),
+        ))
+    }
 }
 
 /// The source of `occurred_at`. Tests inject a fixed clock so exports are

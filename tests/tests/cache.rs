@@ -1,0 +1,378 @@
+//! The read cache against the real databases: own writes at once, other
+//! connections' writes within the documented bound, stale answers while the
+//! database is unreachable, and an emptied cache after the PostgreSQL
+//! listener reconnects.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use guildconf::{
+    Actor, ActorKind, CacheOptions, ConfigService, ConfigStore, Error, GuildId, ReadCache,
+    WriteMeta,
+};
+use guildconf_domain::{Entry, Operation, Timestamp};
+use guildconf_ports::{
+    ChangeSet, ChangeWatcher, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot,
+    StoreError, StoreResult, StoredEntry, StoredHead, WatchEvent,
+};
+use guildconf_tests::{contract, Backend, TestDb};
+use serde_json::{json, Value};
+
+/// Generous: the documented bound is 50 ms on SQLite and one NOTIFY delivery
+/// on PostgreSQL; this only has to rule out "never" and "after max_age".
+const BOUND: Duration = Duration::from_secs(3);
+
+fn gid(n: u64) -> GuildId {
+    GuildId::from_u64(n).expect("test ids are valid")
+}
+
+fn alice() -> WriteMeta {
+    WriteMeta::new(
+        Actor::new("80351110224678912", ActorKind::Human, Some("alice"))
+            .expect("test actors are valid"),
+    )
+}
+
+fn welcome(text: &str) -> Vec<(Vec<String>, Value)> {
+    vec![(
+        vec!["onboarding".into(), "welcome_message".into()],
+        json!(text),
+    )]
+}
+
+fn options() -> CacheOptions {
+    CacheOptions {
+        retry_after: Duration::from_millis(50),
+        ..CacheOptions::default()
+    }
+}
+
+/// Polls `check` until it holds or `BOUND` passes; returns whether it held.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < BOUND {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+async fn own_writes_are_visible_at_once(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let service = db.service().await;
+    let cache = ReadCache::start(&service, options())
+        .await
+        .expect("the cache starts");
+    let service = cache.service();
+    let g = gid(11);
+    let before = cache.get(g).await.expect("an unconfigured guild reads");
+    assert!(!before.configured);
+    assert_eq!(before.version, 0);
+    let mut events = cache.subscribe();
+    service
+        .create(g, json!({}), &alice())
+        .await
+        .expect("create");
+    service
+        .update(g, welcome("hi"), vec![], &alice())
+        .await
+        .expect("update");
+    let now = cache.get(g).await.expect("reads");
+    assert_eq!(now.version, 2);
+    assert!(now.configured && !now.stale);
+    assert_eq!(now.document["onboarding"]["welcome_message"], json!("hi"));
+    let first = events.recv().await.expect("an event");
+    let second = events.recv().await.expect("an event");
+    assert_eq!((first.guild_id, first.version), (g, 1));
+    assert_eq!((second.guild_id, second.version), (g, 2));
+    // The feed echoes own writes; they are announced only once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(events.try_recv().is_err(), "own writes are announced once");
+}
+
+async fn other_writers_become_visible_within_the_bound(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let service = db.service().await;
+    let cache = ReadCache::start(&service, options())
+        .await
+        .expect("the cache starts");
+    // Another store: its own connections, as another process would have.
+    let other = db.service().await;
+    let g = gid(12);
+    other.create(g, json!({}), &alice()).await.expect("create");
+    let mut events = cache.subscribe();
+    assert!(
+        eventually(|| async { cache.get(g).await.is_ok_and(|c| c.version == 1) }).await,
+        "the other writer's create shows up"
+    );
+    other
+        .update(g, welcome("from elsewhere"), vec![], &alice())
+        .await
+        .expect("update");
+    assert!(
+        eventually(|| async { cache.get(g).await.is_ok_and(|c| c.version == 2) }).await,
+        "the other writer's update shows up within the bound"
+    );
+    let seen = cache.get(g).await.expect("reads");
+    assert_eq!(
+        seen.document["onboarding"]["welcome_message"],
+        json!("from elsewhere")
+    );
+    let mut versions = Vec::new();
+    while versions.last() != Some(&2) {
+        let event = tokio::time::timeout(BOUND, events.recv())
+            .await
+            .expect("an event arrives")
+            .expect("the channel is open");
+        assert_eq!(event.guild_id, g);
+        versions.push(event.version);
+    }
+}
+
+async fn a_cached_read_costs_no_round_trip(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let service = db.service().await;
+    let g = gid(13);
+    service
+        .create(g, json!({}), &alice())
+        .await
+        .expect("create");
+    let counting = Arc::new(Flaky::new(Arc::clone(service.store())));
+    let service = ConfigService::new(counting.clone());
+    let cache = ReadCache::start(&service, options())
+        .await
+        .expect("the cache starts");
+    for _ in 0..100 {
+        cache.get(g).await.expect("reads");
+    }
+    assert_eq!(counting.head_reads(), 1, "one database read, then memory");
+}
+
+contract! {
+    own_writes_are_visible_at_once,
+    other_writers_become_visible_within_the_bound,
+    a_cached_read_costs_no_round_trip,
+}
+
+/// A store whose reads and change feed fail while `down` is set, standing in
+/// for an unreachable database.
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<dyn ConfigStore>,
+    down: Arc<AtomicBool>,
+    heads: std::sync::atomic::AtomicU64,
+}
+
+impl Flaky {
+    fn new(inner: Arc<dyn ConfigStore>) -> Self {
+        Self {
+            inner,
+            down: Arc::new(AtomicBool::new(false)),
+            heads: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn head_reads(&self) -> u64 {
+        self.heads.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Storage("database unreachable (test)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FlakyWatcher {
+    inner: Box<dyn ChangeWatcher>,
+    down: Arc<AtomicBool>,
+    was_down: bool,
+}
+
+#[async_trait]
+impl ChangeWatcher for FlakyWatcher {
+    async fn next(&mut self) -> StoreResult<WatchEvent> {
+        loop {
+            if self.down.load(Ordering::SeqCst) {
+                self.was_down = true;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                return Err(StoreError::Storage("database unreachable (test)".into()));
+            }
+            if self.was_down {
+                self.was_down = false;
+                return Ok(WatchEvent::Resync);
+            }
+            // Wake up regularly to notice the switch.
+            if let Ok(event) =
+                tokio::time::timeout(Duration::from_millis(20), self.inner.next()).await
+            {
+                return event;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ConfigStore for Flaky {
+    async fn head(&self, guild: GuildId) -> StoreResult<Option<Head>> {
+        self.check()?;
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        self.inner.head(guild).await
+    }
+    async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
+        self.check()?;
+        self.inner.commit(change).await
+    }
+    async fn request(&self, guild: GuildId, id: &str) -> StoreResult<Option<RequestRecord>> {
+        self.check()?;
+        self.inner.request(guild, id).await
+    }
+    async fn snapshot(&self, guild: GuildId, version: u64) -> StoreResult<Option<Snapshot>> {
+        self.check()?;
+        self.inner.snapshot(guild, version).await
+    }
+    async fn entry_at(
+        &self,
+        guild: GuildId,
+        at: Timestamp,
+    ) -> StoreResult<Option<(u64, Operation)>> {
+        self.check()?;
+        self.inner.entry_at(guild, at).await
+    }
+    async fn list_guilds(&self) -> StoreResult<Vec<GuildSummary>> {
+        self.check()?;
+        self.inner.list_guilds().await
+    }
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
+        self.check()?;
+        self.inner.history(query).await
+    }
+    async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>> {
+        self.check()?;
+        self.inner.guild_ids(after, limit).await
+    }
+    async fn entries(
+        &self,
+        guild: GuildId,
+        after_seq: u64,
+        since: Option<Timestamp>,
+        limit: u32,
+        with_snapshots: bool,
+    ) -> StoreResult<Vec<StoredEntry>> {
+        self.check()?;
+        self.inner
+            .entries(guild, after_seq, since, limit, with_snapshots)
+            .await
+    }
+    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
+        self.check()?;
+        self.inner.stored_head(guild).await
+    }
+    async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
+        self.check()?;
+        Ok(Box::new(FlakyWatcher {
+            inner: self.inner.watch().await?,
+            down: Arc::clone(&self.down),
+            was_down: false,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_unreachable_database_serves_stale_cached_configs() {
+    let db = TestDb::new(Backend::Sqlite, "cache_unreachable").await;
+    let plain = db.service().await;
+    let (cached, uncached) = (gid(21), gid(22));
+    plain
+        .create(cached, json!({}), &alice())
+        .await
+        .expect("create");
+    plain
+        .create(uncached, json!({}), &alice())
+        .await
+        .expect("create");
+    let flaky = Arc::new(Flaky::new(Arc::clone(plain.store())));
+    let service = ConfigService::new(flaky.clone());
+    let cache = ReadCache::start(&service, options())
+        .await
+        .expect("the cache starts");
+    let fresh = cache.get(cached).await.expect("reads");
+    assert!(!fresh.stale);
+
+    flaky.down.store(true, Ordering::SeqCst);
+    assert!(
+        eventually(|| async { !cache.is_healthy() }).await,
+        "the cache notices the feed is down"
+    );
+    let stale = cache.get(cached).await.expect("a cached guild still reads");
+    assert!(stale.stale, "and says it is stale");
+    assert_eq!(stale.version, fresh.version);
+    assert_eq!(stale.document, fresh.document);
+    match cache.get(uncached).await {
+        Err(Error::Storage(message)) => assert!(message.contains("not cached"), "{message}"),
+        other => panic!("an uncached read fails clearly, got {other:?}"),
+    }
+
+    flaky.down.store(false, Ordering::SeqCst);
+    assert!(
+        eventually(|| async { cache.is_healthy() }).await,
+        "the feed comes back"
+    );
+    let back = cache.get(cached).await.expect("reads");
+    assert!(!back.stale);
+    assert!(cache.get(uncached).await.is_ok_and(|c| !c.stale));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_reconnect_empties_and_refills_the_cache() {
+    let db = TestDb::new(Backend::Postgres, "cache_listener_reconnect").await;
+    let service = db.service().await;
+    let g = gid(31);
+    service
+        .create(g, json!({}), &alice())
+        .await
+        .expect("create");
+    let cache = ReadCache::start(&service, options())
+        .await
+        .expect("the cache starts");
+    cache.get(g).await.expect("reads");
+    assert_eq!(cache.len(), 1);
+    let resyncs = cache.resyncs();
+
+    db.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .await
+    .expect("the listener's backend can be terminated");
+    assert!(
+        eventually(|| async { cache.resyncs() > resyncs }).await,
+        "the listener reconnects and the cache resyncs"
+    );
+    assert_eq!(cache.len(), 0, "the cache is emptied on reconnect");
+    let refilled = cache.get(g).await.expect("reads again");
+    assert!(!refilled.stale);
+    assert_eq!(cache.len(), 1, "and refills on demand");
+
+    // The new listener hears other writers again.
+    let other = db.service().await;
+    other
+        .update(g, welcome("after reconnect"), vec![], &alice())
+        .await
+        .expect("update");
+    assert!(
+        eventually(|| async { cache.get(g).await.is_ok_and(|c| c.version == 2) }).await,
+        "writes after the reconnect show up"
+    );
+}
