@@ -19,10 +19,11 @@
 mod error;
 mod store;
 
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use guildconf_ports::{StoreError, StoreResult};
+use guildconf_ports::{FaultHook, StoreError, StoreResult, WriteStep};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
@@ -41,9 +42,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A guildconf store in a PostgreSQL database: a pool of up to eight
 /// connections; an operation that waits over ten seconds for a connection
 /// fails with "database unreachable". Cheap to clone: clones share the pool.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    fault_hook: Option<FaultHook>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool)
+            .field("fault_hook", &self.fault_hook.is_some())
+            .finish()
+    }
 }
 
 impl PgStore {
@@ -90,6 +101,21 @@ impl PgStore {
         Self::open(options.options([("search_path", schema)])).await
     }
 
+    /// Test seam: calls `hook` inside every commit transaction right before
+    /// each [`WriteStep`] it runs (`Commit` right before the commit itself);
+    /// an `Err` rolls the write back and is returned to the caller.
+    /// Production code never sets a hook.
+    #[must_use]
+    pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
+        self.fault_hook = Some(hook);
+        self
+    }
+
+    /// Runs the fault hook, if any, for `step`.
+    fn fault(&self, step: WriteStep) -> StoreResult<()> {
+        self.fault_hook.as_ref().map_or(Ok(()), |hook| hook(step))
+    }
+
     /// The underlying connection pool (for tests and maintenance).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -104,7 +130,10 @@ impl PgStore {
             .map_err(map_sqlx)?;
         MIGRATOR.run(&pool).await.map_err(map_migrate)?;
         tracing::debug!("guildconf PostgreSQL schema is up to date");
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            fault_hook: None,
+        })
     }
 }
 

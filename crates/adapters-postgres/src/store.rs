@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError,
-    StoreResult, StoredEntry, StoredHead,
+    StoreResult, StoredEntry, StoredHead, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -76,6 +76,7 @@ impl PgStore {
     /// Moves the head inside `tx`; `Conflict` when it is not where the change
     /// set expects it.
     async fn move_head(
+        &self,
         tx: &mut sqlx::PgConnection,
         change: &ChangeSet,
         guild: i64,
@@ -84,6 +85,7 @@ impl PgStore {
         let version = to_i64(head.version, "version")?;
         let seq = to_i64(head.seq, "seq")?;
         let updated_at = head.updated_at.to_string();
+        self.fault(WriteStep::HeadMove)?;
         let result = match change.expected_seq {
             Some(expected) => {
                 let expected = to_i64(expected, "expected seq")?;
@@ -139,11 +141,13 @@ impl PgStore {
 
     /// Inserts the snapshot, the entry and the request record inside `tx`.
     async fn insert_rows(
+        &self,
         tx: &mut sqlx::PgConnection,
         change: &ChangeSet,
         guild: i64,
     ) -> StoreResult<()> {
         if let Some(snapshot) = &change.snapshot {
+            self.fault(WriteStep::SnapshotInsert)?;
             sqlx::query(
                 "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
                  VALUES ($1, $2, $3, $4)",
@@ -161,6 +165,7 @@ impl PgStore {
         let text = body
             .canonical()
             .map_err(|_| StoreError::Storage("cannot canonicalise the entry body".into()))?;
+        self.fault(WriteStep::EntryInsert)?;
         sqlx::query(
             "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
              actor_id, request_id, body, entry_hash, prev_hash) \
@@ -183,6 +188,7 @@ impl PgStore {
         if let Some(request) = &change.request {
             let result = guildconf_domain::json::canonical(&request.result)
                 .map_err(|_| StoreError::Storage("cannot serialise the request result".into()))?;
+            self.fault(WriteStep::RequestInsert)?;
             sqlx::query(
                 "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result) \
                  VALUES ($1, $2, $3, $4)",
@@ -231,8 +237,11 @@ impl ConfigStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
         // The head moves first: its row lock serialises writers on one guild,
         // and nothing else is written unless it is where we expect it.
-        let written = match Self::move_head(&mut tx, &change, guild).await {
-            Ok(()) => Self::insert_rows(&mut tx, &change, guild).await,
+        let written = match self.move_head(&mut tx, &change, guild).await {
+            Ok(()) => match self.insert_rows(&mut tx, &change, guild).await {
+                Ok(()) => self.fault(WriteStep::Commit),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = written {

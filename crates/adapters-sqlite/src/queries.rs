@@ -6,7 +6,7 @@ use guildconf_domain::json::canonical;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError, StoreResult,
-    StoredEntry, StoredHead,
+    StoredEntry, StoredHead, WriteStep,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -362,8 +362,13 @@ pub(crate) fn entries(
 }
 
 /// Writes a change set in one `BEGIN IMMEDIATE` transaction. The transaction
-/// is rolled back (by being dropped) on every early return.
-pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<()> {
+/// is rolled back (by being dropped) on every early return. `fault` is called
+/// right before each step that runs (the test seam; a no-op in production).
+pub(crate) fn commit(
+    conn: &mut Connection,
+    change: &ChangeSet,
+    fault: impl Fn(WriteStep) -> StoreResult<()>,
+) -> StoreResult<()> {
     let body = &change.entry.body;
     if change.head.guild_id != change.guild_id || body.guild_id != change.guild_id {
         return Err(StoreError::Storage(
@@ -415,6 +420,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
         .map_err(db_err)?;
     check_head(&tx, guild, expected_seq)?;
     if let Some((version, document, sha256)) = &snapshot {
+        fault(WriteStep::SnapshotInsert)?;
         tx.prepare_cached(
             "INSERT INTO guild_snapshots (guild_id, version, document, sha256)
              VALUES (?1, ?2, ?3, ?4)",
@@ -422,6 +428,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
         .and_then(|mut s| s.execute(params![guild, version, document, sha256]))
         .map_err(db_err)?;
     }
+    fault(WriteStep::EntryInsert)?;
     tx.prepare_cached(
         "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at,
                                     actor_id, request_id, body, entry_hash, prev_hash)
@@ -443,6 +450,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
     })
     .map_err(db_err)?;
     if let Some((request_id, fingerprint, result)) = &request {
+        fault(WriteStep::RequestInsert)?;
         tx.prepare_cached(
             "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result)
              VALUES (?1, ?2, ?3, ?4)",
@@ -450,6 +458,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
         .and_then(|mut s| s.execute(params![guild, request_id, fingerprint, result]))
         .map_err(db_err)?;
     }
+    fault(WriteStep::HeadMove)?;
     tx.prepare_cached(
         "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at,
                                   actor_id, actor_kind, actor_label, document)
@@ -478,6 +487,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
         ])
     })
     .map_err(db_err)?;
+    fault(WriteStep::Commit)?;
     tx.commit().map_err(db_err)
 }
 
