@@ -72,7 +72,79 @@ fn check_consistent(change: &ChangeSet) -> StoreResult<()> {
     }
 }
 
+/// The SQL of one page of history, newest first, after `prefix` (empty, or
+/// `EXPLAIN `): the one builder behind both [`ConfigStore::history`] and
+/// [`PgStore::explain_history`]. With a guild, pages by seq; without one (an
+/// actor's trail across guilds), by `(occurred_at, guild_id, seq)`.
+fn history_sql(prefix: &str, query: &HistoryQuery) -> QueryBuilder<'static, Postgres> {
+    // `WHERE TRUE` so every filter is an `AND`; the port asks for an actor
+    // when there is no guild, but a scan without either is still answered
+    // (newest first across guilds), as the SQLite adapter does.
+    let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(format!(
+        "{prefix}SELECT body, entry_hash FROM audit_entries WHERE TRUE"
+    ));
+    if let Some(guild) = query.guild_id {
+        sql.push(" AND guild_id = ").push_bind(guild.as_i64());
+    }
+    if let Some(actor_id) = &query.actor_id {
+        sql.push(" AND actor_id = ").push_bind(actor_id.clone());
+    }
+    match (query.guild_id, &query.after) {
+        (Some(_), Some(after)) => {
+            // Within one guild seq orders entries as time does. Beyond
+            // i64::MAX every stored seq is smaller: no filter.
+            if let Ok(seq) = i64::try_from(after.seq) {
+                sql.push(" AND seq < ").push_bind(seq);
+            }
+        }
+        (None, Some(after)) => {
+            let seq = i64::try_from(after.seq).unwrap_or(i64::MAX);
+            sql.push(" AND (occurred_at, guild_id, seq) < (")
+                .push_bind(after.occurred_at.to_string())
+                .push(", ")
+                .push_bind(after.guild_id.as_i64())
+                .push(", ")
+                .push_bind(seq)
+                .push(")");
+        }
+        (_, None) => {}
+    }
+    if let Some(op) = query.operation {
+        sql.push(" AND operation = ").push_bind(op.as_str());
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND occurred_at >= ")
+            .push_bind(since.to_string());
+    }
+    if let Some(until) = query.until {
+        sql.push(" AND occurred_at < ").push_bind(until.to_string());
+    }
+    if query.guild_id.is_some() {
+        sql.push(" ORDER BY seq DESC");
+    } else {
+        sql.push(" ORDER BY occurred_at DESC, guild_id DESC, seq DESC");
+    }
+    sql.push(" LIMIT ").push_bind(i64::from(query.limit));
+
+    sql
+}
+
 impl PgStore {
+    /// PostgreSQL's `EXPLAIN` of exactly the SQL [`ConfigStore::history`]
+    /// runs for `query` (same builder, same bound values): the plan's lines,
+    /// such as `Index Scan Backward using audit_entries_pkey on audit_entries`.
+    /// For checking that history is served by indexes.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    pub async fn explain_history(&self, query: &HistoryQuery) -> StoreResult<Vec<String>> {
+        let mut sql = history_sql("EXPLAIN ", query);
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
+            .collect()
+    }
+
     /// Moves the head inside `tx`; `Conflict` when it is not where the change
     /// set expects it.
     async fn move_head(
@@ -351,54 +423,7 @@ impl ConfigStore for PgStore {
     }
 
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
-        // `WHERE TRUE` so every filter is an `AND`; the port asks for an actor
-        // when there is no guild, but a scan without either is still answered
-        // (newest first across guilds), as the SQLite adapter does.
-        let mut sql: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new("SELECT body, entry_hash FROM audit_entries WHERE TRUE");
-        if let Some(guild) = query.guild_id {
-            sql.push(" AND guild_id = ").push_bind(guild.as_i64());
-        }
-        if let Some(actor_id) = &query.actor_id {
-            sql.push(" AND actor_id = ").push_bind(actor_id.clone());
-        }
-        match (query.guild_id, &query.after) {
-            (Some(_), Some(after)) => {
-                // Within one guild seq orders entries as time does. Beyond
-                // i64::MAX every stored seq is smaller: no filter.
-                if let Ok(seq) = i64::try_from(after.seq) {
-                    sql.push(" AND seq < ").push_bind(seq);
-                }
-            }
-            (None, Some(after)) => {
-                let seq = i64::try_from(after.seq).unwrap_or(i64::MAX);
-                sql.push(" AND (occurred_at, guild_id, seq) < (")
-                    .push_bind(after.occurred_at.to_string())
-                    .push(", ")
-                    .push_bind(after.guild_id.as_i64())
-                    .push(", ")
-                    .push_bind(seq)
-                    .push(")");
-            }
-            (_, None) => {}
-        }
-        if let Some(op) = query.operation {
-            sql.push(" AND operation = ").push_bind(op.as_str());
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND occurred_at >= ")
-                .push_bind(since.to_string());
-        }
-        if let Some(until) = query.until {
-            sql.push(" AND occurred_at < ").push_bind(until.to_string());
-        }
-        if query.guild_id.is_some() {
-            sql.push(" ORDER BY seq DESC");
-        } else {
-            sql.push(" ORDER BY occurred_at DESC, guild_id DESC, seq DESC");
-        }
-        sql.push(" LIMIT ").push_bind(i64::from(query.limit));
-
+        let mut sql = history_sql("", query);
         let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
         rows.iter()
             .map(|row| {

@@ -216,6 +216,20 @@ impl SqliteStore {
         self
     }
 
+    /// SQLite's `EXPLAIN QUERY PLAN` of exactly the SQL
+    /// [`ConfigStore::history`] runs for `query` (same builder, same
+    /// arguments): one line per plan node, such as
+    /// `SEARCH audit_entries USING INDEX … (guild_id=? AND seq<?)`. For
+    /// checking that history is served by indexes.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    pub async fn explain_history(&self, query: &HistoryQuery) -> StoreResult<Vec<String>> {
+        let query = query.clone();
+        self.read(move |conn| queries::explain_history(conn, &query))
+            .await
+    }
+
     /// The path the store was opened with.
     pub fn path(&self) -> &Path {
         &self.inner.path

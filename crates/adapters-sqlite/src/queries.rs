@@ -217,11 +217,13 @@ pub(crate) fn list_guilds(conn: &Connection) -> StoreResult<Vec<GuildSummary>> {
     })
 }
 
-/// One page of history, newest first. With a guild, pages by seq; without
-/// one (an actor's trail across guilds), by `(occurred_at, guild_id, seq)`.
-/// The port requires an actor when there is no guild; a query with neither
-/// is answered across all guilds and actors rather than refused.
-pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
+/// The SQL and arguments of one page of history, newest first: the one
+/// builder behind both [`history`] and [`explain_history`]. With a guild,
+/// pages by seq; without one (an actor's trail across guilds), by
+/// `(occurred_at, guild_id, seq)`. The port requires an actor when there is
+/// no guild; a query with neither is answered across all guilds and actors
+/// rather than refused.
+fn history_sql(query: &HistoryQuery) -> (String, Vec<SqlValue>) {
     let mut sql = String::from("SELECT body, entry_hash FROM audit_entries WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
     let mut push = |sql: &mut String, clause: &str, value: SqlValue| {
@@ -275,7 +277,12 @@ pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Ve
         sql.push_str(" ORDER BY occurred_at DESC, guild_id DESC, seq DESC");
     }
     push(&mut sql, " LIMIT ?", i64::from(query.limit).into());
+    (sql, args)
+}
 
+/// One page of history, newest first (see [`history_sql`]).
+pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
+    let (sql, args) = history_sql(query);
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
     collect(&mut rows, |row| {
@@ -288,6 +295,17 @@ pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Ve
             entry_hash: get_text(row, 1)?,
         })
     })
+}
+
+/// SQLite's `EXPLAIN QUERY PLAN` of exactly the SQL [`history`] runs for
+/// `query`: one line per plan node, its `detail` text.
+pub(crate) fn explain_history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Vec<String>> {
+    let (sql, args) = history_sql(query);
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .map_err(db_err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
+    collect(&mut rows, |row| get_text(row, 3))
 }
 
 pub(crate) fn guild_ids(
