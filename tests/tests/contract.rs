@@ -112,6 +112,7 @@ contract! {
     concurrent_writers_on_many_guilds,
     a_fault_at_each_step_of_a_write_leaves_everything_as_before,
     a_fault_hook_at_each_write_step_rolls_everything_back,
+    verify_is_ok_while_writes_land,
     audit_tables_are_append_only,
     tampering_with_plain_sql_is_caught,
     invalid_input_stores_nothing,
@@ -886,6 +887,40 @@ async fn a_fault_hook_at_each_write_step_rolls_everything_back(backend: Backend,
         (1, 6, 6),
         "one head, six snapshots and entries"
     );
+}
+
+/// A write landing between verify streaming a guild's entries and reading its
+/// head is not a `head` problem: verify streams the new entries and re-reads.
+async fn verify_is_ok_while_writes_land(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let g = gid(83);
+    s.create(g, json!({}), &alice()).await.expect("v1");
+    let writer = ConfigService::new(db.store().await).with_clock(Arc::new(StepClock::new()));
+    let writes = tokio::spawn(async move {
+        for j in 0..300u64 {
+            writer
+                .update(g, set("role_mapping.v", json!(j + 1)), vec![], &bob())
+                .await
+                .expect("lands");
+        }
+    });
+    let mut runs = 0;
+    while !writes.is_finished() {
+        let one = s.verify(Some(g)).await.expect("verify one guild");
+        assert!(one.ok, "run {runs}, one guild: {one:?}");
+        let all = s.verify(None).await.expect("verify all");
+        assert!(all.ok, "run {runs}, all guilds: {all:?}");
+        runs += 1;
+    }
+    writes.await.expect("the writer joins");
+    println!("{backend:?}: {runs} verify rounds ran while 300 writes landed, all ok");
+    assert!(
+        runs >= 3,
+        "verify ran while the writes landed ({runs} rounds)"
+    );
+    let last = s.verify(Some(g)).await.expect("verify");
+    assert!(last.ok && last.entries_checked == 301, "{last:?}");
 }
 
 async fn audit_tables_are_append_only(backend: Backend, name: &str) {
