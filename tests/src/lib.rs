@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use guildconf::{ConfigService, ConfigStore};
-use guildconf_ports::Clock;
+use guildconf_ports::{Clock, FaultHook};
+use guildconf_postgres::PgStore;
+use guildconf_sqlite::{SqliteOptions, SqliteStore};
 use sqlx::{Connection, Executor, Row};
 
 /// The storage backends under test.
@@ -153,6 +155,64 @@ impl TestDb {
         guildconf::open(&self.url, true)
             .await
             .expect("the test database should open")
+    }
+
+    /// A new store on this database whose commits call `hook` before each
+    /// write step (the adapters' fault-injection seam).
+    pub async fn store_with_fault_hook(&self, hook: FaultHook) -> Arc<dyn ConfigStore> {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path.clone().expect("sqlite test db has a path");
+                let options = SqliteOptions {
+                    create_if_missing: true,
+                    ..SqliteOptions::default()
+                };
+                Arc::new(
+                    SqliteStore::open(path, options)
+                        .expect("the test database should open")
+                        .with_fault_hook(hook),
+                )
+            }
+            Backend::Postgres => Arc::new(
+                PgStore::connect(&self.url)
+                    .await
+                    .expect("the test database should open")
+                    .with_fault_hook(hook),
+            ),
+        }
+    }
+
+    /// Every row of the four tables for one guild, all columns as text, in
+    /// key order: the whole stored state of a guild, for exact comparison.
+    pub async fn dump(&self, guild: &str) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for (table, columns, order) in [
+            (
+                "guild_heads",
+                "version, seq, last_hash, updated_at, actor_id, actor_kind, actor_label, document",
+                "guild_id",
+            ),
+            ("guild_snapshots", "version, document, sha256", "version"),
+            (
+                "audit_entries",
+                "seq, config_version, operation, occurred_at, actor_id, request_id, body, entry_hash, prev_hash",
+                "seq",
+            ),
+            ("audit_requests", "request_id, fingerprint, result", "request_id"),
+        ] {
+            let select = columns
+                .split(", ")
+                .map(|c| format!("CAST({c} AS TEXT)"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows = self
+                .rows(&format!(
+                    "SELECT '{table}', {select} FROM {table} WHERE guild_id = {guild} ORDER BY {order}"
+                ))
+                .await;
+            out.extend(rows);
+        }
+        out
     }
 
     /// A service with a [`StepClock`] on a new store.

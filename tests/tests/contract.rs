@@ -9,6 +9,7 @@ use guildconf::{
     HistoryRequest, Operation, Outcome, Timestamp, WriteMeta,
 };
 use guildconf_domain::{apply_changes, Change, BODY_KEYS};
+use guildconf_ports::{FaultHook, StoreError, WriteStep};
 use guildconf_tests::{contract, Backend, StepClock, TestDb};
 use serde_json::{json, Value};
 
@@ -110,6 +111,8 @@ contract! {
     concurrent_writers_on_one_guild_lose_nothing,
     concurrent_writers_on_many_guilds,
     a_fault_at_each_step_of_a_write_leaves_everything_as_before,
+    a_fault_hook_at_each_write_step_rolls_everything_back,
+    verify_is_ok_while_writes_land,
     audit_tables_are_append_only,
     tampering_with_plain_sql_is_caught,
     invalid_input_stores_nothing,
@@ -802,6 +805,107 @@ async fn a_fault_at_each_step_of_a_write_leaves_everything_as_before(backend: Ba
     assert!(s.verify(None).await.expect("verify").ok);
 }
 
+/// The adapters' fault hook fails the write right before one step, inside
+/// the transaction; the caller gets the error and the stored state, `get` and
+/// history are exactly as before. Without the hook the same write (same
+/// request id) then lands and the chain verifies.
+async fn a_fault_hook_at_each_write_step_rolls_everything_back(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let g = gid(81);
+    s.create(g, json!({}), &alice()).await.expect("v1");
+    for (i, step) in WriteStep::ALL.into_iter().enumerate() {
+        let hook: FaultHook = Arc::new(move |at: WriteStep| {
+            if at == step {
+                Err(StoreError::Storage(format!("injected fault before {at:?}")))
+            } else {
+                Ok(())
+            }
+        });
+        let faulty = ConfigService::new(db.store_with_fault_hook(hook).await)
+            .with_clock(Arc::new(StepClock::new()));
+        let before_rows = db.dump("81").await;
+        let before_doc = s.get(g, At::Now).await.expect("current");
+        let before_history = all_entries(&s, g).await;
+        // A request id, so every step (the request insert too) runs.
+        let mut m = alice();
+        m.request_id = Some(format!("hook-{step:?}"));
+        let edit = set("role_mapping.h", json!(i + 1));
+        let err = faulty.update(g, edit.clone(), vec![], &m).await;
+        match &err {
+            Err(Error::Storage(message)) => assert!(
+                message.contains(&format!("injected fault before {step:?}")),
+                "{step:?}: the caller gets the injected error: {message}"
+            ),
+            other => panic!("{step:?}: the caller gets an error, got {other:?}"),
+        }
+        assert_eq!(
+            db.dump("81").await,
+            before_rows,
+            "{step:?}: head, snapshots, entries and requests as before"
+        );
+        assert_eq!(
+            s.get(g, At::Now).await.expect("current"),
+            before_doc,
+            "{step:?}: config as before"
+        );
+        assert_eq!(
+            all_entries(&s, g).await,
+            before_history,
+            "{step:?}: history as before"
+        );
+        // The same write without the hook lands, and the chain verifies.
+        let landed = s.update(g, edit, vec![], &m).await.expect("lands");
+        assert_eq!(landed.outcome, Outcome::Updated, "{step:?}");
+        assert!(
+            !landed.replayed,
+            "{step:?}: the failed attempt left no record"
+        );
+        assert_eq!(landed.version, before_doc.version + 1, "{step:?}");
+        let report = s.verify(Some(g)).await.expect("verify");
+        assert!(report.ok, "{step:?}: {report:?}");
+    }
+    assert_eq!(
+        counts(&db, "81").await,
+        (1, 6, 6),
+        "one head, six snapshots and entries"
+    );
+}
+
+/// A write landing between verify streaming a guild's entries and reading its
+/// head is not a `head` problem: verify streams the new entries and re-reads.
+async fn verify_is_ok_while_writes_land(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let g = gid(83);
+    s.create(g, json!({}), &alice()).await.expect("v1");
+    let writer = ConfigService::new(db.store().await).with_clock(Arc::new(StepClock::new()));
+    let writes = tokio::spawn(async move {
+        for j in 0..300u64 {
+            writer
+                .update(g, set("role_mapping.v", json!(j + 1)), vec![], &bob())
+                .await
+                .expect("lands");
+        }
+    });
+    let mut runs = 0;
+    while !writes.is_finished() {
+        let one = s.verify(Some(g)).await.expect("verify one guild");
+        assert!(one.ok, "run {runs}, one guild: {one:?}");
+        let all = s.verify(None).await.expect("verify all");
+        assert!(all.ok, "run {runs}, all guilds: {all:?}");
+        runs += 1;
+    }
+    writes.await.expect("the writer joins");
+    println!("{backend:?}: {runs} verify rounds ran while 300 writes landed, all ok");
+    assert!(
+        runs >= 3,
+        "verify ran while the writes landed ({runs} rounds)"
+    );
+    let last = s.verify(Some(g)).await.expect("verify");
+    assert!(last.ok && last.entries_checked == 301, "{last:?}");
+}
+
 async fn audit_tables_are_append_only(backend: Backend, name: &str) {
     let db = TestDb::new(backend, name).await;
     let s = db.service().await;
@@ -1229,4 +1333,89 @@ async fn upsert_creates_then_updates_and_replays_across_both(backend: Backend, n
     assert_eq!(same.outcome, Outcome::Unchanged);
     assert_eq!(db.count("audit_entries", "77").await, 2);
     assert_changes_replay(&s, g).await;
+}
+
+/// A real database fault mid-transaction: the backend running the write is
+/// killed with `pg_terminate_backend` while a test trigger holds its audit
+/// entry insert. The caller gets an error, nothing is written, and the same
+/// service (its pool) writes again once the trigger is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_backend_killed_mid_write_writes_nothing_and_the_pool_recovers() {
+    let db = TestDb::new(Backend::Postgres, "pg_backend_killed_mid_write").await;
+    let s = db.service().await;
+    let g = gid(82);
+    s.create(g, json!({}), &alice()).await.expect("v1");
+    let before_rows = db.dump("82").await;
+    let before_doc = s.get(g, At::Now).await.expect("current");
+    let before_history = all_entries(&s, g).await;
+    db.exec(
+        "CREATE FUNCTION test_slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_sleep(5); RETURN NEW; END $$;
+         CREATE TRIGGER test_slow_insert BEFORE INSERT ON audit_entries
+             FOR EACH ROW EXECUTE FUNCTION test_slow_insert();",
+    )
+    .await
+    .expect("the slow trigger is created");
+
+    let writer = s.clone();
+    let mut m = alice();
+    m.request_id = Some("killed".into());
+    let write = tokio::spawn(async move {
+        writer
+            .update(g, set("features.killed", json!(true)), vec![], &m)
+            .await
+    });
+
+    // From another connection: find the backend stuck in the insert, kill it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    let pid = loop {
+        let rows = db
+            .rows(
+                "SELECT CAST(pid AS TEXT) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND state = 'active' AND query ILIKE '%audit_entries%'",
+            )
+            .await;
+        if let Some(row) = rows.first() {
+            break row[0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never showed up in pg_stat_activity"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let killed = db
+        .rows(&format!("SELECT CAST(pg_terminate_backend({pid}) AS TEXT)"))
+        .await;
+    assert_eq!(
+        killed,
+        vec![vec!["true".to_string()]],
+        "backend {pid} killed"
+    );
+
+    let result = write.await.expect("the writer task joins");
+    println!("pg_terminate_backend({pid}) mid-write: the caller got {result:?}");
+    assert!(
+        matches!(result, Err(Error::Storage(_))),
+        "the caller gets a storage error: {result:?}"
+    );
+    db.exec("DROP TRIGGER test_slow_insert ON audit_entries; DROP FUNCTION test_slow_insert();")
+        .await
+        .expect("the slow trigger is dropped");
+    assert_eq!(db.dump("82").await, before_rows, "nothing was written");
+    assert_eq!(s.get(g, At::Now).await.expect("current"), before_doc);
+    assert_eq!(all_entries(&s, g).await, before_history);
+
+    // The same service, so the same pool: it recovered from the dead
+    // connection, and the same write (same request id) lands.
+    let mut m = alice();
+    m.request_id = Some("killed".into());
+    let landed = s
+        .update(g, set("features.killed", json!(true)), vec![], &m)
+        .await
+        .expect("the pool recovered and the write lands");
+    assert_eq!((landed.outcome, landed.version), (Outcome::Updated, 2));
+    assert!(!landed.replayed);
+    assert!(s.verify(Some(g)).await.expect("verify").ok);
 }

@@ -20,10 +20,11 @@ mod error;
 mod store;
 mod watch;
 
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use guildconf_ports::{StoreError, StoreResult};
+use guildconf_ports::{FaultHook, StoreError, StoreResult, WriteStep};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
@@ -46,11 +47,23 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Every write sends a `NOTIFY` on the store's change channel (delivered by
 /// PostgreSQL only when the write commits), so read caches in other
 /// processes learn about it; see [`PgStore::watch`](guildconf_ports::ConfigStore::watch).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     channel: std::sync::Arc<str>,
     notify: bool,
+    fault_hook: Option<FaultHook>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool)
+            .field("channel", &self.channel)
+            .field("notify", &self.notify)
+            .field("fault_hook", &self.fault_hook.is_some())
+            .finish()
+    }
 }
 
 /// The change channel of the default schema.
@@ -104,6 +117,21 @@ impl PgStore {
         .await
     }
 
+    /// Test seam: calls `hook` inside every commit transaction right before
+    /// each [`WriteStep`] it runs (`Commit` right before the commit itself);
+    /// an `Err` rolls the write back and is returned to the caller.
+    /// Production code never sets a hook.
+    #[must_use]
+    pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
+        self.fault_hook = Some(hook);
+        self
+    }
+
+    /// Runs the fault hook, if any, for `step`.
+    fn fault(&self, step: WriteStep) -> StoreResult<()> {
+        self.fault_hook.as_ref().map_or(Ok(()), |hook| hook(step))
+    }
+
     /// The underlying connection pool (for tests and maintenance).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -136,6 +164,7 @@ impl PgStore {
             pool,
             channel: channel.into(),
             notify: true,
+            fault_hook: None,
         })
     }
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord,
-    Snapshot, StoreError, StoreResult, StoredEntry, StoredHead,
+    Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -72,7 +72,79 @@ fn check_consistent(change: &ChangeSet) -> StoreResult<()> {
     }
 }
 
+/// The SQL of one page of history, newest first, after `prefix` (empty, or
+/// `EXPLAIN `): the one builder behind both [`ConfigStore::history`] and
+/// [`PgStore::explain_history`]. With a guild, pages by seq; without one (an
+/// actor's trail across guilds), by `(occurred_at, guild_id, seq)`.
+fn history_sql(prefix: &str, query: &HistoryQuery) -> QueryBuilder<'static, Postgres> {
+    // `WHERE TRUE` so every filter is an `AND`; the port asks for an actor
+    // when there is no guild, but a scan without either is still answered
+    // (newest first across guilds), as the SQLite adapter does.
+    let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(format!(
+        "{prefix}SELECT body, entry_hash FROM audit_entries WHERE TRUE"
+    ));
+    if let Some(guild) = query.guild_id {
+        sql.push(" AND guild_id = ").push_bind(guild.as_i64());
+    }
+    if let Some(actor_id) = &query.actor_id {
+        sql.push(" AND actor_id = ").push_bind(actor_id.clone());
+    }
+    match (query.guild_id, &query.after) {
+        (Some(_), Some(after)) => {
+            // Within one guild seq orders entries as time does. Beyond
+            // i64::MAX every stored seq is smaller: no filter.
+            if let Ok(seq) = i64::try_from(after.seq) {
+                sql.push(" AND seq < ").push_bind(seq);
+            }
+        }
+        (None, Some(after)) => {
+            let seq = i64::try_from(after.seq).unwrap_or(i64::MAX);
+            sql.push(" AND (occurred_at, guild_id, seq) < (")
+                .push_bind(after.occurred_at.to_string())
+                .push(", ")
+                .push_bind(after.guild_id.as_i64())
+                .push(", ")
+                .push_bind(seq)
+                .push(")");
+        }
+        (_, None) => {}
+    }
+    if let Some(op) = query.operation {
+        sql.push(" AND operation = ").push_bind(op.as_str());
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND occurred_at >= ")
+            .push_bind(since.to_string());
+    }
+    if let Some(until) = query.until {
+        sql.push(" AND occurred_at < ").push_bind(until.to_string());
+    }
+    if query.guild_id.is_some() {
+        sql.push(" ORDER BY seq DESC");
+    } else {
+        sql.push(" ORDER BY occurred_at DESC, guild_id DESC, seq DESC");
+    }
+    sql.push(" LIMIT ").push_bind(i64::from(query.limit));
+
+    sql
+}
+
 impl PgStore {
+    /// PostgreSQL's `EXPLAIN` of exactly the SQL [`ConfigStore::history`]
+    /// runs for `query` (same builder, same bound values): the plan's lines,
+    /// such as `Index Scan Backward using audit_entries_pkey on audit_entries`.
+    /// For checking that history is served by indexes.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    pub async fn explain_history(&self, query: &HistoryQuery) -> StoreResult<Vec<String>> {
+        let mut sql = history_sql("EXPLAIN ", query);
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
+            .collect()
+    }
+
     /// Moves the head inside `tx`; `Conflict` when it is not where the change
     /// set expects it.
     async fn move_head(
@@ -95,6 +167,7 @@ impl PgStore {
         };
         let payload = format!("{}:{}:{}", change.guild_id, head.version, head.seq);
         let channel: &str = &self.channel;
+        self.fault(WriteStep::HeadMove)?;
         let result = match change.expected_seq {
             Some(expected) => {
                 let expected = to_i64(expected, "expected seq")?;
@@ -155,11 +228,13 @@ impl PgStore {
 
     /// Inserts the snapshot, the entry and the request record inside `tx`.
     async fn insert_rows(
+        &self,
         tx: &mut sqlx::PgConnection,
         change: &ChangeSet,
         guild: i64,
     ) -> StoreResult<()> {
         if let Some(snapshot) = &change.snapshot {
+            self.fault(WriteStep::SnapshotInsert)?;
             sqlx::query(
                 "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
                  VALUES ($1, $2, $3, $4)",
@@ -177,6 +252,7 @@ impl PgStore {
         let text = body
             .canonical()
             .map_err(|_| StoreError::Storage("cannot canonicalise the entry body".into()))?;
+        self.fault(WriteStep::EntryInsert)?;
         sqlx::query(
             "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
              actor_id, request_id, body, entry_hash, prev_hash) \
@@ -199,6 +275,7 @@ impl PgStore {
         if let Some(request) = &change.request {
             let result = guildconf_domain::json::canonical(&request.result)
                 .map_err(|_| StoreError::Storage("cannot serialise the request result".into()))?;
+            self.fault(WriteStep::RequestInsert)?;
             sqlx::query(
                 "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result) \
                  VALUES ($1, $2, $3, $4)",
@@ -248,7 +325,10 @@ impl ConfigStore for PgStore {
         // The head moves first: its row lock serialises writers on one guild,
         // and nothing else is written unless it is where we expect it.
         let written = match self.move_head(&mut tx, &change, guild).await {
-            Ok(()) => Self::insert_rows(&mut tx, &change, guild).await,
+            Ok(()) => match self.insert_rows(&mut tx, &change, guild).await {
+                Ok(()) => self.fault(WriteStep::Commit),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = written {
@@ -358,54 +438,7 @@ impl ConfigStore for PgStore {
     }
 
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
-        // `WHERE TRUE` so every filter is an `AND`; the port asks for an actor
-        // when there is no guild, but a scan without either is still answered
-        // (newest first across guilds), as the SQLite adapter does.
-        let mut sql: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new("SELECT body, entry_hash FROM audit_entries WHERE TRUE");
-        if let Some(guild) = query.guild_id {
-            sql.push(" AND guild_id = ").push_bind(guild.as_i64());
-        }
-        if let Some(actor_id) = &query.actor_id {
-            sql.push(" AND actor_id = ").push_bind(actor_id.clone());
-        }
-        match (query.guild_id, &query.after) {
-            (Some(_), Some(after)) => {
-                // Within one guild seq orders entries as time does. Beyond
-                // i64::MAX every stored seq is smaller: no filter.
-                if let Ok(seq) = i64::try_from(after.seq) {
-                    sql.push(" AND seq < ").push_bind(seq);
-                }
-            }
-            (None, Some(after)) => {
-                let seq = i64::try_from(after.seq).unwrap_or(i64::MAX);
-                sql.push(" AND (occurred_at, guild_id, seq) < (")
-                    .push_bind(after.occurred_at.to_string())
-                    .push(", ")
-                    .push_bind(after.guild_id.as_i64())
-                    .push(", ")
-                    .push_bind(seq)
-                    .push(")");
-            }
-            (_, None) => {}
-        }
-        if let Some(op) = query.operation {
-            sql.push(" AND operation = ").push_bind(op.as_str());
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND occurred_at >= ")
-                .push_bind(since.to_string());
-        }
-        if let Some(until) = query.until {
-            sql.push(" AND occurred_at < ").push_bind(until.to_string());
-        }
-        if query.guild_id.is_some() {
-            sql.push(" ORDER BY seq DESC");
-        } else {
-            sql.push(" ORDER BY occurred_at DESC, guild_id DESC, seq DESC");
-        }
-        sql.push(" LIMIT ").push_bind(i64::from(query.limit));
-
+        let mut sql = history_sql("", query);
         let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
         rows.iter()
             .map(|row| {

@@ -35,8 +35,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
 use guildconf_ports::{
-    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord,
-    Snapshot, StoreError, StoreResult, StoredEntry, StoredHead,
+    ChangeSet, ChangeWatcher, ConfigStore, FaultHook, GuildSummary, Head, HistoryQuery,
+    RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -112,6 +112,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
+    fault_hook: Option<FaultHook>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -119,6 +120,7 @@ impl fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("path", &self.inner.path)
             .field("readers", &self.inner.readers.len())
+            .field("fault_hook", &self.fault_hook.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -208,7 +210,32 @@ impl SqliteStore {
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
+            fault_hook: None,
         })
+    }
+
+    /// Test seam: calls `hook` inside every commit transaction right before
+    /// each [`WriteStep`] it runs (`Commit` right before the commit itself);
+    /// an `Err` rolls the write back and is returned to the caller.
+    /// Production code never sets a hook.
+    #[must_use]
+    pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
+        self.fault_hook = Some(hook);
+        self
+    }
+
+    /// SQLite's `EXPLAIN QUERY PLAN` of exactly the SQL
+    /// [`ConfigStore::history`] runs for `query` (same builder, same
+    /// arguments): one line per plan node, such as
+    /// `SEARCH audit_entries USING INDEX … (guild_id=? AND seq<?)`. For
+    /// checking that history is served by indexes.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    pub async fn explain_history(&self, query: &HistoryQuery) -> StoreResult<Vec<String>> {
+        let query = query.clone();
+        self.read(move |conn| queries::explain_history(conn, &query))
+            .await
     }
 
     /// The path the store was opened with.
@@ -270,7 +297,12 @@ impl ConfigStore for SqliteStore {
     }
 
     async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
-        self.write(move |conn| queries::commit(conn, &change)).await
+        let hook = self.fault_hook.clone();
+        self.write(move |conn| {
+            let fault = |step: WriteStep| hook.as_ref().map_or(Ok(()), |h| h(step));
+            queries::commit(conn, &change, fault)
+        })
+        .await
     }
 
     async fn request(

@@ -6,7 +6,7 @@ use guildconf_domain::json::canonical;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError, StoreResult,
-    StoredEntry, StoredHead,
+    StoredEntry, StoredHead, WriteStep,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -217,11 +217,13 @@ pub(crate) fn list_guilds(conn: &Connection) -> StoreResult<Vec<GuildSummary>> {
     })
 }
 
-/// One page of history, newest first. With a guild, pages by seq; without
-/// one (an actor's trail across guilds), by `(occurred_at, guild_id, seq)`.
-/// The port requires an actor when there is no guild; a query with neither
-/// is answered across all guilds and actors rather than refused.
-pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
+/// The SQL and arguments of one page of history, newest first: the one
+/// builder behind both [`history`] and [`explain_history`]. With a guild,
+/// pages by seq; without one (an actor's trail across guilds), by
+/// `(occurred_at, guild_id, seq)`. The port requires an actor when there is
+/// no guild; a query with neither is answered across all guilds and actors
+/// rather than refused.
+fn history_sql(query: &HistoryQuery) -> (String, Vec<SqlValue>) {
     let mut sql = String::from("SELECT body, entry_hash FROM audit_entries WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
     let mut push = |sql: &mut String, clause: &str, value: SqlValue| {
@@ -275,7 +277,12 @@ pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Ve
         sql.push_str(" ORDER BY occurred_at DESC, guild_id DESC, seq DESC");
     }
     push(&mut sql, " LIMIT ?", i64::from(query.limit).into());
+    (sql, args)
+}
 
+/// One page of history, newest first (see [`history_sql`]).
+pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
+    let (sql, args) = history_sql(query);
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
     collect(&mut rows, |row| {
@@ -288,6 +295,17 @@ pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Ve
             entry_hash: get_text(row, 1)?,
         })
     })
+}
+
+/// SQLite's `EXPLAIN QUERY PLAN` of exactly the SQL [`history`] runs for
+/// `query`: one line per plan node, its `detail` text.
+pub(crate) fn explain_history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Vec<String>> {
+    let (sql, args) = history_sql(query);
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .map_err(db_err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
+    collect(&mut rows, |row| get_text(row, 3))
 }
 
 pub(crate) fn guild_ids(
@@ -362,8 +380,13 @@ pub(crate) fn entries(
 }
 
 /// Writes a change set in one `BEGIN IMMEDIATE` transaction. The transaction
-/// is rolled back (by being dropped) on every early return.
-pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<()> {
+/// is rolled back (by being dropped) on every early return. `fault` is called
+/// right before each step that runs (the test seam; a no-op in production).
+pub(crate) fn commit(
+    conn: &mut Connection,
+    change: &ChangeSet,
+    fault: impl Fn(WriteStep) -> StoreResult<()>,
+) -> StoreResult<()> {
     let body = &change.entry.body;
     if change.head.guild_id != change.guild_id || body.guild_id != change.guild_id {
         return Err(StoreError::Storage(
@@ -415,6 +438,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
         .map_err(db_err)?;
     check_head(&tx, guild, expected_seq)?;
     if let Some((version, document, sha256)) = &snapshot {
+        fault(WriteStep::SnapshotInsert)?;
         tx.prepare_cached(
             "INSERT INTO guild_snapshots (guild_id, version, document, sha256)
              VALUES (?1, ?2, ?3, ?4)",
@@ -422,6 +446,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
         .and_then(|mut s| s.execute(params![guild, version, document, sha256]))
         .map_err(db_err)?;
     }
+    fault(WriteStep::EntryInsert)?;
     tx.prepare_cached(
         "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at,
                                     actor_id, request_id, body, entry_hash, prev_hash)
@@ -443,6 +468,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
     })
     .map_err(db_err)?;
     if let Some((request_id, fingerprint, result)) = &request {
+        fault(WriteStep::RequestInsert)?;
         tx.prepare_cached(
             "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result)
              VALUES (?1, ?2, ?3, ?4)",
@@ -450,6 +476,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
         .and_then(|mut s| s.execute(params![guild, request_id, fingerprint, result]))
         .map_err(db_err)?;
     }
+    fault(WriteStep::HeadMove)?;
     tx.prepare_cached(
         "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at,
                                   actor_id, actor_kind, actor_label, document)
@@ -478,6 +505,7 @@ pub(crate) fn commit(conn: &mut Connection, change: &ChangeSet) -> StoreResult<(
         ])
     })
     .map_err(db_err)?;
+    fault(WriteStep::Commit)?;
     tx.commit().map_err(db_err)
 }
 

@@ -14,6 +14,11 @@ use crate::service::ConfigService;
 /// Rows read per round trip while streaming a chain.
 pub(crate) const BATCH: u32 = 1000;
 
+/// How many times verifying one guild re-reads a head that moved on while
+/// its entries were streamed, each time streaming the entries that landed
+/// meanwhile, before comparing against the head it has.
+const HEAD_ROUNDS: u32 = 8;
+
 /// One verification failure (the first per guild).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VerifyProblem {
@@ -139,32 +144,45 @@ impl ConfigService {
         Ok(report.done())
     }
 
+    /// Verifies one guild's chain. The entries are streamed before the head
+    /// is read, so a write landing in between leaves the head ahead of the
+    /// last entry seen; that is not a problem: the entries after it are
+    /// streamed too and the head re-read, up to [`HEAD_ROUNDS`] times.
     async fn verify_guild(&self, guild: GuildId) -> Result<std::result::Result<u64, Problem>> {
         let mut verifier = ChainVerifier::new(guild);
         let mut after_seq = 0;
+        let mut rounds = 0;
         loop {
-            let rows = self
-                .store
-                .entries(guild, after_seq, None, BATCH, true)
-                .await?;
-            for row in &rows {
-                feed(&mut verifier, row);
+            loop {
+                let rows = self
+                    .store
+                    .entries(guild, after_seq, None, BATCH, true)
+                    .await?;
+                for row in &rows {
+                    feed(&mut verifier, row);
+                }
+                if let Some(last) = rows.last() {
+                    after_seq = last.seq;
+                }
+                if verifier.failed() || rows.len() < BATCH as usize {
+                    break;
+                }
             }
-            if verifier.failed() {
-                break;
+            let head = self.store.stored_head(guild).await?;
+            let moved_on = head.as_ref().is_some_and(|h| h.seq > after_seq);
+            if moved_on && !verifier.failed() && rounds < HEAD_ROUNDS {
+                rounds += 1;
+                tracing::debug!(guild = %guild, after_seq, rounds, "the head moved on while verifying; streaming the new entries");
+                continue;
             }
-            match rows.last() {
-                Some(last) if rows.len() == BATCH as usize => after_seq = last.seq,
-                _ => break,
-            }
+            let head = head.map(|h| HeadFacts {
+                seq: h.seq,
+                version: h.version,
+                last_hash: h.last_hash,
+                document_sha256: h.document.as_deref().and_then(sha_of_text),
+            });
+            return Ok(verifier.finish(head.as_ref(), true));
         }
-        let head = self.store.stored_head(guild).await?.map(|h| HeadFacts {
-            seq: h.seq,
-            version: h.version,
-            last_hash: h.last_hash,
-            document_sha256: h.document.as_deref().and_then(sha_of_text),
-        });
-        Ok(verifier.finish(head.as_ref(), true))
     }
 }
 

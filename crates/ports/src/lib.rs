@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -34,6 +35,43 @@ pub enum StoreError {
 
 /// A store result.
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A step of [`ConfigStore::commit`], named so tests can inject a fault
+/// right before it (see [`FaultHook`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteStep {
+    /// Moving the guild's head (the conditional update or first insert).
+    HeadMove,
+    /// Inserting the new version's snapshot (not run for a delete).
+    SnapshotInsert,
+    /// Inserting the audit entry.
+    EntryInsert,
+    /// Inserting the idempotency record (only run when the write carries a
+    /// request id).
+    RequestInsert,
+    /// Committing the transaction.
+    Commit,
+}
+
+impl WriteStep {
+    /// Every step, in no particular order of execution (each adapter runs
+    /// them in its own order, with `Commit` last).
+    pub const ALL: [WriteStep; 5] = [
+        WriteStep::HeadMove,
+        WriteStep::SnapshotInsert,
+        WriteStep::EntryInsert,
+        WriteStep::RequestInsert,
+        WriteStep::Commit,
+    ];
+}
+
+/// A test seam for fault injection. An adapter given one (through its
+/// `with_fault_hook` builder) calls it inside the commit transaction right
+/// before each [`WriteStep`] it runs; an `Err` aborts the write, rolls the
+/// transaction back and reaches the caller as that error.
+///
+/// Production code never sets a hook: without one, adapters skip the call.
+pub type FaultHook = Arc<dyn Fn(WriteStep) -> Result<(), StoreError> + Send + Sync>;
 
 /// A guild's head: where its chain and config stand now.
 #[derive(Clone, Debug, PartialEq)]
