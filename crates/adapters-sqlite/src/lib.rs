@@ -34,8 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
 use guildconf_ports::{
-    ChangeSet, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError,
-    StoreResult, StoredEntry, StoredHead,
+    ChangeSet, ConfigStore, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome,
+    PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -320,5 +320,18 @@ impl ConfigStore for SqliteStore {
     async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
         self.read(move |conn| queries::stored_head(conn, guild))
             .await
+    }
+
+    async fn purge_candidate(
+        &self,
+        guild: GuildId,
+        before: Timestamp,
+    ) -> StoreResult<Option<PurgeCandidate>> {
+        self.read(move |conn| queries::purge_candidate(conn, guild, before))
+            .await
+    }
+
+    async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
+        self.write(move |conn| queries::purge(conn, &purge)).await
     }
 }

@@ -22,6 +22,7 @@ mod backend;
 mod error;
 mod export;
 mod history;
+mod purge;
 mod service;
 mod verify;
 
@@ -29,6 +30,7 @@ pub use backend::open;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportRequest};
 pub use history::{HistoryPage, HistoryRequest};
+pub use purge::PurgeResult;
 pub use service::{
     value_at, At, ConfigService, Edit, Outcome, Shown, WriteMeta, WriteResult, DEFAULT_MAX_RETRIES,
 };
