@@ -9,18 +9,16 @@ BODY_KEYS = set("v guild_id seq config_version operation occurred_at actor chang
 
 def number(text):  # JCS numbers are IEEE doubles; `rfc8785` refuses ints >= 2^53
     return int(text) if abs(int(text)) < 2**53 else float(text)
-
 def main(stream):
-    heads, failed, entries = {}, set(), 0  # heads: guild -> (last seq, last entry_hash)
+    heads, failed, entries, starts = {}, set(), 0, {}  # guild -> (last seq, last hash)
     for raw in filter(bytes.strip, stream):  # binary lines: UTF-8 whatever the locale
         line = json.loads(raw, parse_int=number)
         body = {k: v for k, v in line.items() if k not in ("entry_hash", "snapshot")}
-        guild, seq = body.get("guild_id"), body.get("seq")
-        if guild in failed:
-            continue  # only the first problem of each guild is reported
-        entries += 1
-        # A chain starts at seq 1 after 64 zeros. (A retention purge entry will let
-        # a chain start later: not handled yet; see FORMAT.md.)
+        guild, seq, detail = body.get("guild_id"), body.get("seq"), body.get("detail")
+        if guild in failed: continue  # only the first problem of each guild is reported
+        entries += 1  # a purged chain starts later, if a purge entry says so:
+        if guild not in heads and type(seq) is int and seq > 1:
+            starts[guild] = heads[guild] = (seq - 1, body.get("prev_hash"))
         last_seq, last_hash = heads.get(guild, (0, "0" * 64))
         problem = ("entry_hash" if set(body) != BODY_KEYS else
                    "seq_gap" if seq != last_seq + 1 else
@@ -30,11 +28,13 @@ def main(stream):
         if problem:
             print(f"FAIL guild={guild} seq={seq} problem={problem}")
             failed.add(guild)
+        elif body["operation"] == "purge" and isinstance(detail, dict) and starts.get(
+                guild) == (detail.get("through_seq"), detail.get("through_hash")):
+            del starts[guild]  # the purge entry anchors the later start
         heads[guild] = (seq, line.get("entry_hash"))
-    if failed:
-        return 1
-    print(f"ok: {entries} entries in {len(heads)} guilds")
-    return 0
+    for guild in set(starts) - failed:  # a later start that no purge entry records
+        print(f"FAIL guild={guild} seq={starts[guild][0] + 1} problem=seq_gap")
+    return 1 if failed or starts else print(f"ok: {entries} entries in {len(heads)} guilds") or 0
 
 if __name__ == "__main__":
     sys.exit(main(open(sys.argv[1], "rb") if len(sys.argv) > 1 else sys.stdin.buffer))

@@ -14,8 +14,9 @@ use guildconf::{
 };
 use guildconf_domain::{Entry, Operation, Timestamp};
 use guildconf_ports::{
-    ChangeSet, ChangeWatcher, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot,
-    StoreError, StoreResult, StoredEntry, StoredHead, WatchEvent,
+    ChangeSet, ChangeWatcher, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome,
+    PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead,
+    WatchEvent,
 };
 use guildconf_tests::{contract, Backend, TestDb};
 use serde_json::{json, Value};
@@ -237,6 +238,18 @@ impl ConfigStore for Flaky {
     async fn request(&self, guild: GuildId, id: &str) -> StoreResult<Option<RequestRecord>> {
         self.check()?;
         self.inner.request(guild, id).await
+    }
+    async fn purge_candidate(
+        &self,
+        guild: GuildId,
+        before: Timestamp,
+    ) -> StoreResult<Option<PurgeCandidate>> {
+        self.check()?;
+        self.inner.purge_candidate(guild, before).await
+    }
+    async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
+        self.check()?;
+        self.inner.purge(purge).await
     }
     async fn snapshot(&self, guild: GuildId, version: u64) -> StoreResult<Option<Snapshot>> {
         self.check()?;

@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
-    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, RequestRecord,
-    Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
+    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PurgeCandidate,
+    PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry,
+    StoredHead, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -150,10 +151,10 @@ impl PgStore {
     async fn move_head(
         &self,
         tx: &mut sqlx::PgConnection,
-        change: &ChangeSet,
+        head: &Head,
+        expected_seq: Option<u64>,
         guild: i64,
     ) -> StoreResult<()> {
-        let head = &change.head;
         let version = to_i64(head.version, "version")?;
         let seq = to_i64(head.seq, "seq")?;
         let updated_at = head.updated_at.to_string();
@@ -165,10 +166,10 @@ impl PgStore {
         } else {
             " RETURNING $11::text, $12::text"
         };
-        let payload = format!("{}:{}:{}", change.guild_id, head.version, head.seq);
+        let payload = format!("{}:{}:{}", head.guild_id, head.version, head.seq);
         let channel: &str = &self.channel;
         self.fault(WriteStep::HeadMove)?;
-        let result = match change.expected_seq {
+        let result = match expected_seq {
             Some(expected) => {
                 let expected = to_i64(expected, "expected seq")?;
                 sqlx::query(&format!(
@@ -221,9 +222,41 @@ impl PgStore {
         } else {
             Err(StoreError::Conflict(format!(
                 "the head of guild {} moved since the change was computed",
-                change.guild_id
+                head.guild_id
             )))
         }
+    }
+
+    /// Inserts a chained entry inside `tx`.
+    async fn insert_entry(
+        tx: &mut sqlx::PgConnection,
+        entry: &Entry,
+        guild: i64,
+    ) -> StoreResult<()> {
+        let body = &entry.body;
+        let text = body
+            .canonical()
+            .map_err(|_| StoreError::Storage("cannot canonicalise the entry body".into()))?;
+        sqlx::query(
+            "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
+             actor_id, request_id, body, entry_hash, prev_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(guild)
+        .bind(to_i64(body.seq, "seq")?)
+        .bind(to_i64(body.config_version, "config version")?)
+        .bind(body.operation.as_str())
+        .bind(body.occurred_at.to_string())
+        .bind(&body.actor.id)
+        .bind(&body.request_id)
+        .bind(&text)
+        .bind(&entry.entry_hash)
+        .bind(&body.prev_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+
+        Ok(())
     }
 
     /// Inserts the snapshot, the entry and the request record inside `tx`.
@@ -248,29 +281,8 @@ impl PgStore {
             .map_err(map_sqlx)?;
         }
 
-        let body = &change.entry.body;
-        let text = body
-            .canonical()
-            .map_err(|_| StoreError::Storage("cannot canonicalise the entry body".into()))?;
         self.fault(WriteStep::EntryInsert)?;
-        sqlx::query(
-            "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
-             actor_id, request_id, body, entry_hash, prev_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(guild)
-        .bind(to_i64(body.seq, "seq")?)
-        .bind(to_i64(body.config_version, "config version")?)
-        .bind(body.operation.as_str())
-        .bind(body.occurred_at.to_string())
-        .bind(&body.actor.id)
-        .bind(&body.request_id)
-        .bind(&text)
-        .bind(&change.entry.entry_hash)
-        .bind(&body.prev_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_sqlx)?;
+        Self::insert_entry(tx, &change.entry, guild).await?;
 
         if let Some(request) = &change.request {
             let result = guildconf_domain::json::canonical(&request.result)
@@ -289,6 +301,99 @@ impl PgStore {
             .map_err(map_sqlx)?;
         }
         Ok(())
+    }
+}
+
+/// Rows a purge deletes per statement.
+const PURGE_BATCH: i64 = 1000;
+
+/// One optional `BIGINT` from a query.
+async fn optional_i64(
+    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    exec: impl sqlx::PgExecutor<'_>,
+) -> StoreResult<Option<i64>> {
+    let row = query.fetch_optional(exec).await.map_err(map_sqlx)?;
+    row.map(|r| r.try_get::<Option<i64>, _>(0).map_err(map_sqlx))
+        .transpose()
+        .map(Option::flatten)
+}
+
+impl PgStore {
+    /// The purge inside `tx`: head first (its row lock serialises this with
+    /// every writer of the guild), then the gate, the batched deletes, the
+    /// gate closed again, and the purge entry.
+    async fn purge_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        set: &PurgeSet,
+        guild: i64,
+    ) -> StoreResult<PurgeOutcome> {
+        self.move_head(tx, &set.head, Some(set.expected_seq), guild)
+            .await?;
+        let through_seq = to_i64(set.through_seq, "through seq")?;
+        let stored =
+            sqlx::query("SELECT entry_hash FROM audit_entries WHERE guild_id = $1 AND seq = $2")
+                .bind(guild)
+                .bind(through_seq)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_sqlx)?
+                .map(|row| get::<String>(&row, "entry_hash"))
+                .transpose()?;
+        if stored.as_deref() != Some(set.through_hash.as_str()) {
+            return Err(StoreError::Conflict(
+                "the entries to purge are not the ones planned".into(),
+            ));
+        }
+        // Transaction-local: gone at commit or rollback.
+        sqlx::query("SELECT set_config('guildconf.purge', 'on', true)")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        let mut outcome = PurgeOutcome::default();
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM audit_entries WHERE guild_id = $1 AND seq IN ( \
+                 SELECT seq FROM audit_entries WHERE guild_id = $1 AND seq <= $2 \
+                 ORDER BY seq LIMIT $3)",
+            )
+            .bind(guild)
+            .bind(through_seq)
+            .bind(PURGE_BATCH)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?
+            .rows_affected();
+            outcome.entries_removed += n;
+            if n < PURGE_BATCH.unsigned_abs() {
+                break;
+            }
+        }
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM guild_snapshots WHERE guild_id = $1 AND version IN ( \
+                 SELECT version FROM guild_snapshots WHERE guild_id = $1 AND version < $2 \
+                 AND version <> $3 ORDER BY version LIMIT $4)",
+            )
+            .bind(guild)
+            .bind(to_i64(set.keep_from_version, "version")?)
+            .bind(to_i64(set.head.version, "version")?)
+            .bind(PURGE_BATCH)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?
+            .rows_affected();
+            outcome.snapshots_removed += n;
+            if n < PURGE_BATCH.unsigned_abs() {
+                break;
+            }
+        }
+        sqlx::query("SELECT set_config('guildconf.purge', 'off', true)")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        Self::insert_entry(tx, &set.entry, guild).await?;
+        Ok(outcome)
     }
 }
 
@@ -324,7 +429,10 @@ impl ConfigStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
         // The head moves first: its row lock serialises writers on one guild,
         // and nothing else is written unless it is where we expect it.
-        let written = match self.move_head(&mut tx, &change, guild).await {
+        let written = match self
+            .move_head(&mut tx, &change.head, change.expected_seq, guild)
+            .await
+        {
             Ok(()) => match self.insert_rows(&mut tx, &change, guild).await {
                 Ok(()) => self.fault(WriteStep::Commit),
                 Err(e) => Err(e),
@@ -398,7 +506,8 @@ impl ConfigStore for PgStore {
     ) -> StoreResult<Option<(u64, Operation)>> {
         let row = sqlx::query(
             "SELECT config_version, operation FROM audit_entries \
-             WHERE guild_id = $1 AND occurred_at <= $2 ORDER BY seq DESC LIMIT 1",
+             WHERE guild_id = $1 AND occurred_at <= $2 AND operation <> 'purge' \
+             ORDER BY seq DESC LIMIT 1",
         )
         .bind(guild.as_i64())
         .bind(at.to_string())
@@ -491,7 +600,7 @@ impl ConfigStore for PgStore {
                 "s.document::text AS snapshot FROM audit_entries e \
                  LEFT JOIN guild_snapshots s ON s.guild_id = e.guild_id \
                  AND s.version = e.config_version \
-                 AND e.operation NOT IN ('delete', 'purge')",
+                 AND e.operation <> 'delete'",
             );
         } else {
             sql.push("NULL::text AS snapshot FROM audit_entries e");
@@ -548,5 +657,114 @@ impl ConfigStore for PgStore {
             })
         })
         .transpose()
+    }
+
+    async fn purge_candidate(
+        &self,
+        guild: GuildId,
+        before: Timestamp,
+    ) -> StoreResult<Option<PurgeCandidate>> {
+        let Some(head) = self.head(guild).await? else {
+            return Ok(None);
+        };
+        let g = guild.as_i64();
+        // The entry that made the current version (the last one that made
+        // any version) stays, and so does everything after it.
+        let Some(cap) = optional_i64(
+            sqlx::query(
+                "SELECT seq FROM audit_entries WHERE guild_id = $1 \
+                 AND operation IN ('create', 'update', 'revert') ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(g),
+            &self.pool,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        // occurred_at strictly increases with seq within a guild.
+        let row = sqlx::query(
+            "SELECT seq, entry_hash FROM audit_entries \
+             WHERE guild_id = $1 AND occurred_at < $2 AND seq < $3 \
+             ORDER BY occurred_at DESC LIMIT 1",
+        )
+        .bind(g)
+        .bind(before.to_string())
+        .bind(cap)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let through_seq: i64 = get(&row, "seq")?;
+        let through_hash: String = get(&row, "entry_hash")?;
+        let entries = optional_i64(
+            sqlx::query("SELECT COUNT(*) FROM audit_entries WHERE guild_id = $1 AND seq <= $2")
+                .bind(g)
+                .bind(through_seq),
+            &self.pool,
+        )
+        .await?
+        .unwrap_or(0);
+        let keep_from = optional_i64(
+            sqlx::query(
+                "SELECT config_version FROM audit_entries WHERE guild_id = $1 AND seq > $2 \
+                 AND operation IN ('create', 'update', 'revert') ORDER BY seq LIMIT 1",
+            )
+            .bind(g)
+            .bind(through_seq),
+            &self.pool,
+        )
+        .await?;
+        let keep_from_version = match keep_from {
+            Some(v) => to_u64(v, "config version")?,
+            None => head.version,
+        };
+        let snapshots = optional_i64(
+            sqlx::query(
+                "SELECT COUNT(*) FROM guild_snapshots WHERE guild_id = $1 \
+                 AND version < $2 AND version <> $3",
+            )
+            .bind(g)
+            .bind(to_i64(keep_from_version, "version")?)
+            .bind(to_i64(head.version, "version")?),
+            &self.pool,
+        )
+        .await?
+        .unwrap_or(0);
+        Ok(Some(PurgeCandidate {
+            head,
+            through_seq: to_u64(through_seq, "seq")?,
+            through_hash,
+            entries: to_u64(entries, "count")?,
+            keep_from_version,
+            snapshots: to_u64(snapshots, "count")?,
+        }))
+    }
+
+    async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
+        let body = &purge.entry.body;
+        if purge.head.guild_id != purge.guild_id
+            || body.guild_id != purge.guild_id
+            || purge.head.seq != body.seq
+            || purge.head.last_hash != purge.entry.entry_hash
+        {
+            return Err(StoreError::Storage("inconsistent purge set".into()));
+        }
+        let guild = purge.guild_id.as_i64();
+        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        match self.purge_in(&mut tx, &purge, guild).await {
+            Ok(outcome) => {
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                if tx.rollback().await.is_err() {
+                    tracing::warn!("rollback after a failed purge did not complete");
+                }
+                Err(e)
+            }
+        }
     }
 }

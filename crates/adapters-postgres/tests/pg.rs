@@ -188,7 +188,7 @@ async fn migrations_apply_twice() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "0001_initial and 0002_purge_gate");
     second.pool().close().await;
     third.pool().close().await;
     drop_schema(first, &schema).await;

@@ -36,7 +36,8 @@ use async_trait::async_trait;
 use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, FaultHook, GuildSummary, Head, HistoryQuery,
-    RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
+    PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
+    StoredEntry, StoredHead, WriteStep,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -367,5 +368,18 @@ impl ConfigStore for SqliteStore {
         let options = self.inner.options.clone();
         let watcher = run_blocking(move || watch::SqliteWatcher::open(&path, &options)).await?;
         Ok(Box::new(watcher))
+    }
+
+    async fn purge_candidate(
+        &self,
+        guild: GuildId,
+        before: Timestamp,
+    ) -> StoreResult<Option<PurgeCandidate>> {
+        self.read(move |conn| queries::purge_candidate(conn, guild, before))
+            .await
+    }
+
+    async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
+        self.write(move |conn| queries::purge(conn, &purge)).await
     }
 }

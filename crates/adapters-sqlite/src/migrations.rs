@@ -12,13 +12,19 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::db_err;
 
 /// The migrations, in order. Index `i` produces schema version `i + 1`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_initial",
-    include_str!("../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_initial",
+        include_str!("../migrations/0001_initial.sql"),
+    ),
+    (
+        "0002_purge_gate",
+        include_str!("../migrations/0002_purge_gate.sql"),
+    ),
+];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 // The constant must follow the migration list.
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);

@@ -5,8 +5,8 @@
 use guildconf_domain::json::canonical;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
-    ChangeSet, GuildSummary, Head, HistoryQuery, RequestRecord, Snapshot, StoreError, StoreResult,
-    StoredEntry, StoredHead, WriteStep,
+    ChangeSet, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome, PurgeSet,
+    RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -182,7 +182,7 @@ pub(crate) fn entry_at(
     let mut stmt = conn
         .prepare_cached(
             "SELECT config_version, operation FROM audit_entries
-             WHERE guild_id = ?1 AND occurred_at <= ?2
+             WHERE guild_id = ?1 AND occurred_at <= ?2 AND operation <> 'purge'
              ORDER BY seq DESC LIMIT 1",
         )
         .map_err(db_err)?;
@@ -343,7 +343,7 @@ pub(crate) fn entries(
     let snapshot_join = if with_snapshots {
         "s.document FROM audit_entries e
          LEFT JOIN guild_snapshots s
-           ON e.operation NOT IN ('delete', 'purge')
+           ON e.operation <> 'delete'
           AND s.guild_id = e.guild_id AND s.version = e.config_version"
     } else {
         "NULL FROM audit_entries e"
@@ -428,10 +428,11 @@ pub(crate) fn commit(
         .map(|d| canonical_text(d, "head document"))
         .transpose()?;
     let expected_seq = change.expected_seq;
-    let entry_seq = to_i64(body.seq, "entry seq")?;
-    let entry_version = to_i64(body.config_version, "entry config_version")?;
-    let head_version = to_i64(head.version, "head version")?;
-    let head_seq = to_i64(head.seq, "head seq")?;
+    // Checked here, before the lock, so the helpers below cannot fail on them.
+    to_i64(body.seq, "entry seq")?;
+    to_i64(body.config_version, "entry config_version")?;
+    to_i64(head.version, "head version")?;
+    to_i64(head.seq, "head seq")?;
 
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -447,26 +448,7 @@ pub(crate) fn commit(
         .map_err(db_err)?;
     }
     fault(WriteStep::EntryInsert)?;
-    tx.prepare_cached(
-        "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at,
-                                    actor_id, request_id, body, entry_hash, prev_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            guild,
-            entry_seq,
-            entry_version,
-            body.operation.as_str(),
-            body.occurred_at.to_string(),
-            body.actor.id,
-            body.request_id,
-            body_text,
-            change.entry.entry_hash,
-            body.prev_hash,
-        ])
-    })
-    .map_err(db_err)?;
+    insert_entry(&tx, guild, &change.entry, &body_text)?;
     if let Some((request_id, fingerprint, result)) = &request {
         fault(WriteStep::RequestInsert)?;
         tx.prepare_cached(
@@ -477,34 +459,7 @@ pub(crate) fn commit(
         .map_err(db_err)?;
     }
     fault(WriteStep::HeadMove)?;
-    tx.prepare_cached(
-        "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at,
-                                  actor_id, actor_kind, actor_label, document)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (guild_id) DO UPDATE SET
-             version = excluded.version,
-             seq = excluded.seq,
-             last_hash = excluded.last_hash,
-             updated_at = excluded.updated_at,
-             actor_id = excluded.actor_id,
-             actor_kind = excluded.actor_kind,
-             actor_label = excluded.actor_label,
-             document = excluded.document",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            guild,
-            head_version,
-            head_seq,
-            head.last_hash,
-            head.updated_at.to_string(),
-            head.actor.id,
-            head.actor.kind.as_str(),
-            head.actor.label,
-            head_document,
-        ])
-    })
-    .map_err(db_err)?;
+    upsert_head(&tx, guild, head, head_document.as_deref())?;
     fault(WriteStep::Commit)?;
     tx.commit().map_err(db_err)
 }
@@ -529,4 +484,260 @@ fn check_head(tx: &Transaction<'_>, guild: i64, expected: Option<u64>) -> StoreR
             "the guild's head moved since the change was computed".into(),
         ))
     }
+}
+
+/// Inserts a chained entry; `body_text` is its canonical body.
+fn insert_entry(
+    tx: &Transaction<'_>,
+    guild: i64,
+    entry: &Entry,
+    body_text: &str,
+) -> StoreResult<()> {
+    let body = &entry.body;
+    let seq = to_i64(body.seq, "entry seq")?;
+    let version = to_i64(body.config_version, "entry config_version")?;
+    tx.prepare_cached(
+        "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at,
+                                    actor_id, request_id, body, entry_hash, prev_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            guild,
+            seq,
+            version,
+            body.operation.as_str(),
+            body.occurred_at.to_string(),
+            body.actor.id,
+            body.request_id,
+            body_text,
+            entry.entry_hash,
+            body.prev_hash,
+        ])
+    })
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Writes the guild's head row; `document` is the canonical current document.
+fn upsert_head(
+    tx: &Transaction<'_>,
+    guild: i64,
+    head: &Head,
+    document: Option<&str>,
+) -> StoreResult<()> {
+    let version = to_i64(head.version, "head version")?;
+    let seq = to_i64(head.seq, "head seq")?;
+    tx.prepare_cached(
+        "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at,
+                                  actor_id, actor_kind, actor_label, document)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (guild_id) DO UPDATE SET
+             version = excluded.version,
+             seq = excluded.seq,
+             last_hash = excluded.last_hash,
+             updated_at = excluded.updated_at,
+             actor_id = excluded.actor_id,
+             actor_kind = excluded.actor_kind,
+             actor_label = excluded.actor_label,
+             document = excluded.document",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            guild,
+            version,
+            seq,
+            head.last_hash,
+            head.updated_at.to_string(),
+            head.actor.id,
+            head.actor.kind.as_str(),
+            head.actor.label,
+            document,
+        ])
+    })
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Rows a purge deletes per statement.
+const PURGE_BATCH: i64 = 1000;
+
+/// The operations that make a version (and so need its snapshot).
+const VERSION_OPS: &str = "('create', 'update', 'revert')";
+
+fn optional_i64(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> StoreResult<Option<i64>> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.query_row(args, |row| row.get(0)).optional())
+        .map_err(db_err)
+}
+
+fn as_u64(value: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("stored {what} is negative")))
+}
+
+pub(crate) fn purge_candidate(
+    conn: &Connection,
+    guild: GuildId,
+    before: Timestamp,
+) -> StoreResult<Option<PurgeCandidate>> {
+    let Some(head) = head(conn, guild)? else {
+        return Ok(None);
+    };
+    let g = guild.as_i64();
+    // The entry that made the current version (the last one that made any
+    // version) stays, and so does everything after it.
+    let Some(cap) = optional_i64(
+        conn,
+        &format!(
+            "SELECT seq FROM audit_entries WHERE guild_id = ?1 AND operation IN {VERSION_OPS}
+             ORDER BY seq DESC LIMIT 1"
+        ),
+        [g],
+    )?
+    else {
+        return Ok(None);
+    };
+    // occurred_at strictly increases with seq within a guild.
+    let through: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT seq, entry_hash FROM audit_entries
+             WHERE guild_id = ?1 AND occurred_at < ?2 AND seq < ?3
+             ORDER BY occurred_at DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![g, before.to_string(), cap], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+        })
+        .map_err(db_err)?;
+    let Some((through_seq, through_hash)) = through else {
+        return Ok(None);
+    };
+    let entries = optional_i64(
+        conn,
+        "SELECT COUNT(*) FROM audit_entries WHERE guild_id = ?1 AND seq <= ?2",
+        params![g, through_seq],
+    )?
+    .unwrap_or(0);
+    let keep_from = optional_i64(
+        conn,
+        &format!(
+            "SELECT config_version FROM audit_entries
+             WHERE guild_id = ?1 AND seq > ?2 AND operation IN {VERSION_OPS}
+             ORDER BY seq LIMIT 1"
+        ),
+        params![g, through_seq],
+    )?;
+    let keep_from_version = match keep_from {
+        Some(v) => as_u64(v, "audit_entries.config_version")?,
+        None => head.version,
+    };
+    let snapshots = optional_i64(
+        conn,
+        "SELECT COUNT(*) FROM guild_snapshots WHERE guild_id = ?1 AND version < ?2 AND version <> ?3",
+        params![
+            g,
+            to_i64(keep_from_version, "version")?,
+            to_i64(head.version, "version")?
+        ],
+    )?
+    .unwrap_or(0);
+    Ok(Some(PurgeCandidate {
+        head,
+        through_seq: as_u64(through_seq, "audit_entries.seq")?,
+        through_hash,
+        entries: as_u64(entries, "count")?,
+        keep_from_version,
+        snapshots: as_u64(snapshots, "count")?,
+    }))
+}
+
+/// Deletes in batches of [`PURGE_BATCH`] until a statement removes fewer;
+/// returns the rows removed.
+fn delete_batched(tx: &Transaction<'_>, sql: &str, args: &[i64]) -> StoreResult<u64> {
+    let mut removed = 0u64;
+    let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
+    loop {
+        let n = stmt
+            .execute(params_from_iter(args.iter().copied().chain([PURGE_BATCH])))
+            .map_err(db_err)?;
+        removed += n as u64;
+        if i64::try_from(n).unwrap_or(i64::MAX) < PURGE_BATCH {
+            return Ok(removed);
+        }
+    }
+}
+
+/// One guild's purge in one `BEGIN IMMEDIATE` transaction: head check, the
+/// gate row, batched deletes, the gate row removed, the purge entry, the head.
+pub(crate) fn purge(conn: &mut Connection, set: &PurgeSet) -> StoreResult<PurgeOutcome> {
+    let body = &set.entry.body;
+    if set.head.guild_id != set.guild_id
+        || body.guild_id != set.guild_id
+        || set.head.seq != body.seq
+        || set.head.last_hash != set.entry.entry_hash
+    {
+        return Err(StoreError::Storage("inconsistent purge set".into()));
+    }
+    let guild = set.guild_id.as_i64();
+    let body_text = body
+        .canonical()
+        .map_err(|_| StoreError::Storage("cannot canonicalise the audit entry body".into()))?;
+    let head_document = set
+        .head
+        .document
+        .as_ref()
+        .map(|d| canonical_text(d, "head document"))
+        .transpose()?;
+    let through_seq = to_i64(set.through_seq, "through seq")?;
+    let keep_from = to_i64(set.keep_from_version, "version")?;
+    let current_version = to_i64(set.head.version, "head version")?;
+
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    check_head(&tx, guild, Some(set.expected_seq))?;
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT entry_hash FROM audit_entries WHERE guild_id = ?1 AND seq = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![guild, through_seq], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err)?;
+    if stored.as_deref() != Some(set.through_hash.as_str()) {
+        return Err(StoreError::Conflict(
+            "the entries to purge are not the ones planned".into(),
+        ));
+    }
+    tx.prepare_cached("INSERT INTO purge_gate (guild_id) VALUES (?1)")
+        .and_then(|mut s| s.execute([guild]))
+        .map_err(db_err)?;
+    let entries_removed = delete_batched(
+        &tx,
+        "DELETE FROM audit_entries WHERE guild_id = ?1 AND seq IN (
+             SELECT seq FROM audit_entries WHERE guild_id = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)",
+        &[guild, through_seq],
+    )?;
+    let snapshots_removed = delete_batched(
+        &tx,
+        "DELETE FROM guild_snapshots WHERE guild_id = ?1 AND version IN (
+             SELECT version FROM guild_snapshots
+             WHERE guild_id = ?1 AND version < ?2 AND version <> ?3 ORDER BY version LIMIT ?4)",
+        &[guild, keep_from, current_version],
+    )?;
+    tx.prepare_cached("DELETE FROM purge_gate WHERE guild_id = ?1")
+        .and_then(|mut s| s.execute([guild]))
+        .map_err(db_err)?;
+    insert_entry(&tx, guild, &set.entry, &body_text)?;
+    upsert_head(&tx, guild, &set.head, head_document.as_deref())?;
+    tx.commit().map_err(db_err)?;
+    Ok(PurgeOutcome {
+        entries_removed,
+        snapshots_removed,
+    })
 }

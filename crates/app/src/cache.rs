@@ -31,7 +31,8 @@ use async_trait::async_trait;
 use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadChange, HistoryQuery,
-    RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WatchEvent,
+    PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
+    StoredEntry, StoredHead, WatchEvent,
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -432,6 +433,31 @@ impl ConfigStore for WriteThrough {
         request_id: &str,
     ) -> StoreResult<Option<RequestRecord>> {
         self.cache.store.request(guild, request_id).await
+    }
+
+    async fn purge_candidate(
+        &self,
+        guild: GuildId,
+        before: Timestamp,
+    ) -> StoreResult<Option<PurgeCandidate>> {
+        self.cache.store.purge_candidate(guild, before).await
+    }
+
+    async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
+        let guild = purge.head.guild_id;
+        let (version, seq) = (purge.head.version, purge.head.seq);
+        let document = purge.head.document.clone();
+        match self.cache.store.purge(purge).await {
+            Ok(outcome) => {
+                // A purge moves the head (its chained entry) but not the config.
+                self.cache.committed(guild, version, seq, document);
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.cache.forget(guild);
+                Err(e)
+            }
+        }
     }
 
     async fn snapshot(&self, guild: GuildId, version: u64) -> StoreResult<Option<Snapshot>> {

@@ -27,6 +27,7 @@ mod error;
 mod export;
 mod history;
 mod import;
+mod purge;
 mod service;
 mod verify;
 
@@ -37,6 +38,7 @@ pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportRequest};
 pub use history::{HistoryPage, HistoryRequest};
 pub use import::{copy, import, ImportRefusal, ImportReport};
+pub use purge::PurgeResult;
 pub use service::{
     value_at, At, ConfigService, Edit, Outcome, Shown, WriteMeta, WriteResult, DEFAULT_MAX_RETRIES,
 };

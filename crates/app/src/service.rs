@@ -190,9 +190,9 @@ pub struct Shown {
 #[derive(Clone, Debug)]
 pub struct ConfigService {
     pub(crate) store: Arc<dyn ConfigStore>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) schema: Arc<dyn ConfigSchema>,
-    max_retries: u32,
+    pub(crate) max_retries: u32,
 }
 
 /// A planned write: the new state computed from a head.
@@ -776,7 +776,7 @@ impl ConfigService {
 /// A short, jittered, growing pause before recomputing a write that lost a
 /// race, so writers hammering one guild spread out instead of colliding
 /// again in lockstep.
-fn backoff(attempt: u32) -> std::time::Duration {
+pub(crate) fn backoff(attempt: u32) -> std::time::Duration {
     use std::hash::{BuildHasher, RandomState};
     let ceiling_micros = 500u64 << attempt.min(6); // 1 ms, 2 ms, … up to 32 ms
     let jitter = RandomState::new().hash_one(attempt) % ceiling_micros.max(1);
@@ -805,7 +805,7 @@ fn apply_edits(
     }
 }
 
-fn check_meta(meta: &WriteMeta) -> Result<()> {
+pub(crate) fn check_meta(meta: &WriteMeta) -> Result<()> {
     let mut problems = Vec::new();
     if let Some(reason) = &meta.reason {
         if reason.chars().count() > MAX_REASON {

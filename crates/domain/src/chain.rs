@@ -97,6 +97,15 @@ pub struct RowFacts {
     pub entry_hash: String,
 }
 
+/// The `(through_seq, through_hash)` a purge entry's `detail` records, when
+/// it has both.
+pub fn purge_through(detail: &Map<String, Value>) -> Option<(u64, &str)> {
+    Some((
+        detail.get("through_seq")?.as_u64()?,
+        detail.get("through_hash")?.as_str()?,
+    ))
+}
+
 /// Verifies one guild's chain as entries stream past in seq order, keeping
 /// only the previous entry in memory. Stops at the first failure.
 #[derive(Debug)]
@@ -107,10 +116,17 @@ pub struct ChainVerifier {
     last: Option<(EntryBody, String)>,
     problem: Option<Problem>,
     checked: u64,
+    /// A chain that starts after seq 1 (old entries purged): its first seq,
+    /// and the `(through_seq, through_hash)` a later purge entry must record.
+    /// `None` once such a purge entry was seen, or when the chain starts at 1.
+    unanchored: Option<(u64, u64, String)>,
 }
 
 impl ChainVerifier {
-    /// Starts verifying a guild's chain from seq 1.
+    /// Starts verifying a guild's chain. It starts at seq 1 (after
+    /// [`GENESIS_HASH`]), or, after a retention purge, at seq N+1 whose
+    /// `prev_hash` is H, provided a purge entry of the chain records
+    /// `{"through_seq": N, "through_hash": H}` in its `detail`.
     pub fn new(guild: GuildId) -> Self {
         Self {
             guild,
@@ -119,6 +135,7 @@ impl ChainVerifier {
             last: None,
             problem: None,
             checked: 0,
+            unanchored: None,
         }
     }
 
@@ -180,6 +197,15 @@ impl ChainVerifier {
                 format!("entry belongs to guild {}", body.guild_id),
             );
         }
+        if self.checked == 1 && seq > 1 && self.next_seq == 1 {
+            // A chain may start later, after a retention purge: accepted only
+            // if a purge entry further on records removing exactly the
+            // entries before this one (checked as entries stream past, and
+            // finally in `finish`).
+            self.next_seq = seq;
+            self.prev_hash.clone_from(&body.prev_hash);
+            self.unanchored = Some((seq, seq - 1, body.prev_hash.clone()));
+        }
         if seq != self.next_seq {
             return self.fail(
                 Some(seq),
@@ -221,6 +247,9 @@ impl ChainVerifier {
             (SnapshotEvidence::Missing, None)
                 if matches!(body.operation, Operation::Delete | Operation::Purge) => {}
             (_, None) if matches!(body.operation, Operation::Delete | Operation::Purge) => {}
+            // A purge entry records the document current when it ran; a later
+            // purge may have removed that version's snapshot.
+            (SnapshotEvidence::Missing, Some(_)) if body.operation == Operation::Purge => {}
             (SnapshotEvidence::Missing, _) => {
                 return self.fail(
                     Some(seq),
@@ -239,6 +268,13 @@ impl ChainVerifier {
                 )
             }
         }
+        if body.operation == Operation::Purge {
+            if let Some((_, through_seq, through_hash)) = &self.unanchored {
+                if purge_through(&body.detail) == Some((*through_seq, through_hash.as_str())) {
+                    self.unanchored = None;
+                }
+            }
+        }
         self.next_seq = seq + 1;
         self.prev_hash = claimed.clone();
         self.last = Some((body, claimed));
@@ -250,6 +286,15 @@ impl ChainVerifier {
     /// # Errors
     /// The first [`Problem`] found in this guild's chain.
     pub fn finish(mut self, head: Option<&HeadFacts>, head_expected: bool) -> Result<u64, Problem> {
+        if let Some((first, through_seq, _)) = self.unanchored.take() {
+            self.fail(
+                Some(first),
+                ProblemCode::SeqGap,
+                format!(
+                    "the chain starts at seq {first}, but no purge entry records removing the entries through seq {through_seq}"
+                ),
+            );
+        }
         if self.problem.is_none() && head_expected {
             self.check_head(head);
         }
@@ -276,6 +321,8 @@ impl ChainVerifier {
             (Some(h), Some((body, hash))) => {
                 let doc_ok = match body.operation {
                     Operation::Delete => h.document_sha256.is_none(),
+                    // A purge leaves the document as it was, deleted or not.
+                    Operation::Purge => h.document_sha256 == body.snapshot_sha256,
                     _ => h.document_sha256.is_some() && h.document_sha256 == body.snapshot_sha256,
                 };
                 if h.seq != body.seq || h.last_hash != hash {
@@ -305,5 +352,101 @@ impl ChainVerifier {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::{Actor, ActorKind};
+    use crate::time::Timestamp;
+    use serde_json::json;
+
+    fn guild() -> GuildId {
+        GuildId::from_u64(7).expect("valid id")
+    }
+
+    /// A chain of `n` entries; entry `purge_at` (if any) is a purge entry
+    /// whose detail names `through`.
+    fn chain(n: u64, purge_at: Option<(u64, u64)>) -> Vec<Map<String, Value>> {
+        let mut prev = GENESIS_HASH.to_owned();
+        let mut hashes = vec![GENESIS_HASH.to_owned()];
+        let mut out = Vec::new();
+        for seq in 1..=n {
+            let (operation, detail) = match purge_at {
+                Some((at, through)) if at == seq => (
+                    Operation::Purge,
+                    json!({"before": "2026-01-01T00:00:00.000000Z", "through_seq": through,
+                           "through_hash": hashes[usize::try_from(through).expect("small")]}),
+                ),
+                _ => (Operation::Update, json!({})),
+            };
+            let body = EntryBody {
+                v: 1,
+                guild_id: guild(),
+                seq,
+                config_version: seq,
+                operation,
+                occurred_at: Timestamp::parse_stored(&format!("2026-01-01T00:00:{seq:02}.000000Z"))
+                    .expect("valid time"),
+                actor: Actor::new("system", ActorKind::System, None).expect("valid actor"),
+                changes: vec![],
+                summary: "s".into(),
+                snapshot_sha256: None,
+                reason: None,
+                request_id: None,
+                context: Map::new(),
+                detail: detail.as_object().cloned().unwrap_or_default(),
+                prev_hash: prev.clone(),
+            };
+            let entry = body.seal().expect("seals");
+            prev.clone_from(&entry.entry_hash);
+            hashes.push(entry.entry_hash.clone());
+            match entry.to_json().expect("json") {
+                Value::Object(m) => out.push(m),
+                _ => unreachable!(),
+            }
+        }
+        out
+    }
+
+    fn run(lines: &[Map<String, Value>]) -> Result<u64, Problem> {
+        let mut v = ChainVerifier::new(guild());
+        for l in lines {
+            v.push(l, SnapshotEvidence::Unknown, None);
+        }
+        v.finish(None, false)
+    }
+
+    #[test]
+    fn a_purged_chain_starts_later_only_with_a_matching_purge_entry() {
+        // Entries 1..=3 removed; entry 6 records the purge through seq 3.
+        let full = chain(7, Some((6, 3)));
+        assert_eq!(run(&full), Ok(7));
+        assert_eq!(run(&full[3..]), Ok(4));
+        // Removing one entry more than the purge says: unanchored.
+        let p = run(&full[4..]).expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(5), ProblemCode::SeqGap));
+        // Removing old entries with no purge entry at all.
+        let plain = chain(5, None);
+        let p = run(&plain[2..]).expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(3), ProblemCode::SeqGap));
+        // The purge entry itself removed as well (a later purge would have
+        // written its own): unanchored.
+        let p = run(&full[3..5]).expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(4), ProblemCode::SeqGap));
+    }
+
+    #[test]
+    fn an_anchored_start_with_a_wrong_hash_fails() {
+        let mut full = chain(7, Some((6, 3)));
+        // The purge entry names a different through_hash: re-sealing it would
+        // change every later link, so edit detail only and expect entry_hash.
+        full[5].insert(
+            "detail".into(),
+            json!({"before": "x", "through_seq": 3, "through_hash": "f".repeat(64)}),
+        );
+        let p = run(&full[3..]).expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(6), ProblemCode::EntryHash));
     }
 }

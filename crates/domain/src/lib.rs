@@ -25,7 +25,9 @@ mod summary;
 mod time;
 
 pub use actor::{Actor, ActorKind};
-pub use chain::{ChainVerifier, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence};
+pub use chain::{
+    purge_through, ChainVerifier, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence,
+};
 pub use context::RequestContext;
 pub use diff::{apply_changes, diff, Change};
 pub use entry::{
@@ -40,5 +42,5 @@ pub use redact::{
     redact_changes, redact_document, restore_kept_secrets, Secret, SecretPaths, REDACTED,
 };
 pub use schema::{ConfigSchema, Violation, Violations};
-pub use summary::summarise;
+pub use summary::{summarise, summarise_purge};
 pub use time::Timestamp;

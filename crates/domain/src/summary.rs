@@ -6,6 +6,7 @@ use crate::actor::Actor;
 use crate::diff::Change;
 use crate::entry::Operation;
 use crate::json::display_path;
+use crate::time::Timestamp;
 
 /// Longest rendering of one value inside a summary.
 const MAX_VALUE_CHARS: usize = 40;
@@ -30,6 +31,16 @@ pub fn summarise(
             format!("{who} reverted{target}: {}", describe(changes))
         }
     }
+}
+
+/// Summarises a retention purge, such as
+/// `alice (human) purged 41 entries before 2026-01-01T00:00:00.000000Z`.
+pub fn summarise_purge(actor: &Actor, removed: u64, before: Timestamp) -> String {
+    let noun = if removed == 1 { "entry" } else { "entries" };
+    format!(
+        "{} ({}) purged {removed} {noun} before {before}",
+        actor.label, actor.kind
+    )
 }
 
 fn fields_suffix(n: usize) -> String {

@@ -363,7 +363,7 @@ fn a_dropped_line_is_a_seq_gap() {
     lines.remove(index_of(&lines, GUILD_A, 3));
     assert_one_problem(&lines, GUILD_A, 4, ProblemCode::SeqGap);
 
-    // A chain must start at seq 1 (until retention purge entries exist).
+    // A chain must start at seq 1 unless a purge entry anchors a later start.
     let mut lines = owned_lines();
     lines.remove(index_of(&lines, GUILD_B, 1));
     assert_one_problem(&lines, GUILD_B, 2, ProblemCode::SeqGap);

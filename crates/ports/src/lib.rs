@@ -134,6 +134,59 @@ pub struct ChangeSet {
     pub request: Option<RequestRecord>,
 }
 
+/// What a retention purge of one guild would remove, as read from the store
+/// (without a lock: the purge itself re-checks the head).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PurgeCandidate {
+    /// The guild's head when read.
+    pub head: Head,
+    /// The last entry to remove: the highest seq with `occurred_at` before
+    /// the cut-off and below the entry that made the current version.
+    pub through_seq: u64,
+    /// That entry's hash (the `prev_hash` of the first entry kept).
+    pub through_hash: String,
+    /// How many entries would go (those with seq ≤ `through_seq`).
+    pub entries: u64,
+    /// The lowest version a kept create/update/revert entry names; snapshots
+    /// of lower versions would go.
+    pub keep_from_version: u64,
+    /// How many snapshots would go.
+    pub snapshots: u64,
+}
+
+/// One guild's retention purge, computed by the app: remove the entries
+/// through `through_seq` and the snapshots below `keep_from_version` (never
+/// the current version's), append the chained `purge` entry and move the
+/// head, in one transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PurgeSet {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// Seq of the head this was computed from; a store whose head differs
+    /// answers [`StoreError::Conflict`].
+    pub expected_seq: u64,
+    /// Remove entries with seq ≤ this.
+    pub through_seq: u64,
+    /// The stored hash of entry `through_seq`; a store holding another
+    /// answers [`StoreError::Conflict`].
+    pub through_hash: String,
+    /// Remove snapshots of versions below this.
+    pub keep_from_version: u64,
+    /// The new head (version and document unchanged).
+    pub head: Head,
+    /// The chained `purge` entry.
+    pub entry: Entry,
+}
+
+/// What a purge removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeOutcome {
+    /// Audit entries removed.
+    pub entries_removed: u64,
+    /// Snapshots removed.
+    pub snapshots_removed: u64,
+}
+
 /// One row of `list`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GuildSummary {
@@ -350,6 +403,28 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
             "this store offers no change feed".into(),
         ))
     }
+
+    /// What a retention purge of entries before `before` (exclusive) would
+    /// remove; `None` when the guild has nothing to purge. The entry that
+    /// made the current version and every later entry always stay.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn purge_candidate(
+        &self,
+        guild: GuildId,
+        before: Timestamp,
+    ) -> StoreResult<Option<PurgeCandidate>>;
+
+    /// Runs one guild's purge in one transaction, in bounded batches, through
+    /// the gate only this transaction opens (the append-only triggers refuse
+    /// every other delete).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the head or entry `through_seq` is not
+    /// what the purge set expects: nothing removed. [`StoreError::Storage`]
+    /// for any other failure: nothing removed.
+    async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome>;
 }
 
 /// The source of `occurred_at`. Tests inject a fixed clock so exports are

@@ -73,6 +73,23 @@ pub struct WriteArgs {
     pub request_id: Option<String>,
 }
 
+/// Who runs a purge, and why.
+#[derive(Debug, Args)]
+pub struct PurgeActorArgs {
+    /// Who purges: a user snowflake for humans, any name otherwise.
+    #[arg(long)]
+    pub actor: String,
+    /// human, system, scheduled or integration.
+    #[arg(long, default_value = "human")]
+    pub actor_kind: String,
+    /// Display name kept in history (default: the actor id).
+    #[arg(long)]
+    pub actor_label: Option<String>,
+    /// Why; kept in each purge entry.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -227,6 +244,22 @@ pub enum Command {
         /// Write the checkpoint to this file instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// Retention: remove audit entries older than --before (and snapshots only
+    /// they needed), recorded by a chained purge entry per guild. Without
+    /// --yes it prints what it would remove and asks on a terminal.
+    Purge {
+        /// Remove entries that occurred before this time (exclusive, RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        before: String,
+        /// Only this guild.
+        #[arg(long)]
+        guild: Option<String>,
+        /// Purge without asking.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        actor: PurgeActorArgs,
     },
     /// Stream audit entries as JSONL (the verifiable format) or CSV.
     Export {

@@ -5,7 +5,7 @@ mod output;
 mod progress;
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,7 +16,7 @@ use guildconf::{
 };
 use serde_json::{json, Value};
 
-use args::{Cli, Command, WriteArgs};
+use args::{Cli, Command, PurgeActorArgs, WriteArgs};
 use output::Output;
 
 /// Exit codes of the command line (a public contract).
@@ -421,6 +421,12 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
                 );
             }
         }
+        Command::Purge {
+            before,
+            guild,
+            yes,
+            actor,
+        } => return purge(url, out, &before, guild.as_deref(), yes, &actor).await,
         Command::Export {
             guild,
             since,
@@ -507,6 +513,60 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         }
     }
     Ok(exit::OK)
+}
+
+async fn purge(
+    url: &str,
+    out: &Output,
+    before: &str,
+    guild: Option<&str>,
+    yes: bool,
+    who: &PurgeActorArgs,
+) -> Result<u8, Error> {
+    let before = parse_time("before", before)?;
+    let guild = guild.map(parse_guild).transpose()?;
+    let kind = guildconf::ActorKind::parse(&who.actor_kind)
+        .map_err(|e| invalid("/actor/kind", format!("--actor-kind {e}")))?;
+    let mut meta = WriteMeta::new(guildconf::Actor::new(
+        &who.actor,
+        kind,
+        who.actor_label.as_deref(),
+    )?);
+    meta.reason.clone_from(&who.reason);
+    meta.context = guildconf::RequestContext::new().with("source", "cli");
+    let service = service(url, false).await?;
+    if !yes {
+        let plan = service.purge_plan(before, guild).await?;
+        let interactive = io::stdin().is_terminal();
+        if !interactive || plan.iter().all(|p| p.entries_removed == 0) {
+            out.purge(before, &plan, true);
+            return Ok(exit::OK);
+        }
+        out.purge_plan_before_question(before, &plan);
+        if !confirm("Purge? [y/N] ")? {
+            out.purge(before, &plan, true);
+            return Ok(exit::OK);
+        }
+    }
+    let done = service.purge(before, guild, &meta).await?;
+    out.purge(before, &done, false);
+    Ok(exit::OK)
+}
+
+/// Asks on stderr and reads one answer from stdin: yes only for `y`/`yes`.
+fn confirm(question: &str) -> Result<bool, Error> {
+    let mut stderr = io::stderr().lock();
+    let _ = stderr.write_all(question.as_bytes());
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::Storage(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 fn verify_exit(report: &VerifyReport, out: &Output) -> u8 {

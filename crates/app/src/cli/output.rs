@@ -4,8 +4,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use guildconf::{
-    json, Change, Error, GuildId, GuildSummary, HistoryPage, Outcome, Shown, VerifyReport,
-    WriteResult,
+    json, Change, Error, GuildId, GuildSummary, HistoryPage, Outcome, PurgeResult, Shown,
+    Timestamp, VerifyReport, WriteResult,
 };
 use serde_json::{json, Value};
 
@@ -77,6 +77,29 @@ fn change_line(change: &Change) -> String {
     }
 }
 
+/// A purge plan as a short table.
+fn plan_text(before: Timestamp, plan: &[PurgeResult]) -> String {
+    let rows: Vec<Vec<String>> = plan
+        .iter()
+        .filter(|r| r.entries_removed > 0)
+        .map(|r| {
+            vec![
+                r.guild_id.to_string(),
+                r.entries_removed.to_string(),
+                r.snapshots_removed.to_string(),
+                r.through_seq.to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return format!("nothing before {before} to purge");
+    }
+    format!(
+        "would purge entries before {before}:\n{}",
+        table(&["GUILD", "ENTRIES", "SNAPSHOTS", "THROUGH_SEQ"], &rows)
+    )
+}
+
 impl Output {
     pub fn new(json: bool) -> Self {
         Self { json }
@@ -95,6 +118,54 @@ impl Output {
         if self.json {
             eprintln!("{}", json!({"error": code, "message": message}));
         }
+    }
+
+    /// A purge's plan (`planned`: nothing written) or outcome.
+    pub fn purge(&self, before: Timestamp, results: &[PurgeResult], planned: bool) {
+        if self.json {
+            let mut value = json!({ "guilds": results });
+            if planned {
+                value["dry_run"] = json!(true);
+            }
+            print_json(&value);
+            return;
+        }
+        if planned {
+            self.purge_plan_for_people(before, results);
+            if results.iter().any(|r| r.entries_removed > 0) {
+                println!("nothing purged (run with --yes to purge)");
+            }
+            return;
+        }
+        let purged: Vec<&PurgeResult> = results.iter().filter(|r| r.entry_hash.is_some()).collect();
+        if purged.is_empty() {
+            println!("nothing before {before} to purge");
+        }
+        for r in purged {
+            let hash = r.entry_hash.as_deref().unwrap_or_default();
+            println!(
+                "purged guild {}: {} entries and {} snapshots through seq {} (entry {})",
+                r.guild_id,
+                r.entries_removed,
+                r.snapshots_removed,
+                r.through_seq,
+                &hash[..hash.len().min(12)]
+            );
+        }
+    }
+
+    /// The plan shown before asking: on stdout for people, on stderr with
+    /// `--json` (stdout then holds only the final object).
+    pub fn purge_plan_before_question(&self, before: Timestamp, plan: &[PurgeResult]) {
+        if self.json {
+            eprintln!("{}", plan_text(before, plan));
+        } else {
+            println!("{}", plan_text(before, plan));
+        }
+    }
+
+    fn purge_plan_for_people(&self, before: Timestamp, plan: &[PurgeResult]) {
+        println!("{}", plan_text(before, plan));
     }
 
     pub fn write_result(&self, result: &WriteResult) {
