@@ -243,3 +243,89 @@ async fn cli_import_verifies_first_and_stays_quiet_when_piped() {
         );
     }
 }
+
+/// A purged history: a checkpoint taken before the purge is reported as
+/// `checkpoint_purged` (a notice, not a failure), and the purged export
+/// imports only with its snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_history_checkpoints_and_imports() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = TestDb::new(backend, &format!("purged_import_{backend:?}")).await;
+        let s = db.service().await;
+        let alice = meta("80351110224678912", "alice");
+        let g = gid(9);
+        s.create(g, json!({}), &alice).await.expect("v1");
+        for i in 0..4 {
+            s.update(
+                g,
+                vec![(vec!["features".into(), format!("f{i}")], json!(true))],
+                vec![],
+                &alice,
+            )
+            .await
+            .expect("update");
+        }
+        let cp_time =
+            guildconf::Timestamp::parse_stored("2026-06-01T00:00:00.000000Z").expect("valid");
+        let checkpoint = s.checkpoint(cp_time).await.expect("checkpoint at seq 5");
+        s.update(
+            g,
+            vec![(vec!["features".into(), "late".into()], json!(true))],
+            vec![],
+            &alice,
+        )
+        .await
+        .expect("v6");
+        // The step clock advances one second per write; purge all but the last two entries.
+        let entries = s
+            .history(&guildconf::HistoryRequest {
+                guild_id: Some(g),
+                ..Default::default()
+            })
+            .await
+            .expect("history")
+            .entries;
+        let before = entries[0].body.occurred_at;
+        let purged = s.purge(before, Some(g), &alice).await.expect("purge");
+        assert_eq!(purged[0].through_seq, 5);
+        let report = s.verify_checkpoint(&checkpoint).await.expect("verify");
+        assert!(report.ok, "a purge is not a failure: {report:?}");
+        let notices: Vec<_> = report
+            .notices
+            .iter()
+            .map(|n| (n.seq, n.problem.as_str()))
+            .collect();
+        assert_eq!(notices, vec![(Some(5), "checkpoint_purged")]);
+
+        let plain = export(db.store().await, false).await;
+        let full = export(db.store().await, true).await;
+        assert!(
+            guildconf::verify_export(Cursor::new(plain.clone()))
+                .expect("reads")
+                .ok
+        );
+        let dest = TestDb::new(backend, &format!("purged_import_dst_{backend:?}")).await;
+        let store = dest.store().await;
+        match import_bytes(store.as_ref(), &plain).await {
+            Err(ImportRefusal::Failed(Error::Invalid(v))) => {
+                assert!(v.to_string().contains("--with-snapshots"), "{v}")
+            }
+            other => panic!("a purged chain needs its snapshots: {other:?}"),
+        }
+        import_bytes(store.as_ref(), &full)
+            .await
+            .expect("imports with snapshots");
+        assert_eq!(
+            export(dest.store().await, false).await,
+            plain,
+            "every hash preserved"
+        );
+        let ds = dest.service().await;
+        assert!(ds.verify(None).await.expect("verify").ok);
+        assert!(
+            matches!(ds.get(g, At::Version(2)).await, Err(Error::NotFound(_))),
+            "purged version stays gone"
+        );
+        assert_eq!(ds.get(g, At::Now).await.expect("current").version, 6);
+    }
+}

@@ -394,7 +394,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
                 }
                 (None, None) => {
                     let guild = guild.as_deref().map(parse_guild).transpose()?;
-                    let bar = progress::bar(None, "verifying", json_output);
+                    let bar = progress::spinner("verifying", json_output);
                     let report = service(url, false).await?.verify(guild).await;
                     bar.finish_and_clear();
                     report?
@@ -548,7 +548,10 @@ async fn purge(
             return Ok(exit::OK);
         }
     }
-    let done = service.purge(before, guild, &meta).await?;
+    let bar = progress::spinner("purging", out.is_json());
+    let done = service.purge(before, guild, &meta).await;
+    bar.finish_and_clear();
+    let done = done?;
     out.purge(before, &done, false);
     Ok(exit::OK)
 }

@@ -105,6 +105,11 @@ impl Output {
         Self { json }
     }
 
+    /// Whether output is for programs (`--json`).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     pub fn error(&self, code: &str, message: &str) {
         if self.json {
             eprintln!("{}", json!({"error": code, "message": message}));

@@ -28,6 +28,22 @@ pub fn bar(len: Option<u64>, message: &'static str, json: bool) -> ProgressBar {
     bar
 }
 
+/// A spinner for work whose size is unknown and not counted here (verify,
+/// purge), drawn under the same conditions as [`bar`].
+pub fn spinner(message: &'static str, json: bool) -> ProgressBar {
+    if json || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let spinner = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}… ({elapsed})") {
+        spinner.set_style(style);
+    }
+    spinner.set_draw_target(ProgressDrawTarget::stderr());
+    spinner.set_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
+}
+
 /// Counts the lines written through it on a progress bar.
 pub struct CountingWriter<'a, W: Write> {
     inner: W,
