@@ -36,7 +36,7 @@ echo "== cargo test (SQLite and PostgreSQL)"
 # The CLI tests run the guildconf binary itself: build it first so they never
 # meet a stale one.
 cargo build --workspace --bins
-cargo test --workspace
+cargo test --workspace -- --show-output
 echo "== the example bot"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
