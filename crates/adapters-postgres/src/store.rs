@@ -596,11 +596,13 @@ impl ConfigStore for PgStore {
              e.entry_hash, e.config_version, ",
         );
         if with_snapshots {
+            // A primary-key lookup per returned row: a join let the planner
+            // hash all of the guild's snapshots for every batch.
             sql.push(
-                "s.document::text AS snapshot FROM audit_entries e \
-                 LEFT JOIN guild_snapshots s ON s.guild_id = e.guild_id \
-                 AND s.version = e.config_version \
-                 AND e.operation <> 'delete'",
+                "CASE WHEN e.operation <> 'delete' THEN \
+                 (SELECT s.document::text FROM guild_snapshots s \
+                 WHERE s.guild_id = e.guild_id AND s.version = e.config_version) \
+                 END AS snapshot FROM audit_entries e",
             );
         } else {
             sql.push("NULL::text AS snapshot FROM audit_entries e");

@@ -2,11 +2,11 @@
 
 use std::io::BufRead;
 
-use guildconf_domain::json::{canonical_sha256, sha256_hex};
+use guildconf_domain::json::{canonical_sha256, is_canonical, sha256_hex};
 use guildconf_domain::{ChainVerifier, GuildId, HeadFacts, Problem, RowFacts, SnapshotEvidence};
 use guildconf_ports::StoredEntry;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
@@ -74,8 +74,12 @@ impl VerifyReport {
     }
 }
 
-/// Parses stored JSON text and hashes its canonical form.
+/// Hashes stored JSON text's canonical form: the text itself when it is
+/// canonical already, otherwise after parsing and re-canonicalising it.
 fn sha_of_text(text: &str) -> Option<String> {
+    if is_canonical(text) {
+        return Some(sha256_hex(text.as_bytes()));
+    }
     serde_json::from_str::<Value>(text)
         .ok()
         .and_then(|v| canonical_sha256(&v).ok())
@@ -89,23 +93,15 @@ fn feed(verifier: &mut ChainVerifier, row: &StoredEntry) {
         operation: row.operation.clone(),
         entry_hash: row.entry_hash.clone(),
     };
-    let mut line = match serde_json::from_str::<Value>(&row.body) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
+    // Canonical stored text (SQLite) is hashed as it is; other text (such as
+    // PostgreSQL's jsonb output) is parsed and re-canonicalised.
+    let evidence = |_claimed: Option<&str>| {
+        row.snapshot
+            .as_deref()
+            .and_then(sha_of_text)
+            .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256)
     };
-    line.insert("entry_hash".into(), Value::String(row.entry_hash.clone()));
-    let claimed = line.get("snapshot_sha256").and_then(Value::as_str);
-    let evidence = match &row.snapshot {
-        // Fast path: stored canonical text that hashes to the claimed value
-        // *is* the canonical form (short of a SHA-256 collision), so
-        // parsing and re-canonicalising it would give the same hash.
-        Some(text) if claimed.is_some_and(|c| sha256_hex(text.as_bytes()) == c) => {
-            SnapshotEvidence::Sha256(claimed.unwrap_or_default().to_owned())
-        }
-        Some(text) => sha_of_text(text).map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256),
-        None => SnapshotEvidence::Missing,
-    };
-    verifier.push(&line, evidence, Some(&facts));
+    verifier.push_stored(&row.body, &row.entry_hash, evidence, Some(&facts));
 }
 
 impl ConfigService {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::entry::{body_value, EntryBody, Operation, GENESIS_HASH};
 use crate::ids::GuildId;
-use crate::json::{canonical, sha256_hex};
+use crate::json::{canonical, is_canonical, sha256_hex};
 
 /// The stable code of a verification failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +189,50 @@ impl ChainVerifier {
                 )
             }
         };
+        self.check(body, &recomputed, claimed, snapshot, row);
+    }
+
+    /// Feeds the next entry as a store holds it: the stored body text, the
+    /// stored `entry_hash`, the snapshot evidence (computed from the body's
+    /// claimed `snapshot_sha256`), and the row's columns. Exactly as strict as
+    /// [`ChainVerifier::push`], but cheaper: when the text hashes to
+    /// `entry_hash` and is already in canonical form ([`is_canonical`]), the
+    /// hash over the canonical bytes *is* that hash, so the body is only
+    /// deserialised; anything else takes [`ChainVerifier::push`]'s path.
+    pub fn push_stored(
+        &mut self,
+        body: &str,
+        entry_hash: &str,
+        snapshot: impl FnOnce(Option<&str>) -> SnapshotEvidence,
+        row: Option<&RowFacts>,
+    ) {
+        if self.failed() {
+            return;
+        }
+        if sha256_hex(body.as_bytes()) == entry_hash && is_canonical(body) {
+            if let Ok(parsed) = serde_json::from_str::<EntryBody>(body) {
+                self.checked += 1;
+                let evidence = snapshot(parsed.snapshot_sha256.as_deref());
+                return self.check(parsed, entry_hash, entry_hash.to_owned(), evidence, row);
+            }
+        }
+        let mut line = match serde_json::from_str::<Value>(body) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        line.insert("entry_hash".into(), Value::String(entry_hash.to_owned()));
+        let evidence = snapshot(line.get("snapshot_sha256").and_then(Value::as_str));
+        self.push(&line, evidence, row);
+    }
+
+    fn check(
+        &mut self,
+        body: EntryBody,
+        recomputed: &str,
+        claimed: String,
+        snapshot: SnapshotEvidence,
+        row: Option<&RowFacts>,
+    ) {
         let seq = body.seq;
         if body.guild_id != self.guild {
             return self.fail(

@@ -255,10 +255,243 @@ pub fn remove_at(target: &mut Value, segments: &[String]) -> bool {
     }
 }
 
+/// Whether `text` is already the RFC 8785 form that [`canonical`] gives for
+/// the JSON value it holds, so that hashing `text` equals hashing
+/// `canonical(parse(text))`. One pass, no allocation for ASCII keys without
+/// escapes. It may answer `false` for some canonical texts (nesting deeper
+/// than 64, unusual numbers that fail to re-format): callers then take the
+/// slow path of parsing and re-canonicalising, so only `true` must be exact.
+pub fn is_canonical(text: &str) -> bool {
+    let mut pos = 0;
+    canonical_value(text, &mut pos, 0) && pos == text.len()
+}
+
+fn canonical_value(text: &str, pos: &mut usize, depth: u32) -> bool {
+    let b = text.as_bytes();
+    if depth > 64 {
+        return false;
+    }
+    match b.get(*pos) {
+        Some(b'{') => {
+            *pos += 1;
+            if b.get(*pos) == Some(&b'}') {
+                *pos += 1;
+                return true;
+            }
+            let mut prev: Option<std::ops::Range<usize>> = None;
+            loop {
+                let Some(key) = canonical_string(b, pos) else {
+                    return false;
+                };
+                if let Some(p) = prev {
+                    if !key_before(&text[p], &text[key.clone()]) {
+                        return false;
+                    }
+                }
+                prev = Some(key);
+                if b.get(*pos) != Some(&b':') {
+                    return false;
+                }
+                *pos += 1;
+                if !canonical_value(text, pos, depth + 1) {
+                    return false;
+                }
+                match b.get(*pos) {
+                    Some(b',') => *pos += 1,
+                    Some(b'}') => {
+                        *pos += 1;
+                        return true;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        Some(b'[') => {
+            *pos += 1;
+            if b.get(*pos) == Some(&b']') {
+                *pos += 1;
+                return true;
+            }
+            loop {
+                if !canonical_value(text, pos, depth + 1) {
+                    return false;
+                }
+                match b.get(*pos) {
+                    Some(b',') => *pos += 1,
+                    Some(b']') => {
+                        *pos += 1;
+                        return true;
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        Some(b'"') => canonical_string(b, pos).is_some(),
+        Some(b't') => canonical_literal(b, pos, b"true"),
+        Some(b'f') => canonical_literal(b, pos, b"false"),
+        Some(b'n') => canonical_literal(b, pos, b"null"),
+        Some(b'-' | b'0'..=b'9') => {
+            let start = *pos;
+            while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = b.get(*pos) {
+                *pos += 1;
+            }
+            let token = &text[start..*pos];
+            let digits = token.strip_prefix('-').unwrap_or(token);
+            // Integers below 10^15 (< 2^53) print as themselves in ES6 form.
+            let plain = token == "0"
+                || (!digits.is_empty()
+                    && digits.len() <= 15
+                    && !digits.starts_with('0')
+                    && digits.bytes().all(|c| c.is_ascii_digit()));
+            plain
+                || serde_json::from_str::<Value>(token)
+                    .ok()
+                    .and_then(|v| canonical(&v).ok())
+                    .is_some_and(|c| c == token)
+        }
+        _ => false,
+    }
+}
+
+fn canonical_literal(b: &[u8], pos: &mut usize, literal: &[u8]) -> bool {
+    if b.get(*pos..*pos + literal.len()) == Some(literal) {
+        *pos += literal.len();
+        true
+    } else {
+        false
+    }
+}
+
+/// Scans a string at `pos` written as RFC 8785 writes it (only `\"`, `\\`,
+/// `\b`, `\f`, `\n`, `\r`, `\t` and lowercase `\u00xx` for other control
+/// characters escaped); returns the span between the quotes.
+fn canonical_string(b: &[u8], pos: &mut usize) -> Option<std::ops::Range<usize>> {
+    if b.get(*pos) != Some(&b'"') {
+        return None;
+    }
+    let start = *pos + 1;
+    let mut i = start;
+    loop {
+        match *b.get(i)? {
+            b'"' => {
+                *pos = i + 1;
+                return Some(start..i);
+            }
+            0..=0x1f => return None,
+            b'\\' => match *b.get(i + 1)? {
+                b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    let hex = b.get(i + 2..i + 6)?;
+                    let lower = |c: u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+                    if hex[0] != b'0' || hex[1] != b'0' || hex[2] > b'1' || !lower(hex[3]) {
+                        return None;
+                    }
+                    if hex[2] == b'0' && matches!(hex[3], b'8' | b'9' | b'a' | b'c' | b'd') {
+                        return None;
+                    }
+                    i += 6;
+                }
+                _ => return None,
+            },
+            _ => i += 1,
+        }
+    }
+}
+
+/// Whether object key `a` sorts strictly before `b` in RFC 8785 order (UTF-16
+/// code units of the unescaped text); both are canonical string contents.
+fn key_before(a: &str, b: &str) -> bool {
+    let simple = |s: &str| s.bytes().all(|c| c.is_ascii() && c != b'\\');
+    if simple(a) && simple(b) {
+        return a < b;
+    }
+    let units = |s: &str| -> Option<Vec<u16>> {
+        let text: String = serde_json::from_str(&format!("\"{s}\"")).ok()?;
+        Some(text.encode_utf16().collect())
+    };
+    match (units(a), units(b)) {
+        (Some(a), Some(b)) => a < b,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `is_canonical(t)` must imply `canonical(parse(t)) == t`.
+    fn agrees(text: &str) {
+        if is_canonical(text) {
+            let value: Value = serde_json::from_str(text).expect("canonical text parses");
+            assert_eq!(canonical(&value).expect("canonicalises"), text, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_texts_are_recognised() {
+        let values = [
+            json!({"b": 1, "a": [true, false, null, "x\u{1}\n\"\\/é€😀"], "": {}}),
+            json!({"\u{e000}": 1, "\u{1f600}": 2, "a\nb": 3, "a\"": 4, "é": 5}),
+            json!([
+                0,
+                -1,
+                1.5,
+                1e21,
+                1e-7,
+                -0.25,
+                123_456_789_012_345_u64,
+                9_007_199_254_740_993_u64
+            ]),
+            json!("\u{7f}\u{2028}\t\r\u{8}\u{c}"),
+            json!([[], {}, [[{"z": [1]}]]]),
+        ];
+        for v in values {
+            let text = canonical(&v).expect("canonicalises");
+            assert!(is_canonical(&text), "{text}");
+            agrees(&text);
+        }
+    }
+
+    #[test]
+    fn non_canonical_texts_are_refused() {
+        for text in [
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a": 1}"#,
+            " 1",
+            "1 ",
+            "1.0",
+            "-0",
+            "01",
+            "1E3",
+            "1e3",
+            "100000000000000000000000",
+            r#""\u0041""#,
+            r#""\/""#,
+            r#""\u000a""#,
+            r#""\u001F""#,
+            r#"{"\u00e9":1}"#,
+            r#"{"\ue000":1,"\ud83d\ude00":2}"#,
+            "[1,]",
+            "{",
+            "tru",
+            "",
+        ] {
+            assert!(!is_canonical(text), "{text}");
+            agrees(text);
+        }
+        // Supplementary characters sort by UTF-16 units, before U+E000.
+        assert!(is_canonical("{\"\u{1f600}\":2,\"\u{e000}\":1}"));
+        agrees("{\"\u{1f600}\":2,\"\u{e000}\":1}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn checker_never_accepts_a_non_canonical_text(text in "[\\[\\]{}\":,0-9a-e.+\\-\\\\ntrufls\u{e9}\u{1f600} ]{0,24}") {
+            agrees(&text);
+        }
+    }
 
     #[test]
     fn pointers_round_trip() {

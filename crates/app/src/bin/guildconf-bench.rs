@@ -1169,6 +1169,12 @@ async fn run(args: Args) -> R<()> {
         }
     }
     sizes.big = sizes.big.clamp(100, sizes.entries.max(100));
+    if args.phase.as_deref() == Some("load") {
+        // Keeps a bulk-loaded pair of databases for profiling export/verify:
+        // `--phase load --url FILE.db --pg-url URL` (an empty database).
+        let path = PathBuf::from(args.url.as_deref().ok_or("--url is required")?);
+        return bulk_load(&path, &args.pg_url, sizes).await;
+    }
     // Scratch databases carry the process id: runs never collide.
     let tag = format!("guildconf_bench_{}", std::process::id());
     let dir = s(tempfile_dir())?;

@@ -1,0 +1,14 @@
+//! The whole integration suite as one test binary: each module is one area
+//! of the contract, and every database test runs on SQLite and PostgreSQL.
+//! One binary links the database drivers once instead of once per file,
+//! which keeps the test command's build time down.
+
+mod cache;
+mod cli;
+mod contract;
+mod crash;
+mod import_copy;
+mod isolation;
+mod plans;
+mod processes;
+mod retention;
