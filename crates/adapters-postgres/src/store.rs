@@ -581,16 +581,16 @@ impl ConfigStore for PgStore {
             .collect()
     }
 
-    async fn entries(
+    async fn entries_between(
         &self,
-        guild: GuildId,
-        after_seq: u64,
+        after: (GuildId, u64),
+        through: GuildId,
         since: Option<Timestamp>,
         limit: u32,
         with_snapshots: bool,
     ) -> StoreResult<Vec<StoredEntry>> {
-        // Beyond i64::MAX no stored seq is greater.
-        let after_seq = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        // Beyond i64::MAX no stored seq is greater: the guild is done.
+        let after_seq = i64::try_from(after.1).unwrap_or(i64::MAX);
         let mut sql: QueryBuilder<'_, Postgres> = QueryBuilder::new(
             "SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, \
              e.entry_hash, e.config_version, ",
@@ -607,15 +607,17 @@ impl ConfigStore for PgStore {
         } else {
             sql.push("NULL::text AS snapshot FROM audit_entries e");
         }
-        sql.push(" WHERE e.guild_id = ")
-            .push_bind(guild.as_i64())
-            .push(" AND e.seq > ")
-            .push_bind(after_seq);
+        sql.push(" WHERE (e.guild_id, e.seq) > (")
+            .push_bind(after.0.as_i64())
+            .push(", ")
+            .push_bind(after_seq)
+            .push(") AND e.guild_id <= ")
+            .push_bind(through.as_i64());
         if let Some(since) = since {
             sql.push(" AND e.occurred_at >= ")
                 .push_bind(since.to_string());
         }
-        sql.push(" ORDER BY e.seq LIMIT ")
+        sql.push(" ORDER BY e.guild_id, e.seq LIMIT ")
             .push_bind(i64::from(limit));
 
         let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
@@ -636,29 +638,38 @@ impl ConfigStore for PgStore {
             .collect()
     }
 
+    async fn stored_heads(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
+        let rows = sqlx::query(
+            "SELECT guild_id, seq, version, last_hash, document::text AS document \
+             FROM guild_heads WHERE guild_id BETWEEN $1 AND $2 ORDER BY guild_id",
+        )
+        .bind(from.as_i64())
+        .bind(through.as_i64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    guild_from_db(get(row, "guild_id")?)?,
+                    StoredHead {
+                        seq: to_u64(get(row, "seq")?, "seq")?,
+                        version: to_u64(get(row, "version")?, "version")?,
+                        last_hash: get(row, "last_hash")?,
+                        document: get(row, "document")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
         let watcher = crate::watch::PgWatcher::listen(&self.pool, &self.channel).await?;
         Ok(Box::new(watcher))
-    }
-
-    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
-        let row = sqlx::query(
-            "SELECT seq, version, last_hash, document::text AS document \
-             FROM guild_heads WHERE guild_id = $1",
-        )
-        .bind(guild.as_i64())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_sqlx)?;
-        row.map(|row| {
-            Ok(StoredHead {
-                seq: to_u64(get(&row, "seq")?, "seq")?,
-                version: to_u64(get(&row, "version")?, "version")?,
-                last_hash: get(&row, "last_hash")?,
-                document: get(&row, "document")?,
-            })
-        })
-        .transpose()
     }
 
     async fn purge_candidate(

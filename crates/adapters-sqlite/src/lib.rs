@@ -344,22 +344,26 @@ impl ConfigStore for SqliteStore {
             .await
     }
 
-    async fn entries(
+    async fn entries_between(
         &self,
-        guild: GuildId,
-        after_seq: u64,
+        after: (GuildId, u64),
+        through: GuildId,
         since: Option<Timestamp>,
         limit: u32,
         with_snapshots: bool,
     ) -> StoreResult<Vec<StoredEntry>> {
         self.read(move |conn| {
-            queries::entries(conn, guild, after_seq, since, limit, with_snapshots)
+            queries::entries_between(conn, after, through, since, limit, with_snapshots)
         })
         .await
     }
 
-    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
-        self.read(move |conn| queries::stored_head(conn, guild))
+    async fn stored_heads(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
+        self.read(move |conn| queries::stored_heads(conn, from, through))
             .await
     }
 

@@ -104,22 +104,31 @@ pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head
     }))
 }
 
-pub(crate) fn stored_head(conn: &Connection, guild: GuildId) -> StoreResult<Option<StoredHead>> {
+pub(crate) fn stored_heads(
+    conn: &Connection,
+    from: GuildId,
+    through: GuildId,
+) -> StoreResult<Vec<(GuildId, StoredHead)>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT seq, version, last_hash, document FROM guild_heads WHERE guild_id = ?1",
+            "SELECT guild_id, seq, version, last_hash, document FROM guild_heads
+             WHERE guild_id BETWEEN ?1 AND ?2 ORDER BY guild_id",
         )
         .map_err(db_err)?;
-    let mut rows = stmt.query([guild.as_i64()]).map_err(db_err)?;
-    let Some(row) = rows.next().map_err(db_err)? else {
-        return Ok(None);
-    };
-    Ok(Some(StoredHead {
-        seq: get_u64(row, 0, "guild_heads.seq")?,
-        version: get_u64(row, 1, "guild_heads.version")?,
-        last_hash: get_text(row, 2)?,
-        document: row.get(3).map_err(db_err)?,
-    }))
+    let mut rows = stmt
+        .query([from.as_i64(), through.as_i64()])
+        .map_err(db_err)?;
+    collect(&mut rows, |row| {
+        Ok((
+            get_guild(row, 0)?,
+            StoredHead {
+                seq: get_u64(row, 1, "guild_heads.seq")?,
+                version: get_u64(row, 2, "guild_heads.version")?,
+                last_hash: get_text(row, 3)?,
+                document: row.get(4).map_err(db_err)?,
+            },
+        ))
+    })
 }
 
 pub(crate) fn request(
@@ -328,17 +337,19 @@ pub(crate) fn guild_ids(
     collect(&mut rows, |row| get_guild(row, 0))
 }
 
-pub(crate) fn entries(
+pub(crate) fn entries_between(
     conn: &Connection,
-    guild: GuildId,
-    after_seq: u64,
+    after: (GuildId, u64),
+    through: GuildId,
     since: Option<Timestamp>,
     limit: u32,
     with_snapshots: bool,
 ) -> StoreResult<Vec<StoredEntry>> {
-    // No stored seq is above i64::MAX, so nothing comes after such a position.
-    let Ok(after_seq) = i64::try_from(after_seq) else {
-        return Ok(Vec::new());
+    // No stored seq is above i64::MAX: past such a position the guild is
+    // done, and the next one starts at its first entry.
+    let (guild, after_seq) = match i64::try_from(after.1) {
+        Ok(seq) => (after.0.as_i64(), seq),
+        Err(_) => (after.0.as_i64(), i64::MAX),
     };
     let snapshot_join = if with_snapshots {
         "s.document FROM audit_entries e
@@ -351,15 +362,16 @@ pub(crate) fn entries(
     let sql = format!(
         "SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, e.entry_hash,
                 e.config_version, {snapshot_join}
-         WHERE e.guild_id = :guild AND e.seq > :after
+         WHERE (e.guild_id, e.seq) > (:guild, :after) AND e.guild_id <= :through
            AND (:since IS NULL OR e.occurred_at >= :since)
-         ORDER BY e.seq LIMIT :limit"
+         ORDER BY e.guild_id, e.seq LIMIT :limit"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let mut rows = stmt
         .query(named_params! {
-            ":guild": guild.as_i64(),
+            ":guild": guild,
             ":after": after_seq,
+            ":through": through.as_i64(),
             ":since": since.map(|t| t.to_string()),
             ":limit": i64::from(limit),
         })

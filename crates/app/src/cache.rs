@@ -484,22 +484,26 @@ impl ConfigStore for WriteThrough {
         self.cache.store.guild_ids(after, limit).await
     }
 
-    async fn entries(
+    async fn entries_between(
         &self,
-        guild: GuildId,
-        after_seq: u64,
+        after: (GuildId, u64),
+        through: GuildId,
         since: Option<Timestamp>,
         limit: u32,
         with_snapshots: bool,
     ) -> StoreResult<Vec<StoredEntry>> {
         self.cache
             .store
-            .entries(guild, after_seq, since, limit, with_snapshots)
+            .entries_between(after, through, since, limit, with_snapshots)
             .await
     }
 
-    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
-        self.cache.store.stored_head(guild).await
+    async fn stored_heads(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
+        self.cache.store.stored_heads(from, through).await
     }
 
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
-use crate::verify::{VerifyProblem, VerifyReport, BATCH};
+use crate::stream::BATCH;
+use crate::verify::{VerifyProblem, VerifyReport};
 
 /// The checkpoint format version.
 pub const CHECKPOINT_VERSION: u32 = 1;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
-use crate::verify::BATCH;
+use crate::stream::{RangeStream, GUILD_BATCH};
 
 /// Export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -194,49 +194,45 @@ impl ConfigService {
             if self.store.stored_head(guild).await?.is_none() {
                 return Err(Error::NotFound(format!("guild {guild} has no history")));
             }
-            written += self.export_guild(guild, request, &mut sink).await?;
+            written += self.export_range(guild, guild, request, &mut sink).await?;
         } else {
             let mut after = None;
             loop {
-                let ids = self.store.guild_ids(after, BATCH).await?;
-                for guild in &ids {
-                    written += self.export_guild(*guild, request, &mut sink).await?;
+                let ids = self.store.guild_ids(after, GUILD_BATCH).await?;
+                let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+                    break;
+                };
+                written += self.export_range(*first, *last, request, &mut sink).await?;
+                if ids.len() < GUILD_BATCH as usize {
+                    break;
                 }
-                match ids.last() {
-                    Some(last) if ids.len() == BATCH as usize => after = Some(*last),
-                    _ => break,
-                }
+                after = Some(*last);
             }
         }
         sink.finish()?;
         Ok(written)
     }
 
-    async fn export_guild(
+    /// Streams the entries of the guilds `first..=last` to the sink.
+    async fn export_range(
         &self,
-        guild: GuildId,
+        first: GuildId,
+        last: GuildId,
         request: &ExportRequest,
         sink: &mut Sink<'_>,
     ) -> Result<u64> {
-        let mut after_seq = 0;
+        let mut stream = RangeStream::new(
+            self.store.clone(),
+            first,
+            last,
+            request.since,
+            request.with_snapshots,
+        );
         let mut written = 0;
-        loop {
-            let rows = self
-                .store
-                .entries(
-                    guild,
-                    after_seq,
-                    request.since,
-                    BATCH,
-                    request.with_snapshots,
-                )
-                .await?;
+        while let Some(rows) = stream.next_batch().await? {
             sink.rows(&rows)?;
             written += rows.len() as u64;
-            match rows.last() {
-                Some(last) if rows.len() == BATCH as usize => after_seq = last.seq,
-                _ => return Ok(written),
-            }
         }
+        Ok(written)
     }
 }

@@ -9,7 +9,8 @@ use guildconf_ports::{ChangeSet, ConfigStore, Head, Snapshot};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::verify::{verify_export, VerifyReport, BATCH};
+use crate::stream::BATCH;
+use crate::verify::{verify_export, VerifyReport};
 
 /// What an import wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

@@ -29,6 +29,7 @@ mod history;
 mod import;
 mod purge;
 mod service;
+mod stream;
 mod verify;
 
 pub use backend::{open, open_with};

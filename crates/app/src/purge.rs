@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 use crate::service::{backoff, check_meta, ConfigService, WriteMeta};
-use crate::verify::BATCH;
+use crate::stream::BATCH;
 
 /// One guild's purge: planned (`entry_hash` `None`) or done.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

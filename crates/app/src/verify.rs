@@ -2,17 +2,17 @@
 
 use std::io::BufRead;
 
-use guildconf_domain::json::{canonical_sha256, is_canonical, sha256_hex};
+use guildconf_domain::json::{is_canonical, sha256_hex, value_sha256};
 use guildconf_domain::{ChainVerifier, GuildId, HeadFacts, Problem, RowFacts, SnapshotEvidence};
-use guildconf_ports::StoredEntry;
+use guildconf_ports::{StoredEntry, StoredHead};
 use serde::Serialize;
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
-
-/// Rows read per round trip while streaming a chain.
-pub(crate) const BATCH: u32 = 1000;
+use crate::stream::{RangeStream, BATCH, GUILD_BATCH};
 
 /// How many times verifying one guild re-reads a head that moved on while
 /// its entries were streamed, each time streaming the entries that landed
@@ -82,16 +82,25 @@ fn sha_of_text(text: &str) -> Option<String> {
     }
     serde_json::from_str::<Value>(text)
         .ok()
-        .and_then(|v| canonical_sha256(&v).ok())
+        .and_then(|v| value_sha256(&v).ok())
+}
+
+fn head_facts(head: StoredHead) -> HeadFacts {
+    HeadFacts {
+        seq: head.seq,
+        version: head.version,
+        last_hash: head.last_hash,
+        document_sha256: head.document.as_deref().and_then(sha_of_text),
+    }
 }
 
 fn feed(verifier: &mut ChainVerifier, row: &StoredEntry) {
     let facts = RowFacts {
         seq: row.seq,
-        actor_id: row.actor_id.clone(),
-        occurred_at: row.occurred_at.clone(),
-        operation: row.operation.clone(),
-        entry_hash: row.entry_hash.clone(),
+        actor_id: &row.actor_id,
+        occurred_at: &row.occurred_at,
+        operation: &row.operation,
+        entry_hash: &row.entry_hash,
     };
     // Canonical stored text (SQLite) is hashed as it is; other text (such as
     // PostgreSQL's jsonb output) is parsed and re-canonicalised.
@@ -126,18 +135,73 @@ impl ConfigService {
             None => {
                 let mut after = None;
                 loop {
-                    let ids = self.store.guild_ids(after, BATCH).await?;
-                    for g in &ids {
-                        report.finish_guild(self.verify_guild(*g).await?);
+                    let ids = self.store.guild_ids(after, GUILD_BATCH).await?;
+                    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+                        break;
+                    };
+                    self.verify_range(*first, *last, &mut report).await?;
+                    if ids.len() < GUILD_BATCH as usize {
+                        break;
                     }
-                    match ids.last() {
-                        Some(last) if ids.len() == BATCH as usize => after = Some(*last),
-                        _ => break,
-                    }
+                    after = Some(*last);
                 }
             }
         }
         Ok(report.done())
+    }
+
+    /// Verifies every guild from `first` through `last` with one stream of
+    /// their entries and one read of their heads (instead of two round trips
+    /// per guild). The heads are read after the entries; a guild whose head
+    /// moved on meanwhile is verified again on its own
+    /// ([`ConfigService::verify_guild`]), which follows a moving head.
+    async fn verify_range(
+        &self,
+        first: GuildId,
+        last: GuildId,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        let mut chains: BTreeMap<GuildId, (ChainVerifier, u64)> = BTreeMap::new();
+        let mut current: Option<(GuildId, ChainVerifier, u64)> = None;
+        let mut stream = RangeStream::new(self.store.clone(), first, last, None, true);
+        while let Some(rows) = stream.next_batch().await? {
+            for row in &rows {
+                if current.as_ref().is_none_or(|(g, _, _)| *g != row.guild_id) {
+                    if let Some((g, verifier, seen)) = current.take() {
+                        chains.insert(g, (verifier, seen));
+                    }
+                    current = Some((row.guild_id, ChainVerifier::new(row.guild_id), 0));
+                }
+                if let Some((_, verifier, seen)) = current.as_mut() {
+                    feed(verifier, row);
+                    *seen = row.seq;
+                }
+            }
+        }
+        if let Some((g, verifier, seen)) = current.take() {
+            chains.insert(g, (verifier, seen));
+        }
+        let mut heads: BTreeMap<GuildId, StoredHead> = self
+            .store
+            .stored_heads(first, last)
+            .await?
+            .into_iter()
+            .collect();
+        let mut guilds: Vec<GuildId> = chains.keys().chain(heads.keys()).copied().collect();
+        guilds.sort_unstable();
+        guilds.dedup();
+        for guild in guilds {
+            let (verifier, seen) = chains
+                .remove(&guild)
+                .unwrap_or_else(|| (ChainVerifier::new(guild), 0));
+            let head = heads.remove(&guild);
+            if head.as_ref().is_some_and(|h| h.seq > seen) && !verifier.failed() {
+                report.finish_guild(self.verify_guild(guild).await?);
+                continue;
+            }
+            report.finish_guild(verifier.finish(head.map(head_facts).as_ref(), true));
+        }
+        Ok(())
     }
 
     /// Verifies one guild's chain. The entries are streamed before the head
@@ -171,13 +235,7 @@ impl ConfigService {
                 tracing::debug!(guild = %guild, after_seq, rounds, "the head moved on while verifying; streaming the new entries");
                 continue;
             }
-            let head = head.map(|h| HeadFacts {
-                seq: h.seq,
-                version: h.version,
-                last_hash: h.last_hash,
-                document_sha256: h.document.as_deref().and_then(sha_of_text),
-            });
-            return Ok(verifier.finish(head.as_ref(), true));
+            return Ok(verifier.finish(head.map(head_facts).as_ref(), true));
         }
     }
 }
@@ -231,7 +289,7 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
         }
         if let Some((_, verifier)) = current.as_mut() {
             let evidence = match map.get("snapshot") {
-                Some(snapshot) => canonical_sha256(snapshot)
+                Some(snapshot) => value_sha256(snapshot)
                     .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256),
                 None => SnapshotEvidence::Unknown,
             };

@@ -1,13 +1,18 @@
 //! Re-verifying a guild's hash chain, one entry at a time.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
+use crate::actor::ActorKind;
 use crate::entry::{body_value, EntryBody, Operation, GENESIS_HASH};
 use crate::ids::GuildId;
 use crate::json::{canonical, is_canonical, sha256_hex};
+use crate::time::Timestamp;
 
 /// The stable code of a verification failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,18 +88,158 @@ pub enum SnapshotEvidence {
 
 /// What the storage row says beside the hashed body; a disagreement means
 /// someone edited a column.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RowFacts {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowFacts<'a> {
     /// The row's seq column.
     pub seq: u64,
     /// The row's actor id column.
-    pub actor_id: String,
+    pub actor_id: &'a str,
     /// The row's occurred_at column.
-    pub occurred_at: String,
+    pub occurred_at: &'a str,
     /// The row's operation column.
-    pub operation: String,
+    pub operation: &'a str,
     /// The row's stored entry hash.
-    pub entry_hash: String,
+    pub entry_hash: &'a str,
+}
+
+/// The fields of an entry the chain checks read, borrowed from a parsed
+/// [`EntryBody`] or straight from stored body text.
+struct Link<'a> {
+    guild_id: GuildId,
+    seq: u64,
+    config_version: u64,
+    operation: Operation,
+    occurred_at: Cow<'a, str>,
+    actor_id: &'a str,
+    snapshot_sha256: Option<&'a str>,
+    prev_hash: &'a str,
+    /// A purge entry's `(through_seq, through_hash)`.
+    through: Option<(u64, &'a str)>,
+}
+
+impl<'a> Link<'a> {
+    fn of(body: &'a EntryBody) -> Self {
+        Self {
+            guild_id: body.guild_id,
+            seq: body.seq,
+            config_version: body.config_version,
+            operation: body.operation,
+            occurred_at: Cow::Owned(body.occurred_at.to_string()),
+            actor_id: &body.actor.id,
+            snapshot_sha256: body.snapshot_sha256.as_deref(),
+            prev_hash: &body.prev_hash,
+            through: if body.operation == Operation::Purge {
+                purge_through(&body.detail)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// What the head check needs of the last entry seen; owned, and overwritten
+/// in place entry after entry.
+#[derive(Debug, Default)]
+struct Last {
+    seq: u64,
+    config_version: u64,
+    operation: Option<Operation>,
+    snapshot_sha256: Option<String>,
+    hash: String,
+}
+
+/// A stored body read without building an [`EntryBody`]: exactly the 15
+/// keys (unknown or missing keys fail), the chain fields and scalars typed,
+/// strings borrowed from the text. `changes` must be an array and
+/// `context`/`detail` objects; their contents are covered by the hash but
+/// not re-typed here (the writer validated them; the hash proves they are
+/// unchanged since).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredBody<'a> {
+    #[serde(rename = "v")]
+    _v: u32,
+    guild_id: GuildId,
+    seq: u64,
+    config_version: u64,
+    operation: Operation,
+    occurred_at: &'a str,
+    #[serde(borrow)]
+    actor: StoredActor<'a>,
+    #[serde(rename = "changes")]
+    _changes: Vec<IgnoredAny>,
+    #[serde(borrow, rename = "summary")]
+    _summary: Cow<'a, str>,
+    snapshot_sha256: Option<&'a str>,
+    #[serde(rename = "reason")]
+    _reason: Option<String>,
+    #[serde(rename = "request_id")]
+    _request_id: Option<String>,
+    #[serde(rename = "context")]
+    _context: Object,
+    detail: Object,
+    prev_hash: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredActor<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(rename = "kind")]
+    _kind: ActorKind,
+    #[serde(borrow, rename = "label")]
+    _label: Cow<'a, str>,
+}
+
+/// Any JSON object; keeps `through_seq` and `through_hash` when they are a
+/// `u64` and a string (what [`purge_through`] reads).
+#[derive(Default)]
+struct Object {
+    through_seq: Option<u64>,
+    through_hash: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Object;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Object, M::Error> {
+                let mut out = Object::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "through_seq" => out.through_seq = map.next_value::<Value>()?.as_u64(),
+                        "through_hash" => {
+                            if let Value::String(h) = map.next_value::<Value>()? {
+                                out.through_hash = Some(h);
+                            }
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// Whether the lowercase hex SHA-256 of `bytes` is `hex`, without allocating.
+fn sha256_is(bytes: &[u8], hex: &str) -> bool {
+    let digest = Sha256::digest(bytes);
+    let hex = hex.as_bytes();
+    hex.len() == 64
+        && digest.iter().enumerate().all(|(i, b)| {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            hex[2 * i] == DIGITS[usize::from(b >> 4)]
+                && hex[2 * i + 1] == DIGITS[usize::from(b & 15)]
+        })
 }
 
 /// The `(through_seq, through_hash)` a purge entry's `detail` records, when
@@ -113,7 +258,7 @@ pub struct ChainVerifier {
     guild: GuildId,
     next_seq: u64,
     prev_hash: String,
-    last: Option<(EntryBody, String)>,
+    last: Option<Last>,
     problem: Option<Problem>,
     checked: u64,
     /// A chain that starts after seq 1 (old entries purged): its first seq,
@@ -162,7 +307,7 @@ impl ChainVerifier {
         &mut self,
         line: &Map<String, Value>,
         snapshot: SnapshotEvidence,
-        row: Option<&RowFacts>,
+        row: Option<&RowFacts<'_>>,
     ) {
         if self.failed() {
             return;
@@ -172,8 +317,7 @@ impl ChainVerifier {
         let claimed = line
             .get("entry_hash")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+            .unwrap_or_default();
         let body_map = body_value(line);
         let recomputed = match canonical(&Value::Object(body_map.clone())) {
             Ok(c) => sha256_hex(c.as_bytes()),
@@ -189,31 +333,61 @@ impl ChainVerifier {
                 )
             }
         };
-        self.check(body, &recomputed, claimed, snapshot, row);
+        self.check(
+            &Link::of(&body),
+            recomputed == claimed,
+            claimed,
+            &snapshot,
+            row,
+        );
     }
 
     /// Feeds the next entry as a store holds it: the stored body text, the
     /// stored `entry_hash`, the snapshot evidence (computed from the body's
     /// claimed `snapshot_sha256`), and the row's columns. Exactly as strict as
-    /// [`ChainVerifier::push`], but cheaper: when the text hashes to
-    /// `entry_hash` and is already in canonical form ([`is_canonical`]), the
-    /// hash over the canonical bytes *is* that hash, so the body is only
-    /// deserialised; anything else takes [`ChainVerifier::push`]'s path.
+    /// [`ChainVerifier::push`] about the chain, but cheaper: when the text is
+    /// an object in canonical form ([`is_canonical`]) that hashes to
+    /// `entry_hash`, the hash over the canonical bytes *is* that hash, and the
+    /// body is read in place ([`StoredBody`]: exactly the 15 keys, the chain
+    /// fields typed, no copies). Anything else takes [`ChainVerifier::push`]'s
+    /// path, which also names a malformed body.
     pub fn push_stored(
         &mut self,
         body: &str,
         entry_hash: &str,
         snapshot: impl FnOnce(Option<&str>) -> SnapshotEvidence,
-        row: Option<&RowFacts>,
+        row: Option<&RowFacts<'_>>,
     ) {
         if self.failed() {
             return;
         }
-        if sha256_hex(body.as_bytes()) == entry_hash && is_canonical(body) {
-            if let Ok(parsed) = serde_json::from_str::<EntryBody>(body) {
-                self.checked += 1;
-                let evidence = snapshot(parsed.snapshot_sha256.as_deref());
-                return self.check(parsed, entry_hash, entry_hash.to_owned(), evidence, row);
+        if body.starts_with('{') && sha256_is(body.as_bytes(), entry_hash) && is_canonical(body) {
+            if let Ok(parsed) = serde_json::from_str::<StoredBody<'_>>(body) {
+                if Timestamp::is_stored_form(parsed.occurred_at) {
+                    self.checked += 1;
+                    let evidence = snapshot(parsed.snapshot_sha256);
+                    let link = Link {
+                        guild_id: parsed.guild_id,
+                        seq: parsed.seq,
+                        config_version: parsed.config_version,
+                        operation: parsed.operation,
+                        occurred_at: Cow::Borrowed(parsed.occurred_at),
+                        actor_id: &parsed.actor.id,
+                        snapshot_sha256: parsed.snapshot_sha256,
+                        prev_hash: parsed.prev_hash,
+                        through: match (parsed.operation, &parsed.detail) {
+                            (
+                                Operation::Purge,
+                                Object {
+                                    through_seq: Some(seq),
+                                    through_hash: Some(hash),
+                                },
+                            ) => Some((*seq, hash.as_str())),
+                            _ => None,
+                        },
+                    };
+                    return self.check(&link, true, entry_hash, &evidence, row);
+                }
             }
         }
         let mut line = match serde_json::from_str::<Value>(body) {
@@ -227,18 +401,18 @@ impl ChainVerifier {
 
     fn check(
         &mut self,
-        body: EntryBody,
-        recomputed: &str,
-        claimed: String,
-        snapshot: SnapshotEvidence,
-        row: Option<&RowFacts>,
+        link: &Link<'_>,
+        hash_ok: bool,
+        claimed: &str,
+        snapshot: &SnapshotEvidence,
+        row: Option<&RowFacts<'_>>,
     ) {
-        let seq = body.seq;
-        if body.guild_id != self.guild {
+        let seq = link.seq;
+        if link.guild_id != self.guild {
             return self.fail(
                 Some(seq),
                 ProblemCode::EntryHash,
-                format!("entry belongs to guild {}", body.guild_id),
+                format!("entry belongs to guild {}", link.guild_id),
             );
         }
         if self.checked == 1 && seq > 1 && self.next_seq == 1 {
@@ -247,8 +421,8 @@ impl ChainVerifier {
             // entries before this one (checked as entries stream past, and
             // finally in `finish`).
             self.next_seq = seq;
-            self.prev_hash.clone_from(&body.prev_hash);
-            self.unanchored = Some((seq, seq - 1, body.prev_hash.clone()));
+            self.prev_hash = link.prev_hash.to_owned();
+            self.unanchored = Some((seq, seq - 1, link.prev_hash.to_owned()));
         }
         if seq != self.next_seq {
             return self.fail(
@@ -257,14 +431,14 @@ impl ChainVerifier {
                 format!("expected seq {}, found {seq}", self.next_seq),
             );
         }
-        if body.prev_hash != self.prev_hash {
+        if link.prev_hash != self.prev_hash {
             return self.fail(
                 Some(seq),
                 ProblemCode::PrevHash,
                 "prev_hash is not the previous entry's hash",
             );
         }
-        if recomputed != claimed {
+        if !hash_ok {
             return self.fail(
                 Some(seq),
                 ProblemCode::EntryHash,
@@ -273,9 +447,9 @@ impl ChainVerifier {
         }
         if let Some(row) = row {
             let agrees = row.seq == seq
-                && row.actor_id == body.actor.id
-                && row.occurred_at == body.occurred_at.to_string()
-                && row.operation == body.operation.as_str()
+                && row.actor_id == link.actor_id
+                && row.occurred_at == link.occurred_at
+                && row.operation == link.operation.as_str()
                 && row.entry_hash == claimed;
             if !agrees {
                 return self.fail(
@@ -285,20 +459,19 @@ impl ChainVerifier {
                 );
             }
         }
-        match (&snapshot, &body.snapshot_sha256) {
+        let purge_like = matches!(link.operation, Operation::Delete | Operation::Purge);
+        match (snapshot, link.snapshot_sha256) {
             (SnapshotEvidence::Unknown, _) => {}
             (SnapshotEvidence::Sha256(stored), Some(claimed_sha)) if stored == claimed_sha => {}
-            (SnapshotEvidence::Missing, None)
-                if matches!(body.operation, Operation::Delete | Operation::Purge) => {}
-            (_, None) if matches!(body.operation, Operation::Delete | Operation::Purge) => {}
+            (_, None) if purge_like => {}
             // A purge entry records the document current when it ran; a later
             // purge may have removed that version's snapshot.
-            (SnapshotEvidence::Missing, Some(_)) if body.operation == Operation::Purge => {}
+            (SnapshotEvidence::Missing, Some(_)) if link.operation == Operation::Purge => {}
             (SnapshotEvidence::Missing, _) => {
                 return self.fail(
                     Some(seq),
                     ProblemCode::Snapshot,
-                    format!("no stored snapshot for version {}", body.config_version),
+                    format!("no stored snapshot for version {}", link.config_version),
                 )
             }
             _ => {
@@ -307,21 +480,34 @@ impl ChainVerifier {
                     ProblemCode::Snapshot,
                     format!(
                         "stored snapshot of version {} does not match snapshot_sha256",
-                        body.config_version
+                        link.config_version
                     ),
                 )
             }
         }
-        if body.operation == Operation::Purge {
-            if let Some((_, through_seq, through_hash)) = &self.unanchored {
-                if purge_through(&body.detail) == Some((*through_seq, through_hash.as_str())) {
-                    self.unanchored = None;
-                }
+        if let (Some(through), Some((_, through_seq, through_hash))) =
+            (link.through, &self.unanchored)
+        {
+            if through == (*through_seq, through_hash.as_str()) {
+                self.unanchored = None;
             }
         }
         self.next_seq = seq + 1;
-        self.prev_hash = claimed.clone();
-        self.last = Some((body, claimed));
+        self.prev_hash.clear();
+        self.prev_hash.push_str(claimed);
+        let last = self.last.get_or_insert_with(Last::default);
+        last.seq = seq;
+        last.config_version = link.config_version;
+        last.operation = Some(link.operation);
+        match (link.snapshot_sha256, &mut last.snapshot_sha256) {
+            (Some(new), Some(kept)) => {
+                kept.clear();
+                kept.push_str(new);
+            }
+            (new, kept) => *kept = new.map(str::to_owned),
+        }
+        last.hash.clear();
+        last.hash.push_str(claimed);
     }
 
     /// Ends the guild: checks the head (when given) against the last entry and
@@ -352,8 +538,8 @@ impl ChainVerifier {
         let last = self.last.take();
         match (head, last) {
             (None, None) => {}
-            (None, Some((body, _))) => self.fail(
-                Some(body.seq),
+            (None, Some(last)) => self.fail(
+                Some(last.seq),
                 ProblemCode::Head,
                 "entries exist but the guild has no head",
             ),
@@ -362,34 +548,34 @@ impl ChainVerifier {
                 ProblemCode::Head,
                 format!("head says seq {} but the guild has no entries", h.seq),
             ),
-            (Some(h), Some((body, hash))) => {
-                let doc_ok = match body.operation {
-                    Operation::Delete => h.document_sha256.is_none(),
+            (Some(h), Some(last)) => {
+                let doc_ok = match last.operation {
+                    Some(Operation::Delete) => h.document_sha256.is_none(),
                     // A purge leaves the document as it was, deleted or not.
-                    Operation::Purge => h.document_sha256 == body.snapshot_sha256,
-                    _ => h.document_sha256.is_some() && h.document_sha256 == body.snapshot_sha256,
+                    Some(Operation::Purge) => h.document_sha256 == last.snapshot_sha256,
+                    _ => h.document_sha256.is_some() && h.document_sha256 == last.snapshot_sha256,
                 };
-                if h.seq != body.seq || h.last_hash != hash {
+                if h.seq != last.seq || h.last_hash != last.hash {
                     self.fail(
-                        Some(body.seq),
+                        Some(last.seq),
                         ProblemCode::Head,
                         format!(
                             "head says seq {} but the last entry is seq {}",
-                            h.seq, body.seq
+                            h.seq, last.seq
                         ),
                     );
-                } else if h.version != body.config_version {
+                } else if h.version != last.config_version {
                     self.fail(
-                        Some(body.seq),
+                        Some(last.seq),
                         ProblemCode::Head,
                         format!(
                             "head says version {} but the last entry made version {}",
-                            h.version, body.config_version
+                            h.version, last.config_version
                         ),
                     );
                 } else if !doc_ok {
                     self.fail(
-                        Some(body.seq),
+                        Some(last.seq),
                         ProblemCode::Head,
                         "the current document does not match the last entry's snapshot",
                     );
@@ -492,5 +678,95 @@ mod tests {
         );
         let p = run(&full[3..]).expect_err("fails");
         assert_eq!((p.seq, p.problem), (Some(6), ProblemCode::EntryHash));
+    }
+
+    /// The stored text of a line (its body, canonical) and its entry hash.
+    fn stored(line: &Map<String, Value>) -> (String, String) {
+        let body = canonical(&Value::Object(body_value(line))).expect("canonical");
+        let hash = line["entry_hash"].as_str().expect("hash").to_owned();
+        (body, hash)
+    }
+
+    fn run_stored(lines: &[Map<String, Value>]) -> Result<u64, Problem> {
+        let mut v = ChainVerifier::new(guild());
+        for l in lines {
+            let (body, hash) = stored(l);
+            v.push_stored(&body, &hash, |_| SnapshotEvidence::Unknown, None);
+        }
+        v.finish(None, false)
+    }
+
+    #[test]
+    fn the_stored_fast_path_agrees_with_the_general_one() {
+        let full = chain(7, Some((6, 3)));
+        let mut cases: Vec<Vec<Map<String, Value>>> = vec![
+            full.clone(),
+            full[3..].to_vec(),
+            full[4..].to_vec(),
+            full[3..5].to_vec(),
+        ];
+        let mut swapped = full.clone();
+        swapped.swap(2, 3);
+        cases.push(swapped);
+        let mut dropped = full.clone();
+        dropped.remove(4);
+        cases.push(dropped);
+        let mut edited = full.clone();
+        edited[2].insert("summary".into(), json!("edited"));
+        cases.push(edited);
+        let mut extra = full.clone();
+        extra[1].insert("extra".into(), json!(1));
+        cases.push(extra);
+        for lines in &cases {
+            assert_eq!(run_stored(lines), run(lines));
+        }
+        // Non-canonical stored text takes the general path and still verifies
+        // when its canonical form hashes right.
+        let (body, hash) = stored(&full[0]);
+        let spaced = body.replacen(':', ": ", 1);
+        let mut v = ChainVerifier::new(guild());
+        v.push_stored(&spaced, &hash, |_| SnapshotEvidence::Unknown, None);
+        assert_eq!(v.finish(None, false), Ok(1));
+    }
+
+    #[test]
+    fn the_stored_fast_path_checks_row_columns_and_snapshots() {
+        let lines = chain(2, None);
+        let (body, hash) = stored(&lines[0]);
+        let row = |actor_id, occurred_at, operation| RowFacts {
+            seq: 1,
+            actor_id,
+            occurred_at,
+            operation,
+            entry_hash: &hash,
+        };
+        let good = row("system", "2026-01-01T00:00:01.000000Z", "update");
+        let mut v = ChainVerifier::new(guild());
+        v.push_stored(&body, &hash, |_| SnapshotEvidence::Unknown, Some(&good));
+        assert_eq!(v.finish(None, false), Ok(1));
+        for bad in [
+            row("mallory", "2026-01-01T00:00:01.000000Z", "update"),
+            row("system", "2026-01-01T00:00:02.000000Z", "update"),
+            row("system", "2026-01-01T00:00:01.000000Z", "delete"),
+        ] {
+            let mut v = ChainVerifier::new(guild());
+            v.push_stored(&body, &hash, |_| SnapshotEvidence::Unknown, Some(&bad));
+            let p = v.finish(None, false).expect_err("fails");
+            assert_eq!((p.seq, p.problem), (Some(1), ProblemCode::EntryHash));
+        }
+        // The body claims no snapshot (update with a null snapshot_sha256):
+        // a stored snapshot with any hash is a mismatch.
+        let mut v = ChainVerifier::new(guild());
+        v.push_stored(
+            &body,
+            &hash,
+            |claimed| {
+                assert_eq!(claimed, None);
+                SnapshotEvidence::Sha256("0".repeat(64))
+            },
+            None,
+        );
+        let p = v.finish(None, false).expect_err("fails");
+        assert_eq!(p.problem, ProblemCode::Snapshot);
     }
 }

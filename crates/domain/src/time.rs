@@ -55,6 +55,41 @@ impl Timestamp {
         Ok(ts)
     }
 
+    /// Whether `text` is in the exact stored form, the same answer as
+    /// [`Timestamp::parse_stored`]`(text).is_ok()`, without allocating: the
+    /// fixed shape `YYYY-MM-DDTHH:MM:SS.ffffffZ` holding a real date and time.
+    pub fn is_stored_form(text: &str) -> bool {
+        let b = text.as_bytes();
+        if b.len() != 27 {
+            return false;
+        }
+        let shape_ok = b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            26 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+        if !shape_ok {
+            return false;
+        }
+        let num = |from: usize, to: usize| {
+            b[from..to]
+                .iter()
+                .fold(0u32, |n, c| n * 10 + u32::from(c - b'0'))
+        };
+        let (year, month, day) = (num(0, 4), num(5, 7), num(8, 10));
+        let (hour, minute, second) = (num(11, 13), num(14, 16), num(17, 19));
+        i32::try_from(year)
+            .ok()
+            .and_then(|y| chrono::NaiveDate::from_ymd_opt(y, month, day))
+            .is_some()
+            && hour < 24
+            && minute < 60
+            && second < 60
+    }
+
     /// The instant.
     pub fn datetime(self) -> DateTime<Utc> {
         self.0
@@ -97,6 +132,35 @@ mod tests {
         assert!(Timestamp::parse_stored("2026-11-22T04:45:44.123Z").is_err());
         assert!(Timestamp::parse_stored("2026-11-22T04:45:44.123000Z").is_ok());
         assert!(Timestamp::parse_rfc3339("2026-11-22 04:45").is_err());
+    }
+
+    #[test]
+    fn is_stored_form_agrees_with_parse_stored() {
+        for text in [
+            "2026-11-22T04:45:44.123000Z",
+            "0000-01-01T00:00:00.000000Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2024-02-29T00:00:00.000000Z",
+            "2026-02-29T00:00:00.000000Z",
+            "2026-13-01T00:00:00.000000Z",
+            "2026-11-31T00:00:00.000000Z",
+            "2026-11-22T24:00:00.000000Z",
+            "2026-11-22T23:60:00.000000Z",
+            "2026-11-22T23:59:60.000000Z",
+            "2026-11-22T04:45:44.123000+",
+            "2026-11-22t04:45:44.123000Z",
+            "2026-11-22T04:45:44,123000Z",
+            "2026-11-22T04:45:44.12300Z",
+            "+026-11-22T04:45:44.123000Z",
+            "2026-1a-22T04:45:44.123000Z",
+            "",
+        ] {
+            assert_eq!(
+                Timestamp::is_stored_form(text),
+                Timestamp::parse_stored(text).is_ok(),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! 10 000 cases per target (DESIGN §6: pure targets run the most cases).
 
 use guildconf_domain::json::{
-    parse_pointer, parse_user_path, pointer_from_segments, remove_at, set_at,
+    canonical_sha256, parse_pointer, parse_user_path, pointer_from_segments, remove_at, set_at,
+    value_sha256,
 };
 use guildconf_domain::{
     Actor, ActorKind, ChainVerifier, Entry, GuildId, Operation, RequestContext, SnapshotEvidence,
@@ -64,13 +65,17 @@ fn hostile_text() -> impl Strategy<Value = String> {
 }
 
 fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
+    nested(prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
         hostile_text().prop_map(Value::String),
-    ];
+    ])
+}
+
+/// Arrays and objects with hostile keys, nested up to three deep, of `leaf`.
+fn nested(leaf: impl Strategy<Value = Value> + 'static) -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
@@ -151,5 +156,37 @@ proptest! {
             // A random line never verifies as a valid chain start.
             prop_assert!(verifier.finish(None, false).is_err());
         }
+    }
+}
+
+/// JSON with hostile keys and strings, and numbers of every kind RFC 8785
+/// formats differently from `serde_json` (fractions, exponents, integers
+/// beyond 2^53).
+fn canonicalisable_value() -> impl Strategy<Value = Value> {
+    nested(prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-(1i64 << 53)..=(1i64 << 53)).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        hostile_text().prop_map(Value::String),
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// The fast snapshot hash (used for PostgreSQL's `jsonb` text) always
+    /// equals hashing the RFC 8785 text, also after a round trip through
+    /// non-canonical text.
+    #[test]
+    fn value_sha256_equals_the_canonical_hash(value in canonicalisable_value()) {
+        prop_assert_eq!(value_sha256(&value), canonical_sha256(&value));
+        let reparsed: Value = serde_json::from_str(&serde_json::to_string_pretty(&value).expect("prints"))
+            .expect("parses");
+        prop_assert_eq!(value_sha256(&reparsed), canonical_sha256(&reparsed));
     }
 }

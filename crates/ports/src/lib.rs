@@ -384,13 +384,51 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
         since: Option<Timestamp>,
         limit: u32,
         with_snapshots: bool,
+    ) -> StoreResult<Vec<StoredEntry>> {
+        self.entries_between((guild, after_seq), guild, since, limit, with_snapshots)
+            .await
+    }
+
+    /// A batch of the entries of a range of guilds in `(guild_id, seq)`
+    /// order: those after position `after` (exclusive; `(g, 0)` starts at
+    /// guild `g`'s first entry) whose guild is at most `through`, and, when
+    /// given, whose `occurred_at` is at or after `since`. One round trip
+    /// serves many small guilds, so streaming every chain does not cost a
+    /// query per guild.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn entries_between(
+        &self,
+        after: (GuildId, u64),
+        through: GuildId,
+        since: Option<Timestamp>,
+        limit: u32,
+        with_snapshots: bool,
     ) -> StoreResult<Vec<StoredEntry>>;
 
     /// The head as stored, for verification.
     ///
     /// # Errors
     /// [`StoreError::Storage`] when the database fails.
-    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>>;
+    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
+        Ok(self
+            .stored_heads(guild, guild)
+            .await?
+            .into_iter()
+            .find_map(|(g, head)| (g == guild).then_some(head)))
+    }
+
+    /// The stored heads of the guilds from `from` through `through`
+    /// (inclusive), in ascending guild id.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn stored_heads(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<(GuildId, StoredHead)>>;
 
     /// A feed of committed changes by every writer of this database, for a
     /// read cache. The default answers that the store cannot be watched.

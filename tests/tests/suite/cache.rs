@@ -275,23 +275,29 @@ impl ConfigStore for Flaky {
         self.check()?;
         self.inner.guild_ids(after, limit).await
     }
-    async fn entries(
+    async fn entries_between(
         &self,
-        guild: GuildId,
-        after_seq: u64,
+        after: (GuildId, u64),
+        through: GuildId,
         since: Option<Timestamp>,
         limit: u32,
         with_snapshots: bool,
     ) -> StoreResult<Vec<StoredEntry>> {
         self.check()?;
         self.inner
-            .entries(guild, after_seq, since, limit, with_snapshots)
+            .entries_between(after, through, since, limit, with_snapshots)
             .await
     }
-    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
+
+    async fn stored_heads(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
         self.check()?;
-        self.inner.stored_head(guild).await
+        self.inner.stored_heads(from, through).await
     }
+
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
         self.check()?;
         Ok(Box::new(FlakyWatcher {

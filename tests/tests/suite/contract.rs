@@ -119,6 +119,7 @@ contract! {
     export_streams_and_verifies_offline,
     checkpoints_catch_a_restored_backup_and_a_recomputed_chain,
     upsert_creates_then_updates_and_replays_across_both,
+    verify_and_export_stream_across_guild_and_batch_boundaries,
 }
 
 async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &str) {
@@ -1028,6 +1029,90 @@ async fn tampering_with_plain_sql_is_caught(backend: Backend, name: &str) {
             "{what}: {report:?}"
         );
     }
+}
+
+/// Verify and export read many guilds per round trip, in batches of 1,000
+/// entries that end in the middle of a guild: every entry is checked and
+/// exported once, in `(guild, seq)` order, and a guild that only has a head,
+/// or only entries, is still reported.
+async fn verify_and_export_stream_across_guild_and_batch_boundaries(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    // 1,202 entries: the first batch ends inside guild 21, the second
+    // inside guild 23.
+    let sizes = [(20u64, 600u64), (21, 450), (22, 1), (23, 150), (24, 1)];
+    for (g, n) in sizes {
+        s.create(gid(g), json!({}), &alice()).await.expect("create");
+        for j in 1..n {
+            s.update(gid(g), set("role_mapping.v", json!(j)), vec![], &bob())
+                .await
+                .expect("update");
+        }
+    }
+    s.delete(gid(22), &alice()).await.expect("delete");
+    let total: u64 = sizes.iter().map(|(_, n)| n).sum::<u64>() + 1;
+    let report = s.verify(None).await.expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.guilds_checked, report.entries_checked), (5, total));
+
+    let mut out = Vec::new();
+    let written = s
+        .export(&ExportRequest::default(), &mut out)
+        .await
+        .expect("export");
+    assert_eq!(written, total);
+    let keys: Vec<(u64, u64)> = String::from_utf8(out.clone())
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json line");
+            let g = v["guild_id"]
+                .as_str()
+                .and_then(|g| g.parse().ok())
+                .expect("guild");
+            (g, v["seq"].as_u64().expect("seq"))
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for (g, n) in sizes {
+        let n = if g == 22 { n + 1 } else { n };
+        expected.extend((1..=n).map(|seq| (g, seq)));
+    }
+    assert_eq!(keys, expected, "every entry once, in (guild, seq) order");
+    let offline = guildconf::verify_export(std::io::Cursor::new(out)).expect("reads");
+    assert!(
+        offline.ok && offline.entries_checked == total,
+        "{offline:?}"
+    );
+
+    // A head whose entries are gone, and entries whose head is gone, in the
+    // middle of the range: each is its guild's own problem.
+    db.drop_triggers().await;
+    db.exec("DELETE FROM audit_entries WHERE guild_id = 22")
+        .await
+        .expect("tampering runs");
+    db.exec("DELETE FROM guild_heads WHERE guild_id = 23")
+        .await
+        .expect("tampering runs");
+    db.exec("UPDATE audit_entries SET actor_id = 'mallory' WHERE guild_id = 21 AND seq = 450")
+        .await
+        .expect("tampering runs");
+    let report = s.verify(None).await.expect("verify");
+    let found: Vec<(Option<GuildId>, Option<u64>, &str)> = report
+        .problems
+        .iter()
+        .map(|p| (p.guild_id, p.seq, p.problem.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (Some(gid(21)), Some(450), "entry_hash"),
+            (Some(gid(22)), None, "head"),
+            (Some(gid(23)), Some(150), "head"),
+        ],
+        "{report:?}"
+    );
+    assert_eq!(report.guilds_checked, 5);
 }
 
 async fn invalid_input_stores_nothing(backend: Backend, name: &str) {
