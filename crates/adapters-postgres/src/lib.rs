@@ -37,6 +37,34 @@ const MAX_CONNECTIONS: u32 = 8;
 /// database unreachable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A pooled connection idle for longer than this is pinged before it is
+/// handed out; a busier one is not.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// The pool settings a [`PgStore`] uses: up to eight connections, a ten
+/// second acquire timeout, and a liveness ping only for connections that sat
+/// idle for over a second. sqlx's default pings on *every* acquire, a round
+/// trip of its own that a write (two acquires) pays twice; a connection in
+/// steady use is known to be alive, while one that sat idle may have been
+/// cut by a server restart, and is checked (and replaced) before use.
+/// Public so that code sharing the database (such as the benchmark's
+/// hand-written baselines) can use the same pool policy.
+pub fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    // A dead connection is closed and another one taken.
+                    return Ok(conn.ping().await.is_ok());
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// The embedded migrations (`crates/adapters-postgres/migrations`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -152,9 +180,7 @@ impl PgStore {
     }
 
     async fn open(options: PgConnectOptions, channel: String) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+        let pool = pool_options()
             .connect_with(options)
             .await
             .map_err(map_sqlx)?;

@@ -1420,6 +1420,38 @@ async fn upsert_creates_then_updates_and_replays_across_both(backend: Backend, n
     assert_changes_replay(&s, g).await;
 }
 
+/// The pool pings only connections that sat idle for over a second (not on
+/// every acquire): connections cut while idle, as by a server restart, are
+/// replaced before use, so the next reads and writes succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_connections_cut_while_idle_are_replaced_before_use() {
+    let db = TestDb::new(Backend::Postgres, "pg_connections_cut_while_idle").await;
+    let s = db.service().await;
+    let g = gid(84);
+    s.create(g, json!({}), &alice()).await.expect("v1");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let killed = db
+        .rows(
+            "SELECT CAST(count(pg_terminate_backend(pid)) AS TEXT) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await;
+    println!("idle pool connections cut: {killed:?}");
+    assert_ne!(
+        killed,
+        vec![vec!["0".to_string()]],
+        "some pool connection was cut"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    s.update(g, set("features.after_cut", json!(true)), vec![], &bob())
+        .await
+        .expect("the write after the cut lands");
+    assert_eq!(
+        s.get(g, At::Now).await.expect("reads").document["features"]["after_cut"],
+        json!(true)
+    );
+}
+
 /// A real database fault mid-transaction: the backend running the write is
 /// killed with `pg_terminate_backend` while a test trigger holds its audit
 /// entry insert. The caller gets an error, nothing is written, and the same

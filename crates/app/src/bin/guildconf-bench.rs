@@ -317,7 +317,9 @@ async fn bench_writes_pg(
     let _cache = ReadCache::start(&service, CacheOptions::default())
         .await
         .map_err(|e| e.to_string())?;
-    let pool = s(PgPoolOptions::new().max_connections(8).connect(&url).await)?;
+    // The baselines' pool has guildconf's pool policy (no ping on every
+    // acquire), so the comparison is of the writes, not of pool settings.
+    let pool = s(guildconf_postgres::pool_options().connect(&url).await)?;
     s(pool.execute(PEER_SQL).await)?;
     let doc = GuildConfigSchema.defaults();
     let m = meta()?;
