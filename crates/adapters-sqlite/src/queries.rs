@@ -2,7 +2,7 @@
 //! a blocking thread with a connection it has to itself; none of them ever
 //! sees an `.await`.
 
-use guildconf_domain::json::canonical;
+use guildconf_domain::json::canonical_json;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome, PurgeSet,
@@ -64,7 +64,8 @@ fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
 
 /// Canonical JSON text of a value, without quoting the value on failure.
 fn canonical_text(value: &Value, what: &str) -> StoreResult<String> {
-    canonical(value).map_err(|_| StoreError::Storage(format!("cannot canonicalise the {what}")))
+    canonical_json(value)
+        .map_err(|_| StoreError::Storage(format!("cannot canonicalise the {what}")))
 }
 
 /// Collects the rows of a query through a fallible row mapper.
@@ -422,11 +423,13 @@ pub(crate) fn commit(
         })
         .transpose()?;
     let head = &change.head;
-    let head_document = head
-        .document
-        .as_ref()
-        .map(|d| canonical_text(d, "head document"))
-        .transpose()?;
+    // The new head's document is the new snapshot's (except for a delete):
+    // its canonical text is computed once and stored twice.
+    let head_document = match (&head.document, &change.snapshot, &snapshot) {
+        (Some(doc), Some(s), Some((_, text, _))) if *doc == s.document => Some(text.clone()),
+        (Some(doc), _, _) => Some(canonical_text(doc, "head document")?),
+        (None, _, _) => None,
+    };
     let expected_seq = change.expected_seq;
     // Checked here, before the lock, so the helpers below cannot fail on them.
     to_i64(body.seq, "entry seq")?;
