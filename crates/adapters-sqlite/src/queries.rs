@@ -8,7 +8,7 @@ use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome, PurgeSet,
     RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
 };
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
 use rusqlite::{Transaction, TransactionBehavior};
 use serde_json::Value;
@@ -91,7 +91,18 @@ pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head
     let Some(row) = rows.next().map_err(db_err)? else {
         return Ok(None);
     };
-    let document: Option<String> = row.get(7).map_err(db_err)?;
+    // Parsed straight from SQLite's buffer: no copy of the text first.
+    let document = match row.get_ref(7).map_err(db_err)? {
+        ValueRef::Null => None,
+        ValueRef::Text(text) => Some(serde_json::from_slice(text).map_err(|_| {
+            StoreError::Corrupt("stored guild_heads.document is not valid JSON".into())
+        })?),
+        _ => {
+            return Err(StoreError::Storage(
+                "column 7 holds a value of unexpected type".into(),
+            ))
+        }
+    };
     Ok(Some(Head {
         guild_id: guild,
         version: get_u64(row, 0, "guild_heads.version")?,
@@ -99,9 +110,7 @@ pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head
         last_hash: get_text(row, 2)?,
         updated_at: parse_time(&get_text(row, 3)?, "guild_heads.updated_at")?,
         actor: get_actor(row, 4, "guild_heads")?,
-        document: document
-            .map(|text| parse_json(&text, "guild_heads.document"))
-            .transpose()?,
+        document,
     }))
 }
 
