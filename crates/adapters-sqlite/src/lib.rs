@@ -269,16 +269,17 @@ impl SqliteStore {
         .await
     }
 
-    /// Runs a short primary-key read: on an idle reader right on the calling
-    /// thread when that cannot wait, else as [`SqliteStore::read`] does.
+    /// Runs a short primary-key read: on an idle connection right on the
+    /// calling thread when that cannot wait, else as [`SqliteStore::read`]
+    /// does. `f` must only read.
     ///
     /// Handing a read of a few microseconds to the blocking pool costs more
     /// than the read (two thread wake-ups, each one a context switch, and on
     /// a VM often an idle-CPU exit), and it was most of the cost of a cold
     /// read and a third of a write's. So the head is read here when all of
     /// this holds: the runtime has several worker threads (other tasks keep
-    /// running), a reader connection is idle (`try_lock`, never a wait on the
-    /// mutex), and SQLite does not make it wait: the busy timeout is zero for
+    /// running), a connection is idle (`try_lock`, never a wait on a mutex),
+    /// and SQLite does not make it wait: the busy timeout is zero for
     /// this attempt, and any storage error (such as `SQLITE_BUSY` while
     /// another process recovers the WAL) sends the read to the blocking pool,
     /// which waits the configured busy timeout as before. A WAL reader takes
@@ -300,16 +301,26 @@ impl SqliteStore {
         self.read(f).await
     }
 
-    /// `f` on an idle reader with a zero busy timeout, or `None` when every
-    /// reader is taken.
+    /// `f` with a zero busy timeout on the idle writer connection, else on
+    /// an idle reader; `None` when every connection is taken.
+    ///
+    /// The writer comes first: outside a commit it is an ordinary
+    /// autocommit connection, so a read there sees exactly what a reader
+    /// would, and its page cache is still valid after this process's own
+    /// last write, where a reader's cache is dropped after every write by
+    /// another connection and its pages are read again from the WAL. A
+    /// commit that wants the writer meanwhile waits for one short read at
+    /// most.
     fn try_read_here<T>(
         &self,
         f: &impl Fn(&Connection) -> StoreResult<T>,
     ) -> Option<StoreResult<T>> {
         let inner = &self.inner;
         let n = inner.readers.len();
-        let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
-        let guard = (0..n).find_map(|i| inner.readers[(start + i) % n].try_lock().ok())?;
+        let guard = inner.writer.try_lock().ok().or_else(|| {
+            let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+            (0..n).find_map(|i| inner.readers[(start + i) % n].try_lock().ok())
+        })?;
         if !guard.is_autocommit() {
             // A read left open by a panic: let the blocking path clean up.
             return None;
