@@ -4,8 +4,11 @@
 //!
 //! # Architecture invariants
 //!
-//! - All rusqlite work runs inside [`tokio::task::spawn_blocking`]; a rusqlite
-//!   transaction is never held across an `.await`.
+//! - All rusqlite work runs inside [`tokio::task::spawn_blocking`], except
+//!   the head read, a primary-key lookup that runs on the calling thread
+//!   when a reader is idle and SQLite need not wait (see
+//!   `SqliteStore::read_short`); a rusqlite transaction is never held across
+//!   an `.await`.
 //! - One writer connection (behind a mutex) and a small pool of reader
 //!   connections, all in WAL mode, so reads never wait for a write.
 //! - Every write is one `BEGIN IMMEDIATE` transaction: the SQLite write lock
@@ -266,6 +269,72 @@ impl SqliteStore {
         .await
     }
 
+    /// Runs a short primary-key read: on an idle connection right on the
+    /// calling thread when that cannot wait, else as [`SqliteStore::read`]
+    /// does. `f` must only read.
+    ///
+    /// Handing a read of a few microseconds to the blocking pool costs more
+    /// than the read (two thread wake-ups, each one a context switch, and on
+    /// a VM often an idle-CPU exit), and it was most of the cost of a cold
+    /// read and a third of a write's. So the head is read here when all of
+    /// this holds: the runtime has several worker threads (other tasks keep
+    /// running), a connection is idle (`try_lock`, never a wait on a mutex),
+    /// and SQLite does not make it wait: the busy timeout is zero for
+    /// this attempt, and any storage error (such as `SQLITE_BUSY` while
+    /// another process recovers the WAL) sends the read to the blocking pool,
+    /// which waits the configured busy timeout as before. A WAL reader takes
+    /// no lock a writer holds, so in the normal case the worker thread is
+    /// held only for the query itself.
+    async fn read_short<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Clone + Send + 'static,
+    {
+        if inline_allowed() {
+            if let Some(result) = self.try_read_here(&f) {
+                match result {
+                    Err(StoreError::Storage(_)) => {}
+                    other => return other,
+                }
+            }
+        }
+        self.read(f).await
+    }
+
+    /// `f` with a zero busy timeout on the idle writer connection, else on
+    /// an idle reader; `None` when every connection is taken.
+    ///
+    /// The writer comes first: outside a commit it is an ordinary
+    /// autocommit connection, so a read there sees exactly what a reader
+    /// would, and its page cache is still valid after this process's own
+    /// last write, where a reader's cache is dropped after every write by
+    /// another connection and its pages are read again from the WAL. A
+    /// commit that wants the writer meanwhile waits for one short read at
+    /// most.
+    fn try_read_here<T>(
+        &self,
+        f: &impl Fn(&Connection) -> StoreResult<T>,
+    ) -> Option<StoreResult<T>> {
+        let inner = &self.inner;
+        let n = inner.readers.len();
+        let guard = inner.writer.try_lock().ok().or_else(|| {
+            let start = inner.next_reader.fetch_add(1, Ordering::Relaxed);
+            (0..n).find_map(|i| inner.readers[(start + i) % n].try_lock().ok())
+        })?;
+        if !guard.is_autocommit() {
+            // A read left open by a panic: let the blocking path clean up.
+            return None;
+        }
+        if let Err(e) = guard.busy_timeout(Duration::ZERO) {
+            return Some(Err(db_err(e)));
+        }
+        let result = f(&guard);
+        if let Err(e) = guard.busy_timeout(inner.options.busy_timeout) {
+            return Some(Err(db_err(e)));
+        }
+        Some(result)
+    }
+
     /// Runs `f` on the writer connection on a blocking thread.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -281,6 +350,13 @@ impl SqliteStore {
     }
 }
 
+/// Whether a short read may run on the calling thread: only on a Tokio
+/// runtime with several worker threads.
+fn inline_allowed() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 pub(crate) async fn run_blocking<T, F>(f: F) -> StoreResult<T>
 where
     T: Send + 'static,
@@ -294,7 +370,8 @@ where
 #[async_trait]
 impl ConfigStore for SqliteStore {
     async fn head(&self, guild: GuildId) -> StoreResult<Option<Head>> {
-        self.read(move |conn| queries::head(conn, guild)).await
+        self.read_short(move |conn| queries::head(conn, guild))
+            .await
     }
 
     async fn commit(&self, change: ChangeSet) -> StoreResult<()> {

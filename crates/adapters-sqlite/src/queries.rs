@@ -2,13 +2,13 @@
 //! a blocking thread with a connection it has to itself; none of them ever
 //! sees an `.await`.
 
-use guildconf_domain::json::canonical;
+use guildconf_domain::json::canonical_json;
 use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome, PurgeSet,
     RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
 };
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
 use rusqlite::{Transaction, TransactionBehavior};
 use serde_json::Value;
@@ -64,7 +64,8 @@ fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
 
 /// Canonical JSON text of a value, without quoting the value on failure.
 fn canonical_text(value: &Value, what: &str) -> StoreResult<String> {
-    canonical(value).map_err(|_| StoreError::Storage(format!("cannot canonicalise the {what}")))
+    canonical_json(value)
+        .map_err(|_| StoreError::Storage(format!("cannot canonicalise the {what}")))
 }
 
 /// Collects the rows of a query through a fallible row mapper.
@@ -90,7 +91,18 @@ pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head
     let Some(row) = rows.next().map_err(db_err)? else {
         return Ok(None);
     };
-    let document: Option<String> = row.get(7).map_err(db_err)?;
+    // Parsed straight from SQLite's buffer: no copy of the text first.
+    let document = match row.get_ref(7).map_err(db_err)? {
+        ValueRef::Null => None,
+        ValueRef::Text(text) => Some(serde_json::from_slice(text).map_err(|_| {
+            StoreError::Corrupt("stored guild_heads.document is not valid JSON".into())
+        })?),
+        _ => {
+            return Err(StoreError::Storage(
+                "column 7 holds a value of unexpected type".into(),
+            ))
+        }
+    };
     Ok(Some(Head {
         guild_id: guild,
         version: get_u64(row, 0, "guild_heads.version")?,
@@ -98,9 +110,7 @@ pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head
         last_hash: get_text(row, 2)?,
         updated_at: parse_time(&get_text(row, 3)?, "guild_heads.updated_at")?,
         actor: get_actor(row, 4, "guild_heads")?,
-        document: document
-            .map(|text| parse_json(&text, "guild_heads.document"))
-            .transpose()?,
+        document,
     }))
 }
 
@@ -395,7 +405,7 @@ pub(crate) fn entries_between(
 /// is rolled back (by being dropped) on every early return. `fault` is called
 /// right before each step that runs (the test seam; a no-op in production).
 pub(crate) fn commit(
-    conn: &mut Connection,
+    conn: &Connection,
     change: &ChangeSet,
     fault: impl Fn(WriteStep) -> StoreResult<()>,
 ) -> StoreResult<()> {
@@ -434,11 +444,13 @@ pub(crate) fn commit(
         })
         .transpose()?;
     let head = &change.head;
-    let head_document = head
-        .document
-        .as_ref()
-        .map(|d| canonical_text(d, "head document"))
-        .transpose()?;
+    // The new head's document is the new snapshot's (except for a delete):
+    // its canonical text is computed once and stored twice.
+    let head_document = match (&head.document, &change.snapshot, &snapshot) {
+        (Some(doc), Some(s), Some((_, text, _))) if *doc == s.document => Some(text.clone()),
+        (Some(doc), _, _) => Some(canonical_text(doc, "head document")?),
+        (None, _, _) => None,
+    };
     let expected_seq = change.expected_seq;
     // Checked here, before the lock, so the helpers below cannot fail on them.
     to_i64(body.seq, "entry seq")?;
@@ -446,9 +458,7 @@ pub(crate) fn commit(
     to_i64(head.version, "head version")?;
     to_i64(head.seq, "head seq")?;
 
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err)?;
+    let tx = WriteTx::begin(conn)?;
     check_head(&tx, guild, expected_seq)?;
     if let Some((version, document, sha256)) = &snapshot {
         fault(WriteStep::SnapshotInsert)?;
@@ -473,12 +483,57 @@ pub(crate) fn commit(
     fault(WriteStep::HeadMove)?;
     upsert_head(&tx, guild, head, head_document.as_deref())?;
     fault(WriteStep::Commit)?;
-    tx.commit().map_err(db_err)
+    tx.commit()
+}
+
+/// A `BEGIN IMMEDIATE` transaction run through cached statements: rusqlite's
+/// `Transaction` prepares `BEGIN` and `COMMIT` afresh every time, a few
+/// microseconds of parsing on every write while the write lock is held.
+/// Rolled back when dropped without a successful commit, like `Transaction`.
+struct WriteTx<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    fn begin(conn: &'c Connection) -> StoreResult<Self> {
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .map_err(db_err)?;
+        Ok(Self { conn, open: true })
+    }
+
+    fn commit(mut self) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map_err(db_err)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        // A failed rollback leaves the transaction open; `lock` rolls it back
+        // before the connection is used again.
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 /// Fails with [`StoreError::Conflict`] unless the guild's head is at
 /// `expected` (`None`: the guild has no head).
-fn check_head(tx: &Transaction<'_>, guild: i64, expected: Option<u64>) -> StoreResult<()> {
+fn check_head(tx: &Connection, guild: i64, expected: Option<u64>) -> StoreResult<()> {
     let current: Option<i64> = tx
         .prepare_cached("SELECT seq FROM guild_heads WHERE guild_id = ?1")
         .and_then(|mut s| s.query_row([guild], |row| row.get(0)).optional())
@@ -499,12 +554,7 @@ fn check_head(tx: &Transaction<'_>, guild: i64, expected: Option<u64>) -> StoreR
 }
 
 /// Inserts a chained entry; `body_text` is its canonical body.
-fn insert_entry(
-    tx: &Transaction<'_>,
-    guild: i64,
-    entry: &Entry,
-    body_text: &str,
-) -> StoreResult<()> {
+fn insert_entry(tx: &Connection, guild: i64, entry: &Entry, body_text: &str) -> StoreResult<()> {
     let body = &entry.body;
     let seq = to_i64(body.seq, "entry seq")?;
     let version = to_i64(body.config_version, "entry config_version")?;
@@ -533,7 +583,7 @@ fn insert_entry(
 
 /// Writes the guild's head row; `document` is the canonical current document.
 fn upsert_head(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     guild: i64,
     head: &Head,
     document: Option<&str>,

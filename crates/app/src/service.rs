@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use guildconf_domain::json::{
-    self, canonical, canonical_sha256, check_limits, get_at, pointer_from_segments,
+    self, canonical_json, canonical_sha256, check_limits, get_at, pointer_from_segments, sha256_hex,
 };
 use guildconf_domain::{
     diff, redact_changes, redact_document, restore_kept_secrets, summarise, Actor, Change,
@@ -664,7 +664,9 @@ impl ConfigService {
         };
         check_limits(&doc, &mut Vec::new(), &mut problems);
         if problems.is_empty() {
-            let size = canonical(&doc).map_err(|e| Error::invalid("", e))?.len();
+            let size = canonical_json(&doc)
+                .map_err(|e| Error::invalid("", e))?
+                .len();
             if size > json::MAX_DOCUMENT_BYTES {
                 problems.push(Violation::new(
                     "",
@@ -701,10 +703,10 @@ impl ConfigService {
             .document
             .as_ref()
             .map(|doc| {
-                canonical_sha256(doc).map(|sha256| Snapshot {
+                canonical_json(doc).map(|text| Snapshot {
                     version: plan.version,
                     document: doc.clone(),
-                    sha256,
+                    sha256: sha256_hex(text.as_bytes()),
                 })
             })
             .transpose()

@@ -22,6 +22,57 @@ pub fn canonical<T: Serialize>(value: &T) -> Result<String, String> {
     serde_json_canonicalizer::to_string(value).map_err(|e| format!("cannot canonicalise: {e}"))
 }
 
+/// The RFC 8785 form of a JSON value, as [`canonical`] gives it, but
+/// without the general serializer's per-key buffering when it is not needed.
+///
+/// serde_json's compact writer already produces RFC 8785 text for most
+/// documents: it escapes exactly what RFC 8785 escapes (`"`, `\\`, and
+/// control characters as `\b \f \n \r \t` or lowercase `\u00xx`) and
+/// writes integers as digits. It differs only for floating-point numbers and
+/// integers beyond 2^53 (RFC 8785 writes ECMAScript number forms) and for key
+/// order when a key holds a character at or above U+E000 (RFC 8785 sorts by
+/// UTF-16 units, serde_json by bytes). A value with any of those, or with keys
+/// not in ascending order, takes the general path, so the text is always
+/// exactly what [`canonical`] gives.
+///
+/// # Errors
+/// As [`canonical`].
+pub fn canonical_json(value: &Value) -> Result<String, String> {
+    if compact_is_canonical(value, 0) {
+        serde_json::to_string(value).map_err(|e| format!("cannot canonicalise: {e}"))
+    } else {
+        canonical(value)
+    }
+}
+
+/// Whether serde_json's compact text of `value` is its RFC 8785 form (see
+/// [`canonical_json`]). Deep nesting takes the general path.
+fn compact_is_canonical(value: &Value, depth: u32) -> bool {
+    match value {
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+        Value::Number(n) => {
+            n.as_u64().is_some_and(|u| u <= MAX_SAFE_INTEGER)
+                || n.as_i64()
+                    .is_some_and(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER)
+        }
+        Value::Array(items) => {
+            depth < 128 && items.iter().all(|v| compact_is_canonical(v, depth + 1))
+        }
+        Value::Object(map) => {
+            let mut prev: Option<&str> = None;
+            depth < 128
+                && map.iter().all(|(k, v)| {
+                    // Bytes below 0xEE: no character at or above U+E000, so
+                    // byte order is UTF-16 order.
+                    let ordered =
+                        k.bytes().all(|b| b < 0xEE) && prev.is_none_or(|p| p < k.as_str());
+                    prev = Some(k);
+                    ordered && compact_is_canonical(v, depth + 1)
+                })
+        }
+    }
+}
+
 /// Lowercase hex SHA-256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -543,6 +594,54 @@ mod tests {
         #[test]
         fn checker_never_accepts_a_non_canonical_text(text in "[\\[\\]{}\":,0-9a-e.+\\-\\\\ntrufls\u{e9}\u{1f600} ]{0,24}") {
             agrees(&text);
+        }
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let key = "[a-cA\\u{0}-\\u{1f}\"\\\\/\u{7f}\u{e9}\u{d7ff}\u{e000}\u{ffff}\u{1f600}]{0,4}";
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-(1i64 << 54)..(1i64 << 54)).prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop_oneof![
+                Just(9_007_199_254_740_992u64),
+                Just(9_007_199_254_740_993u64)
+            ]
+            .prop_map(Value::from),
+            key.prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(key, inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_json_agrees_with_canonical(value in arb_json()) {
+            proptest::prop_assert_eq!(canonical_json(&value), canonical(&value));
+        }
+    }
+
+    #[test]
+    fn canonical_json_edge_cases() {
+        for value in [
+            json!({"\u{e000}": 1, "\u{1f600}": 2, "a": [1.5, -0.0, 1e21]}),
+            json!([
+                9_007_199_254_740_992u64,
+                9_007_199_254_740_993u64,
+                -9_007_199_254_740_993i64
+            ]),
+            json!({"a": "\u{0}\u{1f}\u{7f}\\\"/\u{2028}", "b": {"c": [[]]}}),
+        ] {
+            assert_eq!(canonical_json(&value), canonical(&value), "{value}");
         }
     }
 

@@ -86,7 +86,13 @@ struct Args {
     phase: Option<String>,
     url: Option<String>,
     overrides: Vec<(String, u64)>,
+    /// Only these parts (`--only writes-pg,writes-sqlite,reads,history,export`);
+    /// empty runs everything.
+    only: Vec<String>,
 }
+
+/// The parts `--only` can name.
+const PARTS: [&str; 5] = ["writes-pg", "writes-sqlite", "reads", "history", "export"];
 
 fn parse_args() -> R<Args> {
     let mut args = Args {
@@ -97,6 +103,7 @@ fn parse_args() -> R<Args> {
         phase: None,
         url: None,
         overrides: Vec::new(),
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -107,7 +114,16 @@ fn parse_args() -> R<Args> {
             "--pg-url" => args.pg_url = value("--pg-url")?,
             "--phase" => args.phase = Some(value("--phase")?),
             "--url" => args.url = Some(value("--url")?),
-            "--writes" | "--entries" | "--guilds" | "--big" | "--history-iters" => {
+            "--only" => {
+                for part in value("--only")?.split(',') {
+                    if !PARTS.contains(&part) {
+                        return Err(format!("--only: unknown part {part}"));
+                    }
+                    args.only.push(part.to_owned());
+                }
+            }
+            "--writes" | "--reads-cold" | "--entries" | "--guilds" | "--big"
+            | "--history-iters" => {
                 let n = value(&a)?
                     .parse()
                     .map_err(|_| format!("{a} needs a number"))?;
@@ -116,7 +132,8 @@ fn parse_args() -> R<Args> {
             "-h" | "--help" => {
                 println!(
                     "guildconf-bench [--quick] [--json-out FILE] [--pg-url URL] \
-                     [--writes N] [--entries N] [--guilds N] [--big N] [--history-iters N]"
+                     [--writes N] [--reads-cold N] [--entries N] [--guilds N] [--big N] [--history-iters N] \
+                     [--only writes-pg,writes-sqlite,reads,history,export]"
                 );
                 std::process::exit(0);
             }
@@ -1164,6 +1181,7 @@ async fn run(args: Args) -> R<()> {
     for (name, n) in &args.overrides {
         match name.as_str() {
             "--writes" => sizes.writes = *n as usize,
+            "--reads-cold" => sizes.reads_cold = *n as usize,
             "--entries" => sizes.entries = *n,
             "--guilds" => sizes.guilds = (*n).max(1),
             "--big" => sizes.big = *n,
@@ -1188,43 +1206,57 @@ async fn run(args: Args) -> R<()> {
         )
     };
 
-    step("W: PostgreSQL, 1 and 4 writers");
-    bench_writes_pg(&args.pg_url, &tag, sizes, 1, &mut f).await?;
-    bench_writes_pg(&args.pg_url, &tag, sizes, 4, &mut f).await?;
-    step("W: SQLite FULL and NORMAL");
-    bench_writes_sqlite(&dir, sizes, Synchronous::Full, &mut f).await?;
-    bench_writes_sqlite(&dir, sizes, Synchronous::Normal, &mut f).await?;
+    let runs = |part: &str| args.only.is_empty() || args.only.iter().any(|p| p == part);
 
-    step("R: cold and warm");
-    let r_sqlite = format!("sqlite://{}", dir.join("reads.db").display());
-    bench_reads(&r_sqlite, "sqlite", sizes, &mut f, true).await?;
-    let r_db = format!("{tag}_r");
-    let r_pg = fresh_pg_db(&args.pg_url, &r_db).await?;
-    bench_reads(&r_pg, "pg", sizes, &mut f, false).await?;
-    drop_pg_db(&args.pg_url, &r_db).await?;
-
-    step("bulk load (both backends)");
-    let h_db = format!("{tag}_h");
-    let h_pg = fresh_pg_db(&args.pg_url, &h_db).await?;
-    let h_path = dir.join("history.db");
-    let start = Instant::now();
-    bulk_load(&h_path, &h_pg, sizes).await?;
-    f.insert("bulk_load_s".into(), start.elapsed().as_secs_f64());
-    let h_sqlite = format!("sqlite://{}", h_path.display());
-
-    step("H: history pages");
-    bench_history(&h_sqlite, "sqlite", sizes, &mut f).await?;
-    bench_history(&h_pg, "pg", sizes, &mut f).await?;
-
-    step("E, V: export and verify (child processes)");
-    for (url, sfx) in [(&h_sqlite, ""), (&h_pg, "_pg")] {
-        let ev = child_export_verify(url)?;
-        for k in ["export_per_s", "verify_per_s", "peak_rss_mib", "entries"] {
-            let v = ev.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-            f.insert(format!("{k}{sfx}"), v);
-        }
+    if runs("writes-pg") {
+        step("W: PostgreSQL, 1 and 4 writers");
+        bench_writes_pg(&args.pg_url, &tag, sizes, 1, &mut f).await?;
+        bench_writes_pg(&args.pg_url, &tag, sizes, 4, &mut f).await?;
     }
-    drop_pg_db(&args.pg_url, &h_db).await?;
+    if runs("writes-sqlite") {
+        step("W: SQLite FULL and NORMAL");
+        bench_writes_sqlite(&dir, sizes, Synchronous::Full, &mut f).await?;
+        bench_writes_sqlite(&dir, sizes, Synchronous::Normal, &mut f).await?;
+    }
+
+    if runs("reads") {
+        step("R: cold and warm");
+        let r_sqlite = format!("sqlite://{}", dir.join("reads.db").display());
+        bench_reads(&r_sqlite, "sqlite", sizes, &mut f, true).await?;
+        let r_db = format!("{tag}_r");
+        let r_pg = fresh_pg_db(&args.pg_url, &r_db).await?;
+        bench_reads(&r_pg, "pg", sizes, &mut f, false).await?;
+        drop_pg_db(&args.pg_url, &r_db).await?;
+    }
+
+    if runs("history") || runs("export") {
+        step("bulk load (both backends)");
+        let h_db = format!("{tag}_h");
+        let h_pg = fresh_pg_db(&args.pg_url, &h_db).await?;
+        let h_path = dir.join("history.db");
+        let start = Instant::now();
+        bulk_load(&h_path, &h_pg, sizes).await?;
+        f.insert("bulk_load_s".into(), start.elapsed().as_secs_f64());
+        let h_sqlite = format!("sqlite://{}", h_path.display());
+
+        if runs("history") {
+            step("H: history pages");
+            bench_history(&h_sqlite, "sqlite", sizes, &mut f).await?;
+            bench_history(&h_pg, "pg", sizes, &mut f).await?;
+        }
+
+        if runs("export") {
+            step("E, V: export and verify (child processes)");
+            for (url, sfx) in [(&h_sqlite, ""), (&h_pg, "_pg")] {
+                let ev = child_export_verify(url)?;
+                for k in ["export_per_s", "verify_per_s", "peak_rss_mib", "entries"] {
+                    let v = ev.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+                    f.insert(format!("{k}{sfx}"), v);
+                }
+            }
+        }
+        drop_pg_db(&args.pg_url, &h_db).await?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 
     f.insert(
