@@ -87,17 +87,14 @@ pub fn canonical_sha256<T: Serialize>(value: &T) -> Result<String, String> {
 }
 
 /// Lowercase hex SHA-256 of the canonical form of a parsed JSON value, the
-/// same as [`canonical_sha256`] but without building the canonical text when
-/// the value needs no RFC 8785 number or key-order rules beyond what
-/// `serde_json` already does: no fractional or exponent numbers, integers
-/// within ±2^53, and object keys below U+E000 (where UTF-8 byte order, which
-/// `serde_json`'s sorted maps use, equals RFC 8785's UTF-16 order). Its
-/// string escaping is RFC 8785's. Anything else takes [`canonical_sha256`].
+/// same as [`canonical_sha256`], but streaming serde_json's compact text
+/// into the hash without building it when that text is the RFC 8785 form
+/// (see [`canonical_json`]). Anything else takes [`canonical_sha256`].
 ///
 /// # Errors
 /// As [`canonical`].
 pub fn value_sha256(value: &Value) -> Result<String, String> {
-    if !serialises_canonically(value, 0) {
+    if !compact_is_canonical(value, 0) {
         return canonical_sha256(value);
     }
     let mut hasher = HashWriter(Sha256::new());
@@ -116,26 +113,6 @@ impl std::io::Write for HashWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-fn serialises_canonically(value: &Value, depth: u32) -> bool {
-    // Deep values take the general path (it has no recursion concerns of its
-    // own beyond serde_json's parser limit, which parsed values are within).
-    if depth > 64 {
-        return false;
-    }
-    match value {
-        Value::Null | Value::Bool(_) | Value::String(_) => true,
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => u <= MAX_SAFE_INTEGER,
-            (None, Some(i)) => i.unsigned_abs() <= MAX_SAFE_INTEGER,
-            _ => false,
-        },
-        Value::Array(items) => items.iter().all(|v| serialises_canonically(v, depth + 1)),
-        Value::Object(map) => map
-            .iter()
-            .all(|(k, v)| k.bytes().all(|b| b < 0xEE) && serialises_canonically(v, depth + 1)),
     }
 }
 
