@@ -29,6 +29,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::error::{map_migrate, map_sqlx};
+pub use crate::watch::WATCH_APPLICATION_NAME;
 
 /// Connections a [`PgStore`] keeps at most.
 const MAX_CONNECTIONS: u32 = 8;
@@ -72,14 +73,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// connections; an operation that waits over ten seconds for a connection
 /// fails with "database unreachable". Cheap to clone: clones share the pool.
 ///
-/// Every write sends a `NOTIFY` on the store's change channel (delivered by
-/// PostgreSQL only when the write commits), so read caches in other
-/// processes learn about it; see [`PgStore::watch`](guildconf_ports::ConfigStore::watch).
+/// Every write that moves a head gives it the next `change_id` (a sequence),
+/// in the write's own transaction. Read caches in other processes poll the
+/// heads above the last `change_id` they saw (see
+/// [`ConfigStore::watch`](guildconf_ports::ConfigStore::watch)), so they
+/// learn about a write once it has committed, within the watch interval.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    channel: std::sync::Arc<str>,
-    notify: bool,
+    connect_options: PgConnectOptions,
+    change_feed: bool,
+    watch_interval: Duration,
     fault_hook: Option<FaultHook>,
 }
 
@@ -87,15 +91,17 @@ impl fmt::Debug for PgStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgStore")
             .field("pool", &self.pool)
-            .field("channel", &self.channel)
-            .field("notify", &self.notify)
+            .field("change_feed", &self.change_feed)
+            .field("watch_interval", &self.watch_interval)
             .field("fault_hook", &self.fault_hook.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-/// The change channel of the default schema.
-pub const CHANGE_CHANNEL: &str = "guildconf_changes";
+/// How often a [`ConfigStore::watch`](guildconf_ports::ConfigStore::watch)
+/// feed polls for heads that moved, unless [`PgStore::with_watch_interval`]
+/// says otherwise: the staleness bound of a read cache on PostgreSQL.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(50);
 
 impl PgStore {
     /// Connects to `url` (`postgres://user@host:port/database`), applies any
@@ -111,7 +117,7 @@ impl PgStore {
         // instead of after the pool's acquire timeout.
         let conn = options.connect().await.map_err(map_sqlx)?;
         conn.close().await.map_err(map_sqlx)?;
-        Self::open(options, CHANGE_CHANNEL.to_owned()).await
+        Self::open(options).await
     }
 
     /// Like [`PgStore::connect`], but keeps every table in `schema`: the
@@ -138,11 +144,7 @@ impl PgStore {
             Err(e) => return Err(e),
         }
         conn.close().await.map_err(map_sqlx)?;
-        Self::open(
-            options.options([("search_path", schema)]),
-            format!("{CHANGE_CHANNEL}_{schema}"),
-        )
-        .await
+        Self::open(options.options([("search_path", schema)])).await
     }
 
     /// Test seam: calls `hook` inside every commit transaction right before
@@ -165,31 +167,36 @@ impl PgStore {
         &self.pool
     }
 
-    /// Turns the per-write `NOTIFY` off (or on again). Without it, read
-    /// caches in other processes only see this store's writes when their
-    /// entries expire. For measuring what notifications cost.
+    /// Turns the change feed off (or on again) for this store's updates:
+    /// they then keep their head's old `change_id`, so read caches in other
+    /// processes only see them when their entries expire. For measuring what
+    /// the feed costs a write; never needed in production.
     #[must_use]
-    pub fn with_notify(mut self, notify: bool) -> Self {
-        self.notify = notify;
+    pub fn with_change_feed(mut self, on: bool) -> Self {
+        self.change_feed = on;
         self
     }
 
-    /// The channel this store's writes `NOTIFY` and its watchers `LISTEN` on.
-    pub fn channel(&self) -> &str {
-        &self.channel
+    /// How often this store's watch feeds poll for heads that moved
+    /// (default [`DEFAULT_WATCH_INTERVAL`], at least 1 ms).
+    #[must_use]
+    pub fn with_watch_interval(mut self, interval: Duration) -> Self {
+        self.watch_interval = interval.max(Duration::from_millis(1));
+        self
     }
 
-    async fn open(options: PgConnectOptions, channel: String) -> StoreResult<Self> {
+    async fn open(options: PgConnectOptions) -> StoreResult<Self> {
         let pool = pool_options()
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(map_sqlx)?;
         MIGRATOR.run(&pool).await.map_err(map_migrate)?;
         tracing::debug!("guildconf PostgreSQL schema is up to date");
         Ok(Self {
             pool,
-            channel: channel.into(),
-            notify: true,
+            connect_options: options,
+            change_feed: true,
+            watch_interval: DEFAULT_WATCH_INTERVAL,
             fault_hook: None,
         })
     }

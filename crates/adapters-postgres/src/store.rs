@@ -14,7 +14,7 @@ use crate::error::map_sqlx;
 use crate::PgStore;
 
 /// Stored integer → `u64`; a negative value is corrupt data.
-fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
+pub(crate) fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("stored {what} is negative")))
 }
 
@@ -23,7 +23,7 @@ fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
     i64::try_from(value).map_err(|_| StoreError::Storage(format!("{what} is out of range")))
 }
 
-fn guild_from_db(value: i64) -> StoreResult<GuildId> {
+pub(crate) fn guild_from_db(value: i64) -> StoreResult<GuildId> {
     GuildId::from_i64(value).map_err(|_| StoreError::Corrupt("stored guild id is invalid".into()))
 }
 
@@ -146,76 +146,35 @@ impl PgStore {
             .collect()
     }
 
-    /// Moves the head inside `tx`; `Conflict` when it is not where the change
-    /// set expects it.
+    /// Moves the head inside `tx` (the purge's head move); `Conflict` when
+    /// it is not at `expected_seq`. Takes a new `change_id`, so read caches
+    /// polling the change feed see it.
     async fn move_head(
         &self,
         tx: &mut sqlx::PgConnection,
         head: &Head,
-        expected_seq: Option<u64>,
+        expected_seq: u64,
         guild: i64,
     ) -> StoreResult<()> {
-        let version = to_i64(head.version, "version")?;
-        let seq = to_i64(head.seq, "seq")?;
-        let updated_at = head.updated_at.to_string();
-        // The NOTIFY rides on the head statement (no extra round trip) and
-        // fires only when the head actually moved; PostgreSQL delivers it
-        // when the transaction commits, and never if it rolls back.
-        let notify = if self.notify {
-            " RETURNING pg_notify($11, $12)"
-        } else {
-            " RETURNING $11::text, $12::text"
-        };
-        let payload = format!("{}:{}:{}", head.guild_id, head.version, head.seq);
-        let channel: &str = &self.channel;
         self.fault(WriteStep::HeadMove)?;
-        let result = match expected_seq {
-            Some(expected) => {
-                let expected = to_i64(expected, "expected seq")?;
-                sqlx::query(&format!(
-                    "UPDATE guild_heads SET version = $3, seq = $4, last_hash = $5, \
-                     updated_at = $6, actor_id = $7, actor_kind = $8, actor_label = $9, \
-                     document = $10 \
-                     WHERE guild_id = $1 AND seq = $2{notify}",
-                ))
-                .bind(guild)
-                .bind(expected)
-                .bind(version)
-                .bind(seq)
-                .bind(&head.last_hash)
-                .bind(&updated_at)
-                .bind(&head.actor.id)
-                .bind(head.actor.kind.as_str())
-                .bind(&head.actor.label)
-                .bind(&head.document)
-                .bind(channel)
-                .bind(&payload)
-                .execute(&mut *tx)
-                .await
-            }
-            None => {
-                let notify = notify.replace("$11", "$10").replace("$12", "$11");
-                sqlx::query(&format!(
-                    "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, \
-                     actor_id, actor_kind, actor_label, document) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (guild_id) DO NOTHING{notify}",
-                ))
-                .bind(guild)
-                .bind(version)
-                .bind(seq)
-                .bind(&head.last_hash)
-                .bind(&updated_at)
-                .bind(&head.actor.id)
-                .bind(head.actor.kind.as_str())
-                .bind(&head.actor.label)
-                .bind(&head.document)
-                .bind(channel)
-                .bind(&payload)
-                .execute(&mut *tx)
-                .await
-            }
-        }
+        let result = sqlx::query(
+            "UPDATE guild_heads SET version = $3, seq = $4, last_hash = $5, \
+             updated_at = $6, actor_id = $7, actor_kind = $8, actor_label = $9, \
+             document = $10, change_id = DEFAULT \
+             WHERE guild_id = $1 AND seq = $2",
+        )
+        .bind(guild)
+        .bind(to_i64(expected_seq, "expected seq")?)
+        .bind(to_i64(head.version, "version")?)
+        .bind(to_i64(head.seq, "seq")?)
+        .bind(&head.last_hash)
+        .bind(head.updated_at.to_string())
+        .bind(&head.actor.id)
+        .bind(head.actor.kind.as_str())
+        .bind(&head.actor.label)
+        .bind(&head.document)
+        .execute(&mut *tx)
+        .await
         .map_err(map_sqlx)?;
         if result.rows_affected() == 1 {
             Ok(())
@@ -282,7 +241,6 @@ impl PgStore {
                     .map_err(|_| StoreError::Storage("cannot serialise the request result".into()))
             })
             .transpose()?;
-        let payload = format!("{}:{}:{}", head.guild_id, head.version, head.seq);
         let (version, seq) = (to_i64(head.version, "version")?, to_i64(head.seq, "seq")?);
         let updated_at = head.updated_at.to_string();
 
@@ -307,8 +265,13 @@ impl PgStore {
                     .push(", actor_label = ")
                     .push_bind(&head.actor.label)
                     .push(", document = ")
-                    .push_bind(&head.document)
-                    .push(" WHERE guild_id = ")
+                    .push_bind(&head.document);
+                // A new guild takes the column default; an update takes the
+                // next change id explicitly (the read caches' change feed).
+                if self.change_feed {
+                    sql.push(", change_id = DEFAULT");
+                }
+                sql.push(" WHERE guild_id = ")
                     .push_bind(guild)
                     .push(" AND seq = ")
                     .push_bind(to_i64(expected, "expected seq")?);
@@ -332,17 +295,7 @@ impl PgStore {
                 sql.push(") ON CONFLICT (guild_id) DO NOTHING");
             }
         }
-        // The NOTIFY fires only when the head actually moved; PostgreSQL
-        // delivers it when the transaction commits, and never if it rolls back.
-        sql.push(" RETURNING guild_id");
-        if self.notify {
-            sql.push(", pg_notify(")
-                .push_bind(&*self.channel)
-                .push(", ")
-                .push_bind(&payload)
-                .push(")");
-        }
-        sql.push(")");
+        sql.push(" RETURNING guild_id)");
         if let Some(snapshot) = &change.snapshot {
             self.fault(WriteStep::SnapshotInsert)?;
             sql.push(
@@ -429,7 +382,7 @@ impl PgStore {
         set: &PurgeSet,
         guild: i64,
     ) -> StoreResult<PurgeOutcome> {
-        self.move_head(tx, &set.head, Some(set.expected_seq), guild)
+        self.move_head(tx, &set.head, set.expected_seq, guild)
             .await?;
         let through_seq = to_i64(set.through_seq, "through seq")?;
         let stored =
@@ -746,7 +699,8 @@ impl ConfigStore for PgStore {
     }
 
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
-        let watcher = crate::watch::PgWatcher::listen(&self.pool, &self.channel).await?;
+        let watcher =
+            crate::watch::PgWatcher::new(self.connect_options.clone(), self.watch_interval);
         Ok(Box::new(watcher))
     }
 

@@ -1,6 +1,6 @@
 //! The read cache for bots: current configs in memory, kept fresh by this
-//! process's own writes and by the store's change feed (PostgreSQL
-//! `LISTEN/NOTIFY`, SQLite `PRAGMA data_version` polling).
+//! process's own writes and by the store's change feed (PostgreSQL: polling
+//! the heads' `change_id`; SQLite: polling `PRAGMA data_version`).
 //!
 //! # Staleness bound
 //!
@@ -9,13 +9,15 @@
 //! - this process's own writes through [`ReadCache::service`]: immediately
 //!   (the cache is updated from the committed change set before the write
 //!   returns);
-//! - other processes' writes: PostgreSQL delivers the write's `NOTIFY` on
-//!   commit (typically well under a millisecond on a local server); SQLite
-//!   is polled every `SqliteOptions::watch_interval` (50 ms by default);
+//! - other processes' writes: within one poll of the change feed after they
+//!   commit, every `SqliteOptions::watch_interval` on SQLite and every
+//!   `PgStore::with_watch_interval` on PostgreSQL (50 ms by default on
+//!   both; on PostgreSQL a write that took over two seconds between its head
+//!   update and its commit is only caught by `max_age`);
 //! - in any case, no entry is used longer than [`CacheOptions::max_age`]
 //!   (30 s by default) without being read again from the database.
 //!
-//! When the change feed breaks (the database went away, the listener's
+//! When the change feed breaks (the database went away, the watcher's
 //! connection was terminated), every cached read is answered from memory
 //! with `stale: true` and without touching the database; a guild that is not
 //! cached fails with [`Error::Storage`]. When the feed is back, the whole
@@ -77,7 +79,7 @@ pub struct CachedConfig {
     /// The normalised document, secrets included: redact before showing it.
     pub document: Arc<Value>,
     /// `true` when the change feed is down (the database is unreachable or
-    /// the listener lost its connection): this is the last known config and
+    /// the change feed lost its connection): this is the last known config and
     /// may miss newer writes.
     pub stale: bool,
 }

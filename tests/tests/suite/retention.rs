@@ -489,7 +489,12 @@ async fn old_entries_removed_without_a_purge_entry_fail_verify(backend: Backend,
             .args(["--database-url", db.url(), "verify"])
             .output()
             .expect("runs");
-        assert_eq!(run.status.code(), Some(6), "{case}");
+        assert_eq!(
+            run.status.code(),
+            Some(6),
+            "{case}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
     }
 }
 
