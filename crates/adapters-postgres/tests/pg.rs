@@ -188,7 +188,10 @@ async fn migrations_apply_twice() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert_eq!(applied, 2, "0001_initial and 0002_purge_gate");
+    assert_eq!(
+        applied, 3,
+        "0001_initial, 0002_purge_gate and 0003_change_feed"
+    );
     second.pool().close().await;
     third.pool().close().await;
     drop_schema(first, &schema).await;
@@ -811,5 +814,78 @@ async fn corrupt_rows_are_reported_without_data() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     assert!(!err.to_string().contains("TOPSECRET"), "{err}");
     conn.close().await.unwrap();
+    drop_schema(store, &schema).await;
+}
+
+/// A database made before the change feed (migrations 1 and 2 only) gets
+/// `change_id`s for its existing heads when a new store opens it, and its
+/// watch feed reports writes made afterwards.
+#[tokio::test]
+async fn a_database_from_before_the_change_feed_is_upgraded() {
+    use guildconf_ports::WatchEvent;
+
+    let schema = unique_schema("upgrade");
+    let mut conn = PgConnection::connect(&url()).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("SET search_path = {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let all = sqlx::migrate!("./migrations");
+    let before_feed: Vec<_> = all
+        .migrations
+        .iter()
+        .filter(|m| m.version < 3)
+        .cloned()
+        .collect();
+    let old = sqlx::migrate::Migrator {
+        migrations: before_feed.into(),
+        ..sqlx::migrate!("./migrations")
+    };
+    old.run(&mut conn).await.unwrap();
+    for g in [21i64, 22] {
+        sqlx::query(
+            "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, actor_id, \
+             actor_kind, actor_label, document) \
+             VALUES ($1, 1, 1, repeat('a', 64), '2026-01-01T00:00:00.000000Z', 'x', 'human', 'x', '{}')",
+        )
+        .bind(g)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
+    let store = PgStore::connect_in_schema(&url(), &schema).await.unwrap();
+    let (distinct, lowest): (i64, i64) =
+        sqlx::query_as("SELECT count(DISTINCT change_id), min(change_id) FROM guild_heads")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(distinct, 2, "each existing head has its own change_id");
+    assert!(lowest > 0);
+
+    let mut watcher = store.watch().await.unwrap();
+    assert_eq!(watcher.next().await.unwrap(), WatchEvent::Resync);
+    let g = guild(23);
+    let create = change_set(
+        g,
+        None,
+        Some(doc_with("a")),
+        &alice(),
+        "2026-02-01T00:00:01.000000Z",
+        None,
+    );
+    store.commit(create).await.unwrap();
+    match watcher.next().await.unwrap() {
+        WatchEvent::Changed(changes) => {
+            assert_eq!(changes.len(), 1, "{changes:?}");
+            assert_eq!((changes[0].guild_id, changes[0].version), (g, 1));
+        }
+        other => panic!("expected the new write, got {other:?}"),
+    }
+    drop(watcher);
     drop_schema(store, &schema).await;
 }
