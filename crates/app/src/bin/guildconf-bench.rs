@@ -507,15 +507,27 @@ async fn bench_writes_sqlite(
     let _cache = ReadCache::start(&service, CacheOptions::default())
         .await
         .map_err(|e| e.to_string())?;
+    // The same writes on a file no cache watches: what the change feed
+    // (PRAGMA data_version polls, reading new entries) costs.
+    let unwatched_url = format!(
+        "sqlite://{}",
+        dir.join(format!("w_{name}_unwatched.db")).display()
+    );
+    let unwatched = ConfigService::new(
+        open_with(&unwatched_url, options.clone())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
     let raw_path = dir.join(format!("raw_{name}.db"));
     // The same schema, made by guildconf itself, then written by hand.
     drop(guildconf_sqlite::SqliteStore::open(&raw_path, options).map_err(|e| e.to_string())?);
     let m = meta()?;
     let g = gid(1)?;
-    service
-        .create(g, json!({}), &m)
-        .await
-        .map_err(|e| e.to_string())?;
+    for svc in [&service, &unwatched] {
+        svc.create(g, json!({}), &m)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let doc = GuildConfigSchema.defaults();
     let per_round = (sizes.writes / sizes.rounds).max(1);
     // The raw baseline as an async bot writes with rusqlite: one connection,
@@ -524,17 +536,19 @@ async fn bench_writes_sqlite(
     // loop with no hop at all, the strictest possible baseline.
     let conn = Arc::new(std::sync::Mutex::new(raw_sqlite_open(&raw_path, sync)?));
     let (mut t_gc, mut t_raw, mut t_loop) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut t_unwatched = Duration::ZERO;
     for round in 0..sizes.rounds {
         let from = round * per_round + 1;
-        let start = Instant::now();
-        for i in from..from + per_round {
-            let v = json!(format!("hello {i}"));
-            service
-                .update(g, vec![(welcome_path(), v)], vec![], &m)
-                .await
-                .map_err(|e| e.to_string())?;
+        for (svc, t) in [(&service, &mut t_gc), (&unwatched, &mut t_unwatched)] {
+            let start = Instant::now();
+            for i in from..from + per_round {
+                let v = json!(format!("hello {i}"));
+                svc.update(g, vec![(welcome_path(), v)], vec![], &m)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            *t += start.elapsed();
         }
-        t_gc += start.elapsed();
         let start = Instant::now();
         for i in from..from + per_round {
             let (conn, doc) = (Arc::clone(&conn), doc.clone());
@@ -562,6 +576,10 @@ async fn bench_writes_sqlite(
     out.insert(format!("write_vs_raw_sqlite_{name}"), gc / raw);
     out.insert(format!("write_per_s_raw_loop_sqlite_{name}"), raw_loop);
     out.insert(format!("write_vs_raw_loop_sqlite_{name}"), gc / raw_loop);
+    out.insert(
+        format!("write_per_s_guildconf_unwatched_sqlite_{name}"),
+        per_s(t_unwatched),
+    );
     Ok(())
 }
 
@@ -1110,6 +1128,12 @@ fn print_table(f: &Figures, sizes: Sizes) {
         "W SQLite FULL vs raw, one blocking loop (/s)",
         g("write_per_s_guildconf_sqlite_full"),
         g("write_per_s_raw_loop_sqlite_full"),
+        "",
+    );
+    row(
+        "W SQLite FULL, change feed watched vs not (/s)",
+        g("write_per_s_guildconf_sqlite_full"),
+        g("write_per_s_guildconf_unwatched_sqlite_full"),
         "",
     );
     row(
