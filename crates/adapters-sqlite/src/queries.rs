@@ -80,6 +80,15 @@ fn collect<T>(
     Ok(out)
 }
 
+/// The first row of a query through a fallible row mapper; `None` when the
+/// query returns no row.
+fn first<T>(
+    rows: &mut rusqlite::Rows<'_>,
+    map: impl FnOnce(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    rows.next().map_err(db_err)?.map(map).transpose()
+}
+
 pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head>> {
     let mut stmt = conn
         .prepare_cached(
@@ -88,30 +97,29 @@ pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head
         )
         .map_err(db_err)?;
     let mut rows = stmt.query([guild.as_i64()]).map_err(db_err)?;
-    let Some(row) = rows.next().map_err(db_err)? else {
-        return Ok(None);
-    };
-    // Parsed straight from SQLite's buffer: no copy of the text first.
-    let document = match row.get_ref(7).map_err(db_err)? {
-        ValueRef::Null => None,
-        ValueRef::Text(text) => Some(serde_json::from_slice(text).map_err(|_| {
-            StoreError::Corrupt("stored guild_heads.document is not valid JSON".into())
-        })?),
-        _ => {
-            return Err(StoreError::Storage(
-                "column 7 holds a value of unexpected type".into(),
-            ))
-        }
-    };
-    Ok(Some(Head {
-        guild_id: guild,
-        version: get_u64(row, 0, "guild_heads.version")?,
-        seq: get_u64(row, 1, "guild_heads.seq")?,
-        last_hash: get_text(row, 2)?,
-        updated_at: parse_time(&get_text(row, 3)?, "guild_heads.updated_at")?,
-        actor: get_actor(row, 4, "guild_heads")?,
-        document,
-    }))
+    first(&mut rows, |row| {
+        // Parsed straight from SQLite's buffer: no copy of the text first.
+        let document = match row.get_ref(7).map_err(db_err)? {
+            ValueRef::Null => None,
+            ValueRef::Text(text) => Some(serde_json::from_slice(text).map_err(|_| {
+                StoreError::Corrupt("stored guild_heads.document is not valid JSON".into())
+            })?),
+            _ => {
+                return Err(StoreError::Storage(
+                    "column 7 holds a value of unexpected type".into(),
+                ))
+            }
+        };
+        Ok(Head {
+            guild_id: guild,
+            version: get_u64(row, 0, "guild_heads.version")?,
+            seq: get_u64(row, 1, "guild_heads.seq")?,
+            last_hash: get_text(row, 2)?,
+            updated_at: parse_time(&get_text(row, 3)?, "guild_heads.updated_at")?,
+            actor: get_actor(row, 4, "guild_heads")?,
+            document,
+        })
+    })
 }
 
 pub(crate) fn stored_heads(
@@ -155,14 +163,13 @@ pub(crate) fn request(
     let mut rows = stmt
         .query(params![guild.as_i64(), request_id])
         .map_err(db_err)?;
-    let Some(row) = rows.next().map_err(db_err)? else {
-        return Ok(None);
-    };
-    Ok(Some(RequestRecord {
-        request_id: get_text(row, 0)?,
-        fingerprint: get_text(row, 1)?,
-        result: parse_json(&get_text(row, 2)?, "audit_requests.result")?,
-    }))
+    first(&mut rows, |row| {
+        Ok(RequestRecord {
+            request_id: get_text(row, 0)?,
+            fingerprint: get_text(row, 1)?,
+            result: parse_json(&get_text(row, 2)?, "audit_requests.result")?,
+        })
+    })
 }
 
 pub(crate) fn snapshot(
@@ -183,14 +190,13 @@ pub(crate) fn snapshot(
     let mut rows = stmt
         .query(params![guild.as_i64(), version])
         .map_err(db_err)?;
-    let Some(row) = rows.next().map_err(db_err)? else {
-        return Ok(None);
-    };
-    Ok(Some(Snapshot {
-        version: get_u64(row, 0, "guild_snapshots.version")?,
-        document: parse_json(&get_text(row, 1)?, "guild_snapshots.document")?,
-        sha256: get_text(row, 2)?,
-    }))
+    first(&mut rows, |row| {
+        Ok(Snapshot {
+            version: get_u64(row, 0, "guild_snapshots.version")?,
+            document: parse_json(&get_text(row, 1)?, "guild_snapshots.document")?,
+            sha256: get_text(row, 2)?,
+        })
+    })
 }
 
 pub(crate) fn entry_at(
@@ -208,13 +214,12 @@ pub(crate) fn entry_at(
     let mut rows = stmt
         .query(params![guild.as_i64(), at.to_string()])
         .map_err(db_err)?;
-    let Some(row) = rows.next().map_err(db_err)? else {
-        return Ok(None);
-    };
-    Ok(Some((
-        get_u64(row, 0, "audit_entries.config_version")?,
-        parse_operation(&get_text(row, 1)?)?,
-    )))
+    first(&mut rows, |row| {
+        Ok((
+            get_u64(row, 0, "audit_entries.config_version")?,
+            parse_operation(&get_text(row, 1)?)?,
+        ))
+    })
 }
 
 pub(crate) fn list_guilds(conn: &Connection) -> StoreResult<Vec<GuildSummary>> {
