@@ -147,8 +147,8 @@ impl PgStore {
     }
 
     /// Moves the head inside `tx` (the purge's head move); `Conflict` when
-    /// it is not at `expected_seq`. Takes a new `change_id`, so read caches
-    /// polling the change feed see it.
+    /// it is not at `expected_seq`. (The purge takes its `change_id` at the
+    /// end of its transaction.)
     async fn move_head(
         &self,
         tx: &mut sqlx::PgConnection,
@@ -160,7 +160,7 @@ impl PgStore {
         let result = sqlx::query(
             "UPDATE guild_heads SET version = $3, seq = $4, last_hash = $5, \
              updated_at = $6, actor_id = $7, actor_kind = $8, actor_label = $9, \
-             document = $10, change_id = DEFAULT \
+             document = $10 \
              WHERE guild_id = $1 AND seq = $2",
         )
         .bind(guild)
@@ -447,6 +447,14 @@ impl PgStore {
             .await
             .map_err(map_sqlx)?;
         Self::insert_entry(tx, &set.entry, guild).await?;
+        // The change feed's id is taken last, right before commit: a purge
+        // may run for a while, and read caches only look back two seconds
+        // for a change_id that committed late.
+        sqlx::query("UPDATE guild_heads SET change_id = DEFAULT WHERE guild_id = $1")
+            .bind(guild)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
         Ok(outcome)
     }
 }
