@@ -1,5 +1,6 @@
 //! Verifying hash chains: in the database, or in an export file offline.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use guildconf_domain::json::{is_canonical, sha256_hex, value_sha256};
@@ -8,16 +9,9 @@ use guildconf_ports::{StoredEntry, StoredHead};
 use serde::Serialize;
 use serde_json::Value;
 
-use std::collections::BTreeMap;
-
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
 use crate::stream::{RangeStream, BATCH, GUILD_BATCH};
-
-/// How many times verifying one guild re-reads a head that moved on while
-/// its entries were streamed, each time streaming the entries that landed
-/// meanwhile, before comparing against the head it has.
-const HEAD_ROUNDS: u32 = 8;
 
 /// One verification failure (the first per guild).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -150,89 +144,101 @@ impl ConfigService {
         Ok(report.done())
     }
 
-    /// Verifies every guild from `first` through `last` with one stream of
-    /// their entries and one read of their heads (instead of two round trips
-    /// per guild). The heads are read after the entries; a guild whose head
-    /// moved on meanwhile is verified again on its own
-    /// ([`ConfigService::verify_guild`]), which follows a moving head.
+    /// Verifies every guild from `first` through `last` with one read of
+    /// their heads and one stream of their entries (instead of two round
+    /// trips per guild).
+    ///
+    /// The heads are read *first*. A head and the entry that moved it commit
+    /// in one transaction, so every entry up to a head's seq is in the
+    /// database by the time the entries are streamed, and the entries a
+    /// write adds meanwhile (past the head read) are left out: writes landing
+    /// during verify never look like a head problem. A guild that shows
+    /// entries but had no head when the heads were read may have been created
+    /// meanwhile; it is verified again on its own.
     async fn verify_range(
         &self,
         first: GuildId,
         last: GuildId,
         report: &mut VerifyReport,
     ) -> Result<()> {
-        let mut chains: BTreeMap<GuildId, (ChainVerifier, u64)> = BTreeMap::new();
-        let mut current: Option<(GuildId, ChainVerifier, u64)> = None;
-        let mut stream = RangeStream::new(self.store.clone(), first, last, None, true);
-        while let Some(rows) = stream.next_batch().await? {
-            for row in &rows {
-                if current.as_ref().is_none_or(|(g, _, _)| *g != row.guild_id) {
-                    if let Some((g, verifier, seen)) = current.take() {
-                        chains.insert(g, (verifier, seen));
-                    }
-                    current = Some((row.guild_id, ChainVerifier::new(row.guild_id), 0));
-                }
-                if let Some((_, verifier, seen)) = current.as_mut() {
-                    feed(verifier, row);
-                    *seen = row.seq;
-                }
-            }
-        }
-        if let Some((g, verifier, seen)) = current.take() {
-            chains.insert(g, (verifier, seen));
-        }
         let mut heads: BTreeMap<GuildId, StoredHead> = self
             .store
             .stored_heads(first, last)
             .await?
             .into_iter()
             .collect();
+        let mut chains: BTreeMap<GuildId, ChainVerifier> = BTreeMap::new();
+        let mut current: Option<ChainVerifier> = None;
+        let mut stream = RangeStream::new(self.store.clone(), first, last, None, true);
+        while let Some(rows) = stream.next_batch().await? {
+            for row in &rows {
+                if heads.get(&row.guild_id).is_some_and(|h| row.seq > h.seq) {
+                    continue;
+                }
+                if current.as_ref().is_none_or(|v| v.guild() != row.guild_id) {
+                    if let Some(verifier) = current.take() {
+                        chains.insert(verifier.guild(), verifier);
+                    }
+                    current = Some(ChainVerifier::new(row.guild_id));
+                }
+                if let Some(verifier) = current.as_mut() {
+                    feed(verifier, row);
+                }
+            }
+        }
+        if let Some(verifier) = current.take() {
+            chains.insert(verifier.guild(), verifier);
+        }
         let mut guilds: Vec<GuildId> = chains.keys().chain(heads.keys()).copied().collect();
         guilds.sort_unstable();
         guilds.dedup();
         for guild in guilds {
-            let (verifier, seen) = chains
-                .remove(&guild)
-                .unwrap_or_else(|| (ChainVerifier::new(guild), 0));
             let head = heads.remove(&guild);
-            if head.as_ref().is_some_and(|h| h.seq > seen) && !verifier.failed() {
-                report.finish_guild(self.verify_guild(guild).await?);
-                continue;
-            }
-            report.finish_guild(verifier.finish(head.map(head_facts).as_ref(), true));
+            let result = match (chains.remove(&guild), head) {
+                (Some(_), None) => self.verify_guild(guild).await?,
+                (verifier, head) => verifier
+                    .unwrap_or_else(|| ChainVerifier::new(guild))
+                    .finish(head.map(head_facts).as_ref(), true),
+            };
+            report.finish_guild(result);
         }
         Ok(())
     }
 
-    /// Verifies one guild's chain. The entries are streamed before the head
-    /// is read, so a write landing in between leaves the head ahead of the
-    /// last entry seen; that is not a problem: the entries after it are
-    /// streamed too and the head re-read, up to [`HEAD_ROUNDS`] times.
+    /// Verifies one guild's chain: its head first, then its entries up to
+    /// the head's seq (see [`ConfigService::verify_range`] for why). Entries
+    /// with no head may belong to a guild created after the head was read:
+    /// the head is read once more before that is reported.
     async fn verify_guild(&self, guild: GuildId) -> Result<std::result::Result<u64, Problem>> {
-        let mut verifier = ChainVerifier::new(guild);
-        let mut after_seq = 0;
-        let mut rounds = 0;
+        let mut second_look = false;
         loop {
-            loop {
+            let head = self.store.stored_head(guild).await?;
+            let limit = head.as_ref().map(|h| h.seq);
+            let mut verifier = ChainVerifier::new(guild);
+            let mut saw_entries = false;
+            let mut after_seq = 0;
+            'stream: loop {
                 let rows = self
                     .store
                     .entries(guild, after_seq, None, BATCH, true)
                     .await?;
                 for row in &rows {
+                    if limit.is_some_and(|l| row.seq > l) {
+                        break 'stream;
+                    }
+                    saw_entries = true;
                     feed(&mut verifier, row);
                 }
-                if let Some(last) = rows.last() {
-                    after_seq = last.seq;
-                }
-                if verifier.failed() || rows.len() < BATCH as usize {
-                    break;
+                match rows.last() {
+                    Some(last) if rows.len() == BATCH as usize && !verifier.failed() => {
+                        after_seq = last.seq;
+                    }
+                    _ => break,
                 }
             }
-            let head = self.store.stored_head(guild).await?;
-            let moved_on = head.as_ref().is_some_and(|h| h.seq > after_seq);
-            if moved_on && !verifier.failed() && rounds < HEAD_ROUNDS {
-                rounds += 1;
-                tracing::debug!(guild = %guild, after_seq, rounds, "the head moved on while verifying; streaming the new entries");
+            if head.is_none() && saw_entries && !second_look {
+                second_look = true;
+                tracing::debug!(guild = %guild, "entries but no head; reading the head again");
                 continue;
             }
             return Ok(verifier.finish(head.map(head_facts).as_ref(), true));

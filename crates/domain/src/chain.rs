@@ -295,6 +295,11 @@ impl ChainVerifier {
         }
     }
 
+    /// The guild whose chain this is.
+    pub fn guild(&self) -> GuildId {
+        self.guild
+    }
+
     /// Whether a failure has been found already.
     pub fn failed(&self) -> bool {
         self.problem.is_some()
