@@ -7,8 +7,9 @@
 //! - All rusqlite work runs inside [`tokio::task::spawn_blocking`], except
 //!   the head read, a primary-key lookup that runs on the calling thread
 //!   when a reader is idle and SQLite need not wait (see
-//!   `SqliteStore::read_short`); a rusqlite transaction is never held across
-//!   an `.await`.
+//!   `SqliteStore::read_short`), and, when [`SqliteOptions::inline_commits`]
+//!   is set, commits (in [`tokio::task::block_in_place`]); a rusqlite
+//!   transaction is never held across an `.await`.
 //! - One writer connection (behind a mutex) and a small pool of reader
 //!   connections, all in WAL mode, so reads never wait for a write.
 //! - Every write is one `BEGIN IMMEDIATE` transaction: the SQLite write lock
@@ -86,6 +87,15 @@ pub struct SqliteOptions {
     /// for commits by other connections or processes; default 50 ms. This
     /// is the staleness bound of a read cache on SQLite.
     pub watch_interval: Duration,
+    /// Run each commit on the calling Tokio worker thread
+    /// ([`tokio::task::block_in_place`]) instead of handing it to the
+    /// blocking pool; default `false`. It saves a thread hand-off per write,
+    /// about a fifth of a write's time at `synchronous=FULL` on the reference
+    /// machine (docs/BENCHMARKS.md). Only takes effect on a multi-threaded
+    /// runtime (on a current-thread runtime commits use the blocking pool
+    /// regardless). **Leave it off if any write can run inside a
+    /// [`tokio::task::LocalSet`]: Tokio panics there.**
+    pub inline_commits: bool,
 }
 
 impl Default for SqliteOptions {
@@ -95,6 +105,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
             watch_interval: Duration::from_millis(50),
+            inline_commits: false,
         }
     }
 }
@@ -342,6 +353,12 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        if inner.options.inline_commits && inline_allowed() {
+            return tokio::task::block_in_place(move || {
+                let mut guard = lock(&inner.writer)?;
+                f(&mut guard)
+            });
+        }
         run_blocking(move || {
             let mut guard = lock(&inner.writer)?;
             f(&mut guard)

@@ -605,16 +605,11 @@ async fn a_body_that_does_not_parse_is_corrupt() -> TestResult {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn racing_writers_on_one_file_one_wins() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("race.db");
-    let g = guild(77);
+/// Two stores (standing in for two processes) race ten rounds of writes on
+/// one guild: exactly one of each pair wins, the other gets `Conflict`.
+async fn race(a: &SqliteStore, b: &SqliteStore, g: GuildId) -> TestResult {
     let alice = actor("80351110224678912");
-    // Two stores stand in for two processes sharing the file.
-    let a = SqliteStore::open(&path, create_options())?;
-    let b = SqliteStore::open(&path, create_options())?;
-    let head = seed(&a, g, &alice, 0).await?;
+    let head = seed(a, g, &alice, 0).await?;
     for round in 0..10u32 {
         let current = a.head(g).await?.expect("seeded");
         let ca = change(
@@ -646,6 +641,76 @@ async fn racing_writers_on_one_file_one_wins() -> TestResult {
     assert_eq!(last.seq, head.seq + 10);
     assert_eq!(a.entries(g, 0, None, 1000, false).await?.len(), 12);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_on_one_file_one_wins() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("race.db");
+    let a = SqliteStore::open(&path, create_options())?;
+    let b = SqliteStore::open(&path, create_options())?;
+    race(&a, &b, guild(77)).await
+}
+
+fn inline_options() -> SqliteOptions {
+    SqliteOptions {
+        inline_commits: true,
+        ..create_options()
+    }
+}
+
+/// Commits run on the calling worker thread (`inline_commits`) keep the
+/// guarantees of pooled ones: racing writers have exactly one winner, and a
+/// write failing mid-transaction leaves everything as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_commits_race_and_roll_back_like_pooled_ones() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("inline.db");
+    let a = SqliteStore::open(&path, inline_options())?;
+    let b = SqliteStore::open(&path, inline_options())?;
+    let g = guild(78);
+    race(&a, &b, g).await?;
+
+    let failing =
+        SqliteStore::open(&path, inline_options())?.with_fault_hook(std::sync::Arc::new(|step| {
+            match step {
+                guildconf_ports::WriteStep::HeadMove => Err(StoreError::Storage("injected".into())),
+                _ => Ok(()),
+            }
+        }));
+    let before = a.head(g).await?.expect("written");
+    let entries = a.entries(g, 0, None, 1000, false).await?.len();
+    let c = change(
+        g,
+        Some(&before),
+        Some(with_feature("c", true)),
+        &actor("80351110224678912"),
+        at(500),
+        None,
+    )?;
+    assert!(matches!(
+        failing.commit(c).await,
+        Err(StoreError::Storage(_))
+    ));
+    assert_eq!(a.head(g).await?, Some(before));
+    assert_eq!(a.entries(g, 0, None, 1000, false).await?.len(), entries);
+    Ok(())
+}
+
+/// On a current-thread runtime, where Tokio cannot run a blocking call in
+/// place, `inline_commits` falls back to the blocking pool.
+#[test]
+fn inline_commits_on_a_current_thread_runtime_use_the_blocking_pool() -> TestResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(dir.path().join("ct.db"), inline_options())?;
+        let head = seed(&store, guild(79), &actor("80351110224678912"), 0).await?;
+        assert_eq!(store.head(guild(79)).await?, Some(head));
+        Ok(())
+    })
 }
 
 #[tokio::test]

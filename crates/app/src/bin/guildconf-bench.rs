@@ -518,12 +518,32 @@ async fn bench_writes_sqlite(
             .await
             .map_err(|e| e.to_string())?,
     );
+    // The same writes with commits run on the calling worker thread
+    // (SqliteOptions::inline_commits, off by default), watched by a cache.
+    let inline_url = format!(
+        "sqlite://{}",
+        dir.join(format!("w_{name}_inline.db")).display()
+    );
+    let inline = ConfigService::new(
+        open_with(
+            &inline_url,
+            SqliteOptions {
+                inline_commits: true,
+                ..options.clone()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?,
+    );
+    let _inline_cache = ReadCache::start(&inline, CacheOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     let raw_path = dir.join(format!("raw_{name}.db"));
     // The same schema, made by guildconf itself, then written by hand.
     drop(guildconf_sqlite::SqliteStore::open(&raw_path, options).map_err(|e| e.to_string())?);
     let m = meta()?;
     let g = gid(1)?;
-    for svc in [&service, &unwatched] {
+    for svc in [&service, &unwatched, &inline] {
         svc.create(g, json!({}), &m)
             .await
             .map_err(|e| e.to_string())?;
@@ -536,10 +556,14 @@ async fn bench_writes_sqlite(
     // loop with no hop at all, the strictest possible baseline.
     let conn = Arc::new(std::sync::Mutex::new(raw_sqlite_open(&raw_path, sync)?));
     let (mut t_gc, mut t_raw, mut t_loop) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let mut t_unwatched = Duration::ZERO;
+    let (mut t_unwatched, mut t_inline) = (Duration::ZERO, Duration::ZERO);
     for round in 0..sizes.rounds {
         let from = round * per_round + 1;
-        for (svc, t) in [(&service, &mut t_gc), (&unwatched, &mut t_unwatched)] {
+        for (svc, t) in [
+            (&service, &mut t_gc),
+            (&unwatched, &mut t_unwatched),
+            (&inline, &mut t_inline),
+        ] {
             let start = Instant::now();
             for i in from..from + per_round {
                 let v = json!(format!("hello {i}"));
@@ -579,6 +603,14 @@ async fn bench_writes_sqlite(
     out.insert(
         format!("write_per_s_guildconf_unwatched_sqlite_{name}"),
         per_s(t_unwatched),
+    );
+    out.insert(
+        format!("write_per_s_guildconf_inline_sqlite_{name}"),
+        per_s(t_inline),
+    );
+    out.insert(
+        format!("write_vs_raw_sqlite_{name}_inline_commits"),
+        per_s(t_inline) / raw,
     );
     Ok(())
 }
@@ -1128,6 +1160,12 @@ fn print_table(f: &Figures, sizes: Sizes) {
         "W SQLite FULL vs raw, one blocking loop (/s)",
         g("write_per_s_guildconf_sqlite_full"),
         g("write_per_s_raw_loop_sqlite_full"),
+        "",
+    );
+    row(
+        "W SQLite FULL, inline_commits vs raw SQL (/s)",
+        g("write_per_s_guildconf_inline_sqlite_full"),
+        g("write_per_s_raw_sqlite_full"),
         "",
     );
     row(
