@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
-use crate::stream::BATCH;
+use crate::stream::GuildRanges;
 use crate::verify::{VerifyProblem, VerifyReport};
 
 /// The checkpoint format version.
@@ -92,21 +92,14 @@ impl ConfigService {
     /// [`Error::Storage`] when the database fails.
     pub async fn checkpoint(&self, now: Timestamp) -> Result<Checkpoint> {
         let mut heads = Vec::new();
-        let mut after = None;
-        loop {
-            let ids = self.store.guild_ids(after, BATCH).await?;
-            for guild in &ids {
-                if let Some(head) = self.store.stored_head(*guild).await? {
-                    heads.push(CheckpointHead {
-                        guild_id: *guild,
-                        seq: head.seq,
-                        entry_hash: head.last_hash,
-                    });
-                }
-            }
-            match ids.last() {
-                Some(last) if ids.len() == BATCH as usize => after = Some(*last),
-                _ => break,
+        let mut ranges = GuildRanges::new();
+        while let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? {
+            for (guild, head) in self.store.stored_heads(first, last).await? {
+                heads.push(CheckpointHead {
+                    guild_id: guild,
+                    seq: head.seq,
+                    entry_hash: head.last_hash,
+                });
             }
         }
         let digest = canonical_sha256(&heads).map_err(Error::Corrupt)?;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
-use crate::stream::{RangeStream, GUILD_BATCH};
+use crate::stream::{GuildRanges, RangeStream};
 
 /// Export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -196,17 +196,9 @@ impl ConfigService {
             }
             written += self.export_range(guild, guild, request, &mut sink).await?;
         } else {
-            let mut after = None;
-            loop {
-                let ids = self.store.guild_ids(after, GUILD_BATCH).await?;
-                let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
-                    break;
-                };
-                written += self.export_range(*first, *last, request, &mut sink).await?;
-                if ids.len() < GUILD_BATCH as usize {
-                    break;
-                }
-                after = Some(*last);
+            let mut ranges = GuildRanges::new();
+            while let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? {
+                written += self.export_range(first, last, request, &mut sink).await?;
             }
         }
         sink.finish()?;

@@ -9,7 +9,7 @@ use guildconf_ports::{ChangeSet, ConfigStore, Head, Snapshot};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::stream::BATCH;
+use crate::stream::{GuildRanges, BATCH};
 use crate::verify::{verify_export, VerifyReport};
 
 /// What an import wrote.
@@ -236,9 +236,8 @@ pub async fn copy(
 ) -> Result<ImportReport> {
     require_empty(to).await?;
     let mut report = ImportReport::default();
-    let mut after = None;
-    loop {
-        let ids = from.guild_ids(after, BATCH).await?;
+    let mut batches = GuildRanges::new();
+    while let Some(ids) = batches.next(from).await? {
         for guild in &ids {
             let mut replay = GuildReplay::new(*guild);
             let mut after_seq = 0;
@@ -276,10 +275,6 @@ pub async fn copy(
                     _ => break,
                 }
             }
-        }
-        match ids.last() {
-            Some(last) if ids.len() == BATCH as usize => after = Some(*last),
-            _ => break,
         }
     }
     Ok(report)

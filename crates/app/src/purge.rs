@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 use crate::service::{backoff, check_meta, ConfigService, WriteMeta};
-use crate::stream::BATCH;
+use crate::stream::GuildRanges;
 
 /// One guild's purge: planned (`entry_hash` `None`) or done.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -121,15 +121,11 @@ impl ConfigService {
             return Ok(vec![g]);
         }
         let mut all = Vec::new();
-        let mut after = None;
-        loop {
-            let ids = self.store.guild_ids(after, BATCH).await?;
-            all.extend(&ids);
-            match ids.last() {
-                Some(last) if ids.len() == BATCH as usize => after = Some(*last),
-                _ => return Ok(all),
-            }
+        let mut batches = GuildRanges::new();
+        while let Some(ids) = batches.next(self.store.as_ref()).await? {
+            all.extend(ids);
         }
+        Ok(all)
     }
 
     /// One guild's purge, recomputed from the new head after a lost race.

@@ -89,3 +89,50 @@ impl Drop for RangeStream {
         }
     }
 }
+
+/// Walks every guild with a head or entries in ascending id, in batches of
+/// up to [`GUILD_BATCH`] ids, one `guild_ids` round trip per batch. The ids
+/// of a batch are every guild from its first to its last, so a batch also
+/// names a range for `entries_between` and `stored_heads`.
+pub(crate) struct GuildRanges {
+    after: Option<GuildId>,
+    done: bool,
+}
+
+impl GuildRanges {
+    pub(crate) fn new() -> Self {
+        Self {
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next batch of ids, never empty; `None` once every guild was
+    /// covered.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails.
+    pub(crate) async fn next(&mut self, store: &dyn ConfigStore) -> Result<Option<Vec<GuildId>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let ids = store.guild_ids(self.after, GUILD_BATCH).await?;
+        self.done = ids.len() < GUILD_BATCH as usize;
+        self.after = ids.last().copied();
+        Ok((!ids.is_empty()).then_some(ids))
+    }
+
+    /// The next batch as a range `(first, last)`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails.
+    pub(crate) async fn next_range(
+        &mut self,
+        store: &dyn ConfigStore,
+    ) -> Result<Option<(GuildId, GuildId)>> {
+        Ok(self
+            .next(store)
+            .await?
+            .and_then(|ids| Some((*ids.first()?, *ids.last()?))))
+    }
+}

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
-use crate::stream::{RangeStream, BATCH, GUILD_BATCH};
+use crate::stream::{GuildRanges, RangeStream};
 
 /// One verification failure (the first per guild).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -124,43 +124,61 @@ impl ConfigService {
                 {
                     return Err(Error::NotFound(format!("guild {g} has no history")));
                 }
-                report.finish_guild(self.verify_guild(g).await?);
+                self.verify_range(g, g, &mut report).await?;
             }
             None => {
-                let mut after = None;
-                loop {
-                    let ids = self.store.guild_ids(after, GUILD_BATCH).await?;
-                    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
-                        break;
-                    };
-                    self.verify_range(*first, *last, &mut report).await?;
-                    if ids.len() < GUILD_BATCH as usize {
-                        break;
-                    }
-                    after = Some(*last);
+                let mut ranges = GuildRanges::new();
+                while let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? {
+                    self.verify_range(first, last, &mut report).await?;
                 }
             }
         }
         Ok(report.done())
     }
 
-    /// Verifies every guild from `first` through `last` with one read of
-    /// their heads and one stream of their entries (instead of two round
-    /// trips per guild).
-    ///
-    /// The heads are read *first*. A head and the entry that moved it commit
-    /// in one transaction, so every entry up to a head's seq is in the
-    /// database by the time the entries are streamed, and the entries a
-    /// write adds meanwhile (past the head read) are left out: writes landing
-    /// during verify never look like a head problem. A guild that shows
-    /// entries but had no head when the heads were read may have been created
-    /// meanwhile; it is verified again on its own.
+    /// Verifies every guild from `first` through `last` (see
+    /// [`ConfigService::check_range`]). A guild that showed entries but had
+    /// no head when the heads were read may have been created meanwhile: it
+    /// is checked once more on its own before anything is reported.
     async fn verify_range(
         &self,
         first: GuildId,
         last: GuildId,
         report: &mut VerifyReport,
     ) -> Result<()> {
+        for (guild, verifier, head) in self.check_range(first, last).await? {
+            let (verifier, head) = match (verifier, head) {
+                (Some(_), None) => {
+                    tracing::debug!(guild = %guild, "entries but no head; reading the head again");
+                    let mut again = self.check_range(guild, guild).await?;
+                    match again.pop() {
+                        Some((_, verifier, head)) => (verifier, head),
+                        None => (None, None),
+                    }
+                }
+                other => other,
+            };
+            let verifier = verifier.unwrap_or_else(|| ChainVerifier::new(guild));
+            report.finish_guild(verifier.finish(head.map(head_facts).as_ref(), true));
+        }
+        Ok(())
+    }
+
+    /// Streams the chains of the guilds `first..=last` into verifiers, with
+    /// one read of their heads and one stream of their entries (instead of
+    /// two round trips per guild). Returns, in guild order, each guild's
+    /// verifier (`None`: no entries) and head (`None`: no head).
+    ///
+    /// The heads are read *first*. A head and the entry that moved it commit
+    /// in one transaction, so every entry up to a head's seq is in the
+    /// database by the time the entries are streamed, and the entries a
+    /// write adds meanwhile (past the head read) are left out: writes landing
+    /// during verify never look like a head problem.
+    async fn check_range(
+        &self,
+        first: GuildId,
+        last: GuildId,
+    ) -> Result<Vec<(GuildId, Option<ChainVerifier>, Option<StoredHead>)>> {
         let mut heads: BTreeMap<GuildId, StoredHead> = self
             .store
             .stored_heads(first, last)
@@ -168,81 +186,25 @@ impl ConfigService {
             .into_iter()
             .collect();
         let mut chains: BTreeMap<GuildId, ChainVerifier> = BTreeMap::new();
-        let mut current: Option<ChainVerifier> = None;
         let mut stream = RangeStream::new(self.store.clone(), first, last, None, true);
         while let Some(rows) = stream.next_batch().await? {
             for row in &rows {
                 if heads.get(&row.guild_id).is_some_and(|h| row.seq > h.seq) {
                     continue;
                 }
-                if current.as_ref().is_none_or(|v| v.guild() != row.guild_id) {
-                    if let Some(verifier) = current.take() {
-                        chains.insert(verifier.guild(), verifier);
-                    }
-                    current = Some(ChainVerifier::new(row.guild_id));
-                }
-                if let Some(verifier) = current.as_mut() {
-                    feed(verifier, row);
-                }
+                let verifier = chains
+                    .entry(row.guild_id)
+                    .or_insert_with(|| ChainVerifier::new(row.guild_id));
+                feed(verifier, row);
             }
-        }
-        if let Some(verifier) = current.take() {
-            chains.insert(verifier.guild(), verifier);
         }
         let mut guilds: Vec<GuildId> = chains.keys().chain(heads.keys()).copied().collect();
         guilds.sort_unstable();
         guilds.dedup();
-        for guild in guilds {
-            let head = heads.remove(&guild);
-            let result = match (chains.remove(&guild), head) {
-                (Some(_), None) => self.verify_guild(guild).await?,
-                (verifier, head) => verifier
-                    .unwrap_or_else(|| ChainVerifier::new(guild))
-                    .finish(head.map(head_facts).as_ref(), true),
-            };
-            report.finish_guild(result);
-        }
-        Ok(())
-    }
-
-    /// Verifies one guild's chain: its head first, then its entries up to
-    /// the head's seq (see [`ConfigService::verify_range`] for why). Entries
-    /// with no head may belong to a guild created after the head was read:
-    /// the head is read once more before that is reported.
-    async fn verify_guild(&self, guild: GuildId) -> Result<std::result::Result<u64, Problem>> {
-        let mut second_look = false;
-        loop {
-            let head = self.store.stored_head(guild).await?;
-            let limit = head.as_ref().map(|h| h.seq);
-            let mut verifier = ChainVerifier::new(guild);
-            let mut saw_entries = false;
-            let mut after_seq = 0;
-            'stream: loop {
-                let rows = self
-                    .store
-                    .entries(guild, after_seq, None, BATCH, true)
-                    .await?;
-                for row in &rows {
-                    if limit.is_some_and(|l| row.seq > l) {
-                        break 'stream;
-                    }
-                    saw_entries = true;
-                    feed(&mut verifier, row);
-                }
-                match rows.last() {
-                    Some(last) if rows.len() == BATCH as usize && !verifier.failed() => {
-                        after_seq = last.seq;
-                    }
-                    _ => break,
-                }
-            }
-            if head.is_none() && saw_entries && !second_look {
-                second_look = true;
-                tracing::debug!(guild = %guild, "entries but no head; reading the head again");
-                continue;
-            }
-            return Ok(verifier.finish(head.map(head_facts).as_ref(), true));
-        }
+        Ok(guilds
+            .into_iter()
+            .map(|g| (g, chains.remove(&g), heads.remove(&g)))
+            .collect())
     }
 }
 

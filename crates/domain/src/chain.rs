@@ -295,11 +295,6 @@ impl ChainVerifier {
         }
     }
 
-    /// The guild whose chain this is.
-    pub fn guild(&self) -> GuildId {
-        self.guild
-    }
-
     /// Whether a failure has been found already.
     pub fn failed(&self) -> bool {
         self.problem.is_some()
