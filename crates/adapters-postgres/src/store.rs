@@ -147,13 +147,14 @@ impl PgStore {
     }
 
     /// Moves the head inside `tx` (the purge's head move); `Conflict` when
-    /// it is not at `expected_seq`. (The purge takes its `change_id` at the
+    /// it is not at `expected_seq` with `prev_hash`. (The purge takes its `change_id` at the
     /// end of its transaction.)
     async fn move_head(
         &self,
         tx: &mut sqlx::PgConnection,
         head: &Head,
         expected_seq: u64,
+        prev_hash: &str,
         guild: i64,
     ) -> StoreResult<()> {
         self.fault(WriteStep::HeadMove)?;
@@ -161,7 +162,7 @@ impl PgStore {
             "UPDATE guild_heads SET version = $3, seq = $4, last_hash = $5, \
              updated_at = $6, actor_id = $7, actor_kind = $8, actor_label = $9, \
              document = $10 \
-             WHERE guild_id = $1 AND seq = $2",
+             WHERE guild_id = $1 AND seq = $2 AND last_hash = $11",
         )
         .bind(guild)
         .bind(to_i64(expected_seq, "expected seq")?)
@@ -173,6 +174,7 @@ impl PgStore {
         .bind(head.actor.kind.as_str())
         .bind(&head.actor.label)
         .bind(&head.document)
+        .bind(prev_hash)
         .execute(&mut *tx)
         .await
         .map_err(map_sqlx)?;
@@ -274,7 +276,9 @@ impl PgStore {
                 sql.push(" WHERE guild_id = ")
                     .push_bind(guild)
                     .push(" AND seq = ")
-                    .push_bind(to_i64(expected, "expected seq")?);
+                    .push_bind(to_i64(expected, "expected seq")?)
+                    .push(" AND last_hash = ")
+                    .push_bind(&body.prev_hash);
             }
             None => {
                 sql.push(
@@ -382,8 +386,14 @@ impl PgStore {
         set: &PurgeSet,
         guild: i64,
     ) -> StoreResult<PurgeOutcome> {
-        self.move_head(tx, &set.head, set.expected_seq, guild)
-            .await?;
+        self.move_head(
+            tx,
+            &set.head,
+            set.expected_seq,
+            &set.entry.body.prev_hash,
+            guild,
+        )
+        .await?;
         let through_seq = to_i64(set.through_seq, "through seq")?;
         let stored =
             sqlx::query("SELECT entry_hash FROM audit_entries WHERE guild_id = $1 AND seq = $2")

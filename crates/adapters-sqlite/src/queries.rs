@@ -464,7 +464,7 @@ pub(crate) fn commit(
     to_i64(head.seq, "head seq")?;
 
     let tx = WriteTx::begin(conn)?;
-    check_head(&tx, guild, expected_seq)?;
+    check_head(&tx, guild, expected_seq, &body.prev_hash)?;
     if let Some((version, document, sha256)) = &snapshot {
         fault(WriteStep::SnapshotInsert)?;
         tx.prepare_cached(
@@ -537,19 +537,33 @@ impl Drop for WriteTx<'_> {
 }
 
 /// Fails with [`StoreError::Conflict`] unless the guild's head is at
-/// `expected` (`None`: the guild has no head).
-fn check_head(tx: &Connection, guild: i64, expected: Option<u64>) -> StoreResult<()> {
-    let current: Option<i64> = tx
-        .prepare_cached("SELECT seq FROM guild_heads WHERE guild_id = ?1")
-        .and_then(|mut s| s.query_row([guild], |row| row.get(0)).optional())
+/// `expected` (`None`: the guild has no head) with `prev_hash` as its hash.
+fn check_head(
+    tx: &Connection,
+    guild: i64,
+    expected: Option<u64>,
+    prev_hash: &str,
+) -> StoreResult<()> {
+    let current: Option<(i64, String)> = tx
+        .prepare_cached("SELECT seq, last_hash FROM guild_heads WHERE guild_id = ?1")
+        .and_then(|mut s| {
+            s.query_row([guild], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
         .map_err(db_err)?;
     let current = current
-        .map(|seq| {
+        .map(|(seq, hash)| {
             u64::try_from(seq)
+                .map(|seq| (seq, hash))
                 .map_err(|_| StoreError::Corrupt("stored guild_heads.seq is negative".into()))
         })
         .transpose()?;
-    if current == expected {
+    let at_expected = match (&current, expected) {
+        (None, None) => true,
+        (Some((seq, hash)), Some(expected)) => *seq == expected && hash == prev_hash,
+        _ => false,
+    };
+    if at_expected {
         Ok(())
     } else {
         Err(StoreError::Conflict(
@@ -768,7 +782,7 @@ pub(crate) fn purge(conn: &mut Connection, set: &PurgeSet) -> StoreResult<PurgeO
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
-    check_head(&tx, guild, Some(set.expected_seq))?;
+    check_head(&tx, guild, Some(set.expected_seq), &body.prev_hash)?;
     let stored: Option<String> = tx
         .prepare_cached("SELECT entry_hash FROM audit_entries WHERE guild_id = ?1 AND seq = ?2")
         .and_then(|mut s| {

@@ -143,6 +143,10 @@ impl ConfigService {
             let set = self.purge_set(guild, before, &candidate, meta)?;
             let entry_hash = set.entry.entry_hash.clone();
             let through_seq = set.through_seq;
+            // The purge moves the head: this service's own next write to the
+            // guild reads it rather than trying a remembered head that is now
+            // stale.
+            self.hints.forget(guild);
             match self.store.purge(set).await {
                 Ok(outcome) => {
                     tracing::info!(guild = %guild, through_seq, entries = outcome.entries_removed, "purged old history");

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
+use crate::hints::{HeadHints, DEFAULT_HEAD_HINTS};
 
 /// How many times a write without an expected version is recomputed from the
 /// new head after losing a race, before the caller gets a conflict.
@@ -193,6 +194,7 @@ pub struct ConfigService {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) schema: Arc<dyn ConfigSchema>,
     pub(crate) max_retries: u32,
+    pub(crate) hints: Arc<HeadHints>,
 }
 
 /// A planned write: the new state computed from a head.
@@ -212,6 +214,7 @@ impl ConfigService {
             clock: Arc::new(SystemClock),
             schema: Arc::new(GuildConfigSchema),
             max_retries: DEFAULT_MAX_RETRIES,
+            hints: Arc::new(HeadHints::new(DEFAULT_HEAD_HINTS)),
         }
     }
 
@@ -233,6 +236,21 @@ impl ConfigService {
     #[must_use]
     pub fn with_max_retries(mut self, retries: u32) -> Self {
         self.max_retries = retries;
+        self
+    }
+
+    /// Sets how many guilds' heads this service remembers from its own
+    /// writes ([`DEFAULT_HEAD_HINTS`]; 0 turns head hints off).
+    ///
+    /// A write to a remembered guild is computed from the remembered head
+    /// and skips reading it: one round trip instead of two on PostgreSQL. If
+    /// another writer moved the head meanwhile, the store refuses the write
+    /// (it moves a head only from the seq and hash the write was computed
+    /// from), and the write is recomputed from a freshly read head. Unchanged
+    /// writes, dry runs and every error are decided on a freshly read head.
+    #[must_use]
+    pub fn with_head_hints(mut self, capacity: usize) -> Self {
+        self.hints = Arc::new(HeadHints::new(capacity));
         self
     }
 
@@ -490,44 +508,79 @@ impl ConfigService {
             .map(|_| fingerprint(guild, &edit, &meta.actor))
             .transpose()?;
         let mut attempt = 0;
+        // A remembered head is tried once, and only by a write that would
+        // commit; anything else is decided on a freshly read head.
+        let mut try_hint = !meta.dry_run;
         loop {
-            let head = self.store.head(guild).await?;
+            let hinted = if try_hint {
+                self.hints.get(guild)
+            } else {
+                None
+            };
+            try_hint = false;
+            let from_hint = hinted.is_some();
+            let head = match hinted {
+                Some(head) => Some(head),
+                None => self.store.head(guild).await?.map(Arc::new),
+            };
+            let head = head.as_deref();
             if let (Some(request_id), Some(fp)) = (&meta.request_id, &fingerprint) {
                 if let Some(record) = self.store.request(guild, request_id).await? {
                     return replay(record, fp);
                 }
             }
             if let Some(expected) = meta.expect_version {
-                let current = head.as_ref().map_or(0, |h| h.version);
+                let current = head.map_or(0, |h| h.version);
                 if current != expected {
+                    if from_hint {
+                        continue;
+                    }
                     return Err(Error::Conflict(format!(
                         "guild {guild} is at version {current}, not the expected {expected}"
                     )));
                 }
             }
-            let Some(plan) = self.plan(guild, head.as_ref(), &edit).await? else {
-                return Ok(WriteResult {
-                    guild_id: guild,
-                    version: head.as_ref().map_or(0, |h| h.version),
-                    outcome: Outcome::Unchanged,
-                    entry_hash: None,
-                    changes: meta.dry_run.then(Vec::new),
-                    dry_run: meta.dry_run,
-                    replayed: false,
-                });
+            let planned = match self.plan(guild, head, &edit).await {
+                Ok(Some(plan)) => self.change_set(guild, head, plan, meta, fingerprint.as_deref()),
+                Ok(None) if !from_hint => {
+                    return Ok(WriteResult {
+                        guild_id: guild,
+                        version: head.map_or(0, |h| h.version),
+                        outcome: Outcome::Unchanged,
+                        entry_hash: None,
+                        changes: meta.dry_run.then(Vec::new),
+                        dry_run: meta.dry_run,
+                        replayed: false,
+                    });
+                }
+                Ok(None) => continue,
+                Err(e) if !from_hint => return Err(e),
+                Err(_) => continue,
             };
-            let (change_set, mut result) =
-                self.change_set(guild, head.as_ref(), plan, meta, fingerprint.as_deref())?;
+            let (change_set, mut result) = match planned {
+                Ok(planned) => planned,
+                Err(e) if !from_hint => return Err(e),
+                Err(_) => continue,
+            };
             if meta.dry_run {
                 result.entry_hash = None;
                 result.changes = Some(change_set.entry.body.changes.clone());
                 result.dry_run = true;
                 return Ok(result);
             }
+            let new_head = self.hints.is_enabled().then(|| change_set.head.clone());
             match self.store.commit(change_set).await {
                 Ok(()) => {
+                    if let Some(new_head) = new_head {
+                        self.hints.put(new_head);
+                    }
                     tracing::info!(guild = %guild, version = result.version, outcome = ?result.outcome, "config written");
                     return Ok(result);
+                }
+                Err(StoreError::Conflict(reason)) if from_hint => {
+                    // Another writer moved the head: not a lost race yet.
+                    self.hints.forget(guild);
+                    tracing::debug!(guild = %guild, %reason, "remembered head is stale; reading it");
                 }
                 Err(StoreError::Conflict(reason))
                     if meta.expect_version.is_none() && attempt < self.max_retries =>
@@ -547,7 +600,11 @@ impl ConfigService {
                         attempt + 1
                     )))
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // Whether it landed is unknown: read the head next time.
+                    self.hints.forget(guild);
+                    return Err(e.into());
+                }
             }
         }
     }

@@ -234,3 +234,53 @@ async fn a_replayed_request_returns_the_original_result_and_a_reused_id_conflict
         .expect_err("reused id");
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_second_write_to_a_guild_is_computed_from_the_head_the_first_left() {
+    let mut store = MockConfigStore::new();
+    // One head read for two writes: the second starts from the first's head.
+    store
+        .expect_head()
+        .times(1)
+        .returning(|_| Ok(Some(head(1, 1))));
+    let mut calls = 0;
+    store.expect_commit().times(2).returning(move |change| {
+        calls += 1;
+        assert_eq!(change.expected_seq, Some(calls));
+        assert_eq!(change.entry.body.seq, calls + 1);
+        Ok(())
+    });
+    let service = ConfigService::new(Arc::new(store));
+    let first = service
+        .update(guild(), set_enabled(), vec![], &meta())
+        .await
+        .expect("first write");
+    let second = service
+        .update(
+            guild(),
+            vec![(vec!["onboarding".into(), "enabled".into()], json!(false))],
+            vec![],
+            &meta(),
+        )
+        .await
+        .expect("second write");
+    assert_eq!((first.version, second.version), (2, 3));
+}
+
+#[tokio::test]
+async fn with_head_hints_off_every_write_reads_its_head() {
+    let mut store = MockConfigStore::new();
+    let mut seq = 0;
+    store.expect_head().times(2).returning(move |_| {
+        seq += 1;
+        Ok(Some(head(seq, seq)))
+    });
+    store.expect_commit().times(2).returning(|_| Ok(()));
+    let service = ConfigService::new(Arc::new(store)).with_head_hints(0);
+    for _ in 0..2 {
+        service
+            .update(guild(), set_enabled(), vec![], &meta())
+            .await
+            .expect("write");
+    }
+}

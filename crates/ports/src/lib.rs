@@ -122,7 +122,9 @@ pub struct ChangeSet {
     /// The guild.
     pub guild_id: GuildId,
     /// Seq of the head this was computed from; `None` when the guild had no
-    /// head at all. A store whose head differs answers [`StoreError::Conflict`].
+    /// head at all. A store whose head is not at this seq with the entry's
+    /// `prev_hash` as its hash answers [`StoreError::Conflict`] and writes
+    /// nothing.
     pub expected_seq: Option<u64>,
     /// The new head.
     pub head: Head,
@@ -162,8 +164,9 @@ pub struct PurgeCandidate {
 pub struct PurgeSet {
     /// The guild.
     pub guild_id: GuildId,
-    /// Seq of the head this was computed from; a store whose head differs
-    /// answers [`StoreError::Conflict`].
+    /// Seq of the head this was computed from; a store whose head is not at
+    /// this seq with the purge entry's `prev_hash` as its hash answers
+    /// [`StoreError::Conflict`].
     pub expected_seq: u64,
     /// Remove entries with seq ≤ this.
     pub through_seq: u64,
@@ -326,7 +329,8 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the head is not at
-    /// `change.expected_seq` (or a unique key is taken): nothing written.
+    /// `change.expected_seq` with the entry's `prev_hash` as its hash (or a
+    /// unique key is taken): nothing written.
     /// [`StoreError::Storage`] for any other failure: nothing written.
     async fn commit(&self, change: ChangeSet) -> StoreResult<()>;
 

@@ -120,6 +120,8 @@ contract! {
     checkpoints_catch_a_restored_backup_and_a_recomputed_chain,
     upsert_creates_then_updates_and_replays_across_both,
     verify_and_export_stream_across_guild_and_batch_boundaries,
+    a_remembered_head_gives_way_to_other_writers,
+    a_head_at_the_same_seq_with_another_hash_is_read_not_written_past,
 }
 
 async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &str) {
@@ -1544,4 +1546,115 @@ async fn pg_backend_killed_mid_write_writes_nothing_and_the_pool_recovers() {
     assert_eq!((landed.outcome, landed.version), (Outcome::Updated, 2));
     assert!(!landed.replayed);
     assert!(s.verify(Some(g)).await.expect("verify").ok);
+}
+
+/// A service writes from the head its own last write left behind (one round
+/// trip); when another writer moved the head meanwhile, the store refuses
+/// that write and it is recomputed from the head in the database. Outcomes
+/// other than a commit are decided on the database's head, never on memory.
+async fn a_remembered_head_gives_way_to_other_writers(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let a = db.service().await;
+    let b = db.service().await;
+    let g = gid(77);
+    let write = |s: &ConfigService, key: &str, value: u64, meta: WriteMeta| {
+        let s = s.clone();
+        let path = format!("role_mapping.{key}");
+        async move { s.update(g, set(&path, json!(value)), vec![], &meta).await }
+    };
+    a.create(g, json!({}), &alice()).await.expect("v1");
+    assert_eq!(write(&a, "a", 1, alice()).await.expect("v2").version, 2);
+    assert_eq!(write(&b, "b", 2, bob()).await.expect("v3").version, 3);
+
+    // a's memory says v2; the write lands on v3, keeping b's change.
+    let r = write(&a, "c", 3, alice())
+        .await
+        .expect("recomputed, not lost");
+    assert_eq!((r.version, r.outcome), (4, Outcome::Updated));
+    let now = a.get(g, At::Now).await.expect("reads").document;
+    assert_eq!(
+        now["role_mapping"],
+        json!({"a": "1", "b": "2", "c": "3"}),
+        "built on b's write"
+    );
+
+    // Unchanged by a's memory (a = 1), changed in the database (a = 9).
+    write(&b, "a", 9, bob()).await.expect("v5");
+    let r = write(&a, "a", 1, alice()).await.expect("written");
+    assert_eq!((r.version, r.outcome), (6, Outcome::Updated));
+
+    // Changed by a's memory (a = 1), unchanged in the database (a = 5).
+    write(&b, "a", 5, bob()).await.expect("v7");
+    let r = write(&a, "a", 5, alice()).await.expect("answered");
+    assert_eq!((r.version, r.outcome), (7, Outcome::Unchanged));
+    assert_changes_replay(&a, g).await;
+
+    // A purge by b moves the head but keeps the version: a's write that
+    // expects that version lands instead of reporting a false conflict.
+    write(&a, "c", 4, alice()).await.expect("v8");
+    let far = Timestamp::parse_rfc3339("2100-01-01T00:00:00Z").expect("valid time");
+    let purged = b.purge(far, Some(g), &bob()).await.expect("purge");
+    assert!(purged[0].entry_hash.is_some(), "{purged:?}");
+    let mut meta = alice();
+    meta.expect_version = Some(8);
+    let r = a
+        .update(g, set("role_mapping.c", json!(5)), vec![], &meta)
+        .await
+        .expect("the expected version is the database's");
+    assert_eq!(r.version, 9);
+    // ... and a version a's memory matches but the database does not fails.
+    write(&b, "b", 6, bob()).await.expect("v10");
+    meta.expect_version = Some(9);
+    let err = a
+        .update(g, set("role_mapping.c", json!(6)), vec![], &meta)
+        .await
+        .expect_err("at version 10, not 9");
+    assert!(
+        matches!(err, Error::Conflict(ref m) if m.contains("version 10")),
+        "{err:?}"
+    );
+
+    // Deleted by b: a's write is refused as not found, and writes nothing.
+    b.delete(g, &bob()).await.expect("deleted");
+    let before = counts(&db, "77").await;
+    let err = write(&a, "c", 7, alice()).await.expect_err("deleted");
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    assert_eq!(counts(&db, "77").await, before, "nothing written");
+
+    let report = a.verify(Some(g)).await.expect("verify");
+    assert!(report.ok, "{report:?}");
+}
+
+/// The store moves a head only from the seq *and* hash a write was computed
+/// from: a head rewritten in place (a restored backup, an admin's SQL) at the
+/// same seq is read again, and the next entry chains to the hash actually
+/// stored rather than to the one this process remembers.
+async fn a_head_at_the_same_seq_with_another_hash_is_read_not_written_past(
+    backend: Backend,
+    name: &str,
+) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let g = gid(78);
+    s.create(g, json!({}), &alice()).await.expect("v1");
+    s.update(g, set("role_mapping.a", json!(1)), vec![], &alice())
+        .await
+        .expect("v2");
+    let other = "f".repeat(64);
+    db.exec(&format!(
+        "UPDATE guild_heads SET last_hash = '{other}' WHERE guild_id = 78"
+    ))
+    .await
+    .expect("head rewritten");
+    let r = s
+        .update(g, set("role_mapping.a", json!(2)), vec![], &alice())
+        .await
+        .expect("written");
+    assert_eq!(r.version, 3);
+    let newest = all_entries(&s, g).await.pop().expect("entries");
+    assert_eq!(newest.body.seq, 3);
+    assert_eq!(
+        newest.body.prev_hash, other,
+        "chained to the stored head, not the remembered one"
+    );
 }
