@@ -1,6 +1,6 @@
 //! Verifying hash chains: in the database, or in an export file offline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead;
 
 use guildconf_domain::json::{is_canonical, sha256_hex, value_sha256};
@@ -8,6 +8,7 @@ use guildconf_domain::{ChainVerifier, GuildId, HeadFacts, Problem, RowFacts, Sna
 use guildconf_ports::{StoredEntry, StoredHead};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
@@ -62,9 +63,34 @@ impl VerifyReport {
         }
     }
 
+    /// Adds a later range's report to this one.
+    fn absorb(&mut self, part: VerifyReport) {
+        self.guilds_checked += part.guilds_checked;
+        self.entries_checked += part.entries_checked;
+        self.problems.extend(part.problems);
+        self.notices.extend(part.notices);
+    }
+
     pub(crate) fn done(mut self) -> Self {
         self.ok = self.problems.is_empty();
         self
+    }
+}
+
+/// How many guild ranges `verify` checks at once: one per core, at most
+/// four. Each holds two batches of entries and one connection.
+fn verify_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
+/// Range verifications in flight; aborted if verify returns early.
+struct InFlight(VecDeque<JoinHandle<Result<VerifyReport>>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -126,14 +152,39 @@ impl ConfigService {
                 }
                 self.verify_range(g, g, &mut report).await?;
             }
-            None => {
-                let mut ranges = GuildRanges::new();
-                while let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? {
-                    self.verify_range(first, last, &mut report).await?;
-                }
-            }
+            None => self.verify_all(&mut report).await?,
         }
         Ok(report.done())
+    }
+
+    /// Verifies every guild, a range of guilds (see [`GuildRanges`]) per
+    /// task, with up to [`verify_workers`] ranges in flight, each on its own
+    /// connection. Reports are merged in range order, so the problems come
+    /// in ascending guild order whatever finishes first.
+    async fn verify_all(&self, report: &mut VerifyReport) -> Result<()> {
+        let workers = verify_workers();
+        let mut ranges = GuildRanges::new();
+        let mut running = InFlight(VecDeque::with_capacity(workers));
+        loop {
+            while running.0.len() < workers {
+                let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? else {
+                    break;
+                };
+                let service = self.clone();
+                running.0.push_back(tokio::spawn(async move {
+                    let mut part = VerifyReport::default();
+                    service.verify_range(first, last, &mut part).await?;
+                    Ok(part)
+                }));
+            }
+            let Some(next) = running.0.pop_front() else {
+                return Ok(());
+            };
+            let part = next
+                .await
+                .map_err(|e| Error::Storage(format!("a verify task failed: {e}")))??;
+            report.absorb(part);
+        }
     }
 
     /// Verifies every guild from `first` through `last` (see

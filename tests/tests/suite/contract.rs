@@ -122,6 +122,7 @@ contract! {
     verify_and_export_stream_across_guild_and_batch_boundaries,
     a_remembered_head_gives_way_to_other_writers,
     a_head_at_the_same_seq_with_another_hash_is_read_not_written_past,
+    verify_checks_guild_ranges_in_parallel_and_reports_in_guild_order,
 }
 
 async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &str) {
@@ -1657,4 +1658,57 @@ async fn a_head_at_the_same_seq_with_another_hash_is_read_not_written_past(
         newest.body.prev_hash, other,
         "chained to the stored head, not the remembered one"
     );
+}
+
+/// `verify` of every guild checks ranges of 1,000 guilds on parallel tasks;
+/// whichever finishes first, every guild is counted once and the problems
+/// come in ascending guild order. The first range is made the slowest (one
+/// long chain), so a merge in finishing order would put range 2 first.
+async fn verify_checks_guild_ranges_in_parallel_and_reports_in_guild_order(
+    backend: Backend,
+    name: &str,
+) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    const GUILDS: u64 = 2_100;
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for g in (1..=GUILDS).filter(|g| g % 8 == w) {
+                s.create(gid(g), json!({}), &alice()).await.expect("create");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("creator joins");
+    }
+    for j in 1..300u64 {
+        s.update(gid(1), set("role_mapping.v", json!(j)), vec![], &bob())
+            .await
+            .expect("update");
+    }
+    let report = s.verify(None).await.expect("verify");
+    assert!(report.ok, "{:?}", report.problems.first());
+    assert_eq!(
+        (report.guilds_checked, report.entries_checked),
+        (GUILDS, GUILDS + 299)
+    );
+
+    // One problem in each range, tampered in reverse order.
+    db.drop_triggers().await;
+    for g in [2_050u64, 1_500, 2] {
+        db.exec(&format!(
+            "UPDATE audit_entries SET actor_id = 'mallory' WHERE guild_id = {g}"
+        ))
+        .await
+        .expect("tampering runs");
+    }
+    let report = s.verify(None).await.expect("verify");
+    let found: Vec<Option<GuildId>> = report.problems.iter().map(|p| p.guild_id).collect();
+    assert_eq!(
+        found,
+        vec![Some(gid(2)), Some(gid(1_500)), Some(gid(2_050))]
+    );
+    assert_eq!(report.guilds_checked, GUILDS);
 }

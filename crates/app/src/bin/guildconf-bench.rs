@@ -315,7 +315,8 @@ async fn peer_pg_write(pool: &PgPool, guild: i64, doc: &Value, i: usize) -> R<()
     Ok(())
 }
 
-/// guildconf, guildconf without its change feed, raw SQL and the trigger peer on
+/// guildconf, guildconf without its change feed, raw SQL, the trigger peer and
+/// guildconf without head hints (every write reads its head first) on
 /// PostgreSQL, interleaved in rounds; writes per second of each.
 async fn bench_writes_pg(
     admin: &str,
@@ -330,6 +331,8 @@ async fn bench_writes_pg(
     let quiet = store.clone().with_change_feed(false);
     let service = ConfigService::new(Arc::new(store));
     let service_quiet = ConfigService::new(Arc::new(quiet));
+    // The same store and feed, but every write reads its head first.
+    let service_unhinted = service.clone().with_head_hints(0);
     // A cache is watching, as it would be in production (the feed is on).
     let _cache = ReadCache::start(&service, CacheOptions::default())
         .await
@@ -341,10 +344,14 @@ async fn bench_writes_pg(
     let doc = GuildConfigSchema.defaults();
     let m = meta()?;
     for w in 0..writers as u64 {
-        for base in [0, 100, 200, 300] {
+        for base in [0, 100, 200, 300, 400] {
             let g = gid(base + w)?;
-            if base < 200 {
-                let svc = if base == 0 { &service } else { &service_quiet };
+            if base < 200 || base == 400 {
+                let svc = match base {
+                    0 => &service,
+                    100 => &service_quiet,
+                    _ => &service_unhinted,
+                };
                 svc.create(g, json!({}), &m)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -362,19 +369,18 @@ async fn bench_writes_pg(
         }
     }
     let per_round = (sizes.writes / sizes.rounds / writers).max(1);
-    let mut time = [Duration::ZERO; 4];
+    let mut time = [Duration::ZERO; 5];
     for round in 0..sizes.rounds {
         let offset = round * per_round + 1;
         for (k, t) in time.iter_mut().enumerate() {
             let elapsed = match k {
-                0 | 1 => {
-                    let svc = if k == 0 {
-                        service.clone()
-                    } else {
-                        service_quiet.clone()
+                0 | 1 | 4 => {
+                    let (svc, base) = match k {
+                        0 => (service.clone(), 0),
+                        1 => (service_quiet.clone(), 100),
+                        _ => (service_unhinted.clone(), 400),
                     };
                     let m = m.clone();
-                    let base = if k == 0 { 0 } else { 100 };
                     run_writers(writers, per_round, move |w, i| {
                         let (svc, m) = (svc.clone(), m.clone());
                         async move {
@@ -422,6 +428,14 @@ async fn bench_writes_pg(
         format!("write_per_s_guildconf_no_feed_{sfx}"),
         rate(time[1]),
     );
+    out.insert(
+        format!("write_per_s_guildconf_no_hints_{sfx}"),
+        rate(time[4]),
+    );
+    out.insert(
+        format!("head_hints_gain_{sfx}"),
+        rate(time[0]) / rate(time[4]),
+    );
     out.insert(format!("write_per_s_raw_{sfx}"), rate(time[2]));
     out.insert(format!("write_per_s_trigger_{sfx}"), rate(time[3]));
     out.insert(format!("write_vs_raw_{sfx}"), rate(time[0]) / rate(time[2]));
@@ -436,6 +450,7 @@ async fn bench_writes_pg(
     pool.close().await;
     drop(service);
     drop(service_quiet);
+    drop(service_unhinted);
     drop(_cache);
     drop_pg_db(admin, &db).await
 }
@@ -1147,6 +1162,12 @@ fn print_table(f: &Figures, sizes: Sizes) {
             &format!("W PostgreSQL {w} writer(s) change feed on vs off (/s)"),
             g(&format!("write_per_s_guildconf_{k}")),
             g(&format!("write_per_s_guildconf_no_feed_{k}")),
+            "",
+        );
+        row(
+            &format!("W PostgreSQL {w} writer(s) head hints on vs off (/s)"),
+            g(&format!("write_per_s_guildconf_{k}")),
+            g(&format!("write_per_s_guildconf_no_hints_{k}")),
             "",
         );
     }
