@@ -359,17 +359,23 @@ fn canonical_value(text: &str, pos: &mut usize, depth: u32) -> bool {
                 *pos += 1;
                 return true;
             }
-            let mut prev: Option<std::ops::Range<usize>> = None;
+            let mut prev: Option<(std::ops::Range<usize>, bool)> = None;
             loop {
-                let Some(key) = canonical_string(b, pos) else {
+                let Some((key, plain)) = canonical_string(b, pos) else {
                     return false;
                 };
-                if let Some(p) = prev {
-                    if !key_before(&text[p], &text[key.clone()]) {
+                if let Some((p, prev_plain)) = prev {
+                    let (a, k) = (&text[p], &text[key.clone()]);
+                    let before = if prev_plain && plain {
+                        a < k
+                    } else {
+                        key_before(a, k)
+                    };
+                    if !before {
                         return false;
                     }
                 }
-                prev = Some(key);
+                prev = Some((key, plain));
                 if b.get(*pos) != Some(&b':') {
                     return false;
                 }
@@ -445,38 +451,73 @@ fn canonical_literal(b: &[u8], pos: &mut usize, literal: &[u8]) -> bool {
 
 /// Scans a string at `pos` written as RFC 8785 writes it (only `\"`, `\\`,
 /// `\b`, `\f`, `\n`, `\r`, `\t` and lowercase `\u00xx` for other control
-/// characters escaped); returns the span between the quotes.
-fn canonical_string(b: &[u8], pos: &mut usize) -> Option<std::ops::Range<usize>> {
+/// characters escaped); returns the span between the quotes, and whether it
+/// is plain ASCII without escapes (so it compares as its bytes).
+fn canonical_string(b: &[u8], pos: &mut usize) -> Option<(std::ops::Range<usize>, bool)> {
     if b.get(*pos) != Some(&b'"') {
         return None;
     }
     let start = *pos + 1;
     let mut i = start;
+    let mut plain = true;
     loop {
+        let (next, ascii) = skip_plain(b, i);
+        plain &= ascii;
+        i = next;
         match *b.get(i)? {
             b'"' => {
                 *pos = i + 1;
-                return Some(start..i);
+                return Some((start..i, plain));
             }
             0..=0x1f => return None,
-            b'\\' => match *b.get(i + 1)? {
-                b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
-                b'u' => {
-                    let hex = b.get(i + 2..i + 6)?;
-                    let lower = |c: u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
-                    if hex[0] != b'0' || hex[1] != b'0' || hex[2] > b'1' || !lower(hex[3]) {
-                        return None;
+            b'\\' => {
+                plain = false;
+                match *b.get(i + 1)? {
+                    b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        let hex = b.get(i + 2..i + 6)?;
+                        let lower = |c: u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+                        if hex[0] != b'0' || hex[1] != b'0' || hex[2] > b'1' || !lower(hex[3]) {
+                            return None;
+                        }
+                        if hex[2] == b'0' && matches!(hex[3], b'8' | b'9' | b'a' | b'c' | b'd') {
+                            return None;
+                        }
+                        i += 6;
                     }
-                    if hex[2] == b'0' && matches!(hex[3], b'8' | b'9' | b'a' | b'c' | b'd') {
-                        return None;
-                    }
-                    i += 6;
+                    _ => return None,
                 }
-                _ => return None,
-            },
-            _ => i += 1,
+            }
+            c => {
+                plain &= c.is_ascii();
+                i += 1;
+            }
         }
     }
+}
+
+/// The first index at or after `i` that might hold a `"`, a `\\` or a control
+/// character, skipping eight bytes at a time (the word-at-a-time tests of
+/// "Bit Twiddling Hacks"; a false alarm only ends the skip early), and
+/// whether every byte skipped was ASCII.
+#[inline]
+fn skip_plain(b: &[u8], mut i: usize) -> (usize, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut high = 0;
+    while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+        if (zero_byte(quote) | zero_byte(backslash) | below_space) & HIGH != 0 {
+            break;
+        }
+        high |= w;
+        i += 8;
+    }
+    (i, high & HIGH == 0)
 }
 
 /// Whether object key `a` sorts strictly before `b` in RFC 8785 order (UTF-16
@@ -506,6 +547,36 @@ mod tests {
         if is_canonical(text) {
             let value: Value = serde_json::from_str(text).expect("canonical text parses");
             assert_eq!(canonical(&value).expect("canonicalises"), text, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn specials_are_found_at_every_offset_of_the_word_skip() {
+        for offset in 0..20 {
+            let pad = "a".repeat(offset);
+            // A raw control character or an uppercase escape is never canonical.
+            for bad in ["\u{1}", "\u{1f}", "\\u001F", "\\/"] {
+                let text = format!("[\"{pad}{bad}{pad}\"]");
+                assert!(!is_canonical(&text), "{text:?}");
+            }
+            // Escapes RFC 8785 writes, a quote closing early, non-ASCII text.
+            for good in ["\\\"", "\\\\", "\\n", "\\u001f", "é", "😀", "\u{7f}"] {
+                let text = format!("[\"{pad}{good}{pad}\"]");
+                assert!(is_canonical(&text), "{text:?}");
+                agrees(&text);
+            }
+            assert!(!is_canonical(&format!("[\"{pad}\"{pad}\"]")));
+            // Key order: plain ASCII keys compare as bytes, others as UTF-16
+            // code units (U+1F600 is D83D DE00, so it sorts before U+E000).
+            let ordered = format!(
+                "{{\"{pad}a\":1,\"{pad}b\":2,\"{pad}é\":3,\"{pad}😀\":4,\"{pad}\u{e000}\":5}}"
+            );
+            assert!(is_canonical(&ordered), "{ordered:?}");
+            agrees(&ordered);
+            let swapped = format!("{{\"{pad}b\":1,\"{pad}a\":2}}");
+            assert!(!is_canonical(&swapped), "{swapped:?}");
+            let by_code_point = format!("{{\"{pad}\u{e000}\":1,\"{pad}😀\":2}}");
+            assert!(!is_canonical(&by_code_point), "{by_code_point:?}");
         }
     }
 
