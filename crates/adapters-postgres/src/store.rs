@@ -73,6 +73,57 @@ fn check_consistent(change: &ChangeSet) -> StoreResult<()> {
     }
 }
 
+/// The SQL of one streaming batch, after `prefix` (empty, or `EXPLAIN `):
+/// the one builder behind [`ConfigStore::entries_between`] and
+/// [`PgStore::explain_entries_between`].
+fn entries_between_sql(
+    prefix: &str,
+    after: (GuildId, u64),
+    through: GuildId,
+    since: Option<Timestamp>,
+    limit: u32,
+    with_snapshots: bool,
+) -> QueryBuilder<'static, Postgres> {
+    // Beyond i64::MAX no stored seq is greater: the guild is done.
+    let after_seq = i64::try_from(after.1).unwrap_or(i64::MAX);
+    let mut sql: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
+        "{prefix}SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, \
+         e.entry_hash, e.config_version, "
+    ));
+    if with_snapshots {
+        // A primary-key lookup per returned row: a join let the planner
+        // hash all of the guild's snapshots for every batch.
+        sql.push(
+            "CASE WHEN e.operation <> 'delete' THEN \
+             (SELECT s.document::text FROM guild_snapshots s \
+             WHERE s.guild_id = e.guild_id AND s.version = e.config_version) \
+             END AS snapshot FROM audit_entries e",
+        );
+    } else {
+        sql.push("NULL::text AS snapshot FROM audit_entries e");
+    }
+    sql.push(" WHERE (e.guild_id, e.seq) > (")
+        .push_bind(after.0.as_i64())
+        .push(", ")
+        .push_bind(after_seq)
+        // The lower bound again on its own: without it PostgreSQL's
+        // generic plan (sqlx prepares statements, and after five runs
+        // the server may switch to one) scans `audit_entries_guild_time`
+        // from the guild's first entry and filters the row comparison,
+        // reading a whole deep guild for every batch.
+        .push(") AND e.guild_id >= ")
+        .push_bind(after.0.as_i64())
+        .push(" AND e.guild_id <= ")
+        .push_bind(through.as_i64());
+    if let Some(since) = since {
+        sql.push(" AND e.occurred_at >= ")
+            .push_bind(since.to_string());
+    }
+    sql.push(" ORDER BY e.guild_id, e.seq LIMIT ")
+        .push_bind(i64::from(limit));
+    sql
+}
+
 /// The SQL of one page of history, newest first, after `prefix` (empty, or
 /// `EXPLAIN `): the one builder behind both [`ConfigStore::history`] and
 /// [`PgStore::explain_history`]. With a guild, pages by seq; without one (an
@@ -141,6 +192,53 @@ impl PgStore {
     pub async fn explain_history(&self, query: &HistoryQuery) -> StoreResult<Vec<String>> {
         let mut sql = history_sql("EXPLAIN ", query);
         let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
+            .collect()
+    }
+
+    /// The plan of one streaming batch (`entries_between`) as PostgreSQL
+    /// runs it from a prepared statement's *generic* plan, one line per
+    /// row of `EXPLAIN` output (the test of the plan uses it).
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    pub async fn explain_entries_between(
+        &self,
+        after: (GuildId, u64),
+        through: GuildId,
+        with_snapshots: bool,
+    ) -> StoreResult<Vec<String>> {
+        // EXPLAIN of a statement with bound values plans it for those
+        // values; a generic plan needs a named prepared statement.
+        let sql = entries_between_sql("", after, through, None, 1000, with_snapshots);
+        let (guild, seq) = (after.0.as_i64(), i64::try_from(after.1).unwrap_or(i64::MAX));
+        let mut conn = self.pool.acquire().await.map_err(map_sqlx)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(map_sqlx)?;
+        for statement in [
+            "SET LOCAL plan_cache_mode = force_generic_plan".to_owned(),
+            format!("PREPARE guildconf_explain_stream AS {}", sql.sql()),
+        ] {
+            sqlx::raw_sql(&statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+        }
+        let explain = format!(
+            "EXPLAIN EXECUTE guildconf_explain_stream({guild}, {seq}, {guild}, {}, 1000)",
+            through.as_i64()
+        );
+        let rows = sqlx::raw_sql(&explain)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        sqlx::raw_sql("DEALLOCATE guildconf_explain_stream")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        tx.rollback().await.map_err(map_sqlx)?;
         rows.iter()
             .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
             .collect()
@@ -638,37 +736,7 @@ impl ConfigStore for PgStore {
         limit: u32,
         with_snapshots: bool,
     ) -> StoreResult<Vec<StoredEntry>> {
-        // Beyond i64::MAX no stored seq is greater: the guild is done.
-        let after_seq = i64::try_from(after.1).unwrap_or(i64::MAX);
-        let mut sql: QueryBuilder<'_, Postgres> = QueryBuilder::new(
-            "SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, \
-             e.entry_hash, e.config_version, ",
-        );
-        if with_snapshots {
-            // A primary-key lookup per returned row: a join let the planner
-            // hash all of the guild's snapshots for every batch.
-            sql.push(
-                "CASE WHEN e.operation <> 'delete' THEN \
-                 (SELECT s.document::text FROM guild_snapshots s \
-                 WHERE s.guild_id = e.guild_id AND s.version = e.config_version) \
-                 END AS snapshot FROM audit_entries e",
-            );
-        } else {
-            sql.push("NULL::text AS snapshot FROM audit_entries e");
-        }
-        sql.push(" WHERE (e.guild_id, e.seq) > (")
-            .push_bind(after.0.as_i64())
-            .push(", ")
-            .push_bind(after_seq)
-            .push(") AND e.guild_id <= ")
-            .push_bind(through.as_i64());
-        if let Some(since) = since {
-            sql.push(" AND e.occurred_at >= ")
-                .push_bind(since.to_string());
-        }
-        sql.push(" ORDER BY e.guild_id, e.seq LIMIT ")
-            .push_bind(i64::from(limit));
-
+        let mut sql = entries_between_sql("", after, through, since, limit, with_snapshots);
         let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
         rows.iter()
             .map(|row| {

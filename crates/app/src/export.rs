@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
-use crate::stream::{GuildRanges, RangeStream};
+use crate::stream::{parallel_readers, OrderedStream};
 
 /// Export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -189,42 +189,31 @@ impl ConfigService {
     /// [`Error::Storage`] when the database or the writer fails.
     pub async fn export(&self, request: &ExportRequest, out: &mut dyn Write) -> Result<u64> {
         let mut sink = Sink::new(request.format, out)?;
-        let mut written = 0;
-        if let Some(guild) = request.guild_id {
-            if self.store.stored_head(guild).await?.is_none() {
-                return Err(Error::NotFound(format!("guild {guild} has no history")));
+        let mut stream = match request.guild_id {
+            Some(guild) => {
+                if self.store.stored_head(guild).await?.is_none() {
+                    return Err(Error::NotFound(format!("guild {guild} has no history")));
+                }
+                OrderedStream::guild(
+                    self.store.clone(),
+                    guild,
+                    request.since,
+                    request.with_snapshots,
+                )
             }
-            written += self.export_range(guild, guild, request, &mut sink).await?;
-        } else {
-            let mut ranges = GuildRanges::new();
-            while let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? {
-                written += self.export_range(first, last, request, &mut sink).await?;
-            }
-        }
-        sink.finish()?;
-        Ok(written)
-    }
-
-    /// Streams the entries of the guilds `first..=last` to the sink.
-    async fn export_range(
-        &self,
-        first: GuildId,
-        last: GuildId,
-        request: &ExportRequest,
-        sink: &mut Sink<'_>,
-    ) -> Result<u64> {
-        let mut stream = RangeStream::new(
-            self.store.clone(),
-            first,
-            last,
-            request.since,
-            request.with_snapshots,
-        );
+            None => OrderedStream::all(
+                self.store.clone(),
+                request.since,
+                request.with_snapshots,
+                parallel_readers(),
+            ),
+        };
         let mut written = 0;
         while let Some(rows) = stream.next_batch().await? {
             sink.rows(&rows)?;
             written += rows.len() as u64;
         }
+        sink.finish()?;
         Ok(written)
     }
 }

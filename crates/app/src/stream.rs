@@ -14,6 +14,12 @@ pub(crate) const BATCH: u32 = 1000;
 /// Guild ids listed per round trip while streaming every guild.
 pub(crate) const GUILD_BATCH: u32 = 1000;
 
+/// How many readers verify and export run at once: one per core, at most
+/// four. Each holds a few batches of entries and one connection.
+pub(crate) fn parallel_readers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
 type Fetch = JoinHandle<StoreResult<Vec<StoredEntry>>>;
 
 /// Every stored entry of the guilds `from..=through`, in `(guild_id, seq)`
@@ -134,5 +140,146 @@ impl GuildRanges {
             .next(store)
             .await?
             .and_then(|ids| Some((*ids.first()?, *ids.last()?))))
+    }
+}
+
+/// Guilds per sub-range of an [`OrderedStream`]: a quarter of a
+/// [`GuildRanges`] batch, so several producers share one batch of ids.
+const SUB_RANGE: usize = (GUILD_BATCH as usize) / 4;
+
+/// Batches each producer of an [`OrderedStream`] may read ahead.
+const AHEAD: usize = 2;
+
+type Batches = tokio::sync::mpsc::Receiver<StoreResult<Vec<StoredEntry>>>;
+
+/// Every stored entry of every guild (or of one), in `(guild_id, seq)`
+/// order, read by up to `producers` tasks at once: the guilds are cut into
+/// consecutive sub-ranges, each read by its own task on its own connection
+/// into a channel of [`AHEAD`] batches, and the caller drains the channels in
+/// sub-range order. Reads run ahead in parallel while the order of the
+/// output stays exact; memory stays at `producers × (AHEAD + 1)` batches.
+pub(crate) struct OrderedStream {
+    store: Arc<dyn ConfigStore>,
+    since: Option<Timestamp>,
+    with_snapshots: bool,
+    producers: usize,
+    /// `None` for a single guild's stream (its one sub-range is queued).
+    ranges: Option<GuildRanges>,
+    queued: std::collections::VecDeque<(GuildId, GuildId)>,
+    running: std::collections::VecDeque<(Batches, JoinHandle<()>)>,
+}
+
+impl OrderedStream {
+    /// Every guild's entries.
+    pub(crate) fn all(
+        store: Arc<dyn ConfigStore>,
+        since: Option<Timestamp>,
+        with_snapshots: bool,
+        producers: usize,
+    ) -> Self {
+        Self {
+            store,
+            since,
+            with_snapshots,
+            producers: producers.max(1),
+            ranges: Some(GuildRanges::new()),
+            queued: std::collections::VecDeque::new(),
+            running: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// One guild's entries.
+    pub(crate) fn guild(
+        store: Arc<dyn ConfigStore>,
+        guild: GuildId,
+        since: Option<Timestamp>,
+        with_snapshots: bool,
+    ) -> Self {
+        let mut stream = Self::all(store, since, with_snapshots, 1);
+        stream.ranges = None;
+        stream.queued.push_back((guild, guild));
+        stream
+    }
+
+    /// Starts producers until `producers` run or no sub-range is left.
+    async fn fill(&mut self) -> Result<()> {
+        while self.running.len() < self.producers {
+            if self.queued.is_empty() {
+                let Some(ranges) = self.ranges.as_mut() else {
+                    return Ok(());
+                };
+                let Some(ids) = ranges.next(self.store.as_ref()).await? else {
+                    return Ok(());
+                };
+                for chunk in ids.chunks(SUB_RANGE) {
+                    if let (Some(first), Some(last)) = (chunk.first(), chunk.last()) {
+                        self.queued.push_back((*first, *last));
+                    }
+                }
+            }
+            let Some((first, through)) = self.queued.pop_front() else {
+                return Ok(());
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+            let (store, since, with_snapshots) =
+                (Arc::clone(&self.store), self.since, self.with_snapshots);
+            let task = tokio::spawn(async move {
+                let mut after = (first, 0);
+                loop {
+                    let batch = store
+                        .entries_between(after, through, since, BATCH, with_snapshots)
+                        .await;
+                    let next = match &batch {
+                        Ok(rows) if rows.len() == BATCH as usize => {
+                            rows.last().map(|last| (last.guild_id, last.seq))
+                        }
+                        _ => None,
+                    };
+                    let empty = matches!(&batch, Ok(rows) if rows.is_empty());
+                    // A closed channel means the reader is gone: stop.
+                    if !empty && tx.send(batch).await.is_err() {
+                        return;
+                    }
+                    match next {
+                        Some(key) => after = key,
+                        None => return,
+                    }
+                }
+            });
+            self.running.push_back((rx, task));
+        }
+        Ok(())
+    }
+
+    /// The next batch, never empty; `None` once every entry was returned.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails.
+    pub(crate) async fn next_batch(&mut self) -> Result<Option<Vec<StoredEntry>>> {
+        loop {
+            self.fill().await?;
+            let Some((rx, _)) = self.running.front_mut() else {
+                return Ok(None);
+            };
+            match rx.recv().await {
+                Some(batch) => return Ok(Some(batch?)),
+                // The producer finished its sub-range (or panicked: then
+                // its join error is reported).
+                None => {
+                    if let Some((_, task)) = self.running.pop_front() {
+                        task.await
+                            .map_err(|e| Error::Storage(format!("reading entries failed: {e}")))?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for OrderedStream {
+    fn drop(&mut self) {
+        for (_, task) in &self.running {
+            task.abort();
+        }
     }
 }

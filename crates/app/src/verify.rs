@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
-use crate::stream::{GuildRanges, RangeStream};
+use crate::stream::{parallel_readers, GuildRanges, RangeStream};
 
 /// One verification failure (the first per guild).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -75,12 +75,6 @@ impl VerifyReport {
         self.ok = self.problems.is_empty();
         self
     }
-}
-
-/// How many guild ranges `verify` checks at once: one per core, at most
-/// four. Each holds two batches of entries and one connection.
-fn verify_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
 /// Range verifications in flight; aborted if verify returns early.
@@ -158,11 +152,11 @@ impl ConfigService {
     }
 
     /// Verifies every guild, a range of guilds (see [`GuildRanges`]) per
-    /// task, with up to [`verify_workers`] ranges in flight, each on its own
+    /// task, with up to [`parallel_readers`] ranges in flight, each on its own
     /// connection. Reports are merged in range order, so the problems come
     /// in ascending guild order whatever finishes first.
     async fn verify_all(&self, report: &mut VerifyReport) -> Result<()> {
-        let workers = verify_workers();
+        let workers = parallel_readers();
         let mut ranges = GuildRanges::new();
         let mut running = InFlight(VecDeque::with_capacity(workers));
         loop {

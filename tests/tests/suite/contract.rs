@@ -1695,6 +1695,30 @@ async fn verify_checks_guild_ranges_in_parallel_and_reports_in_guild_order(
         (GUILDS, GUILDS + 299)
     );
 
+    // Export reads sub-ranges of 250 guilds on parallel tasks: the lines
+    // still come once each, in (guild, seq) order.
+    let mut out = Vec::new();
+    let written = s
+        .export(&ExportRequest::default(), &mut out)
+        .await
+        .expect("export");
+    assert_eq!(written, GUILDS + 299);
+    let keys: Vec<(u64, u64)> = String::from_utf8(out.clone())
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json line");
+            let g = v["guild_id"].as_str().and_then(|g| g.parse().ok());
+            (g.expect("guild"), v["seq"].as_u64().expect("seq"))
+        })
+        .collect();
+    let mut expected: Vec<(u64, u64)> = (1..=300).map(|seq| (1, seq)).collect();
+    expected.extend((2..=GUILDS).map(|g| (g, 1)));
+    assert_eq!(keys.len(), expected.len());
+    assert!(keys == expected, "every entry once, in (guild, seq) order");
+    let offline = guildconf::verify_export(std::io::Cursor::new(out)).expect("reads");
+    assert!(offline.ok && offline.entries_checked == GUILDS + 299);
+
     // One problem in each range, tampered in reverse order.
     db.drop_triggers().await;
     for g in [2_050u64, 1_500, 2] {
