@@ -496,10 +496,10 @@ fn canonical_string(b: &[u8], pos: &mut usize) -> Option<(std::ops::Range<usize>
     }
 }
 
-/// The first index at or after `i` that might hold a `"`, a `\\` or a control
-/// character, skipping eight bytes at a time (the word-at-a-time tests of
-/// "Bit Twiddling Hacks"; a false alarm only ends the skip early), and
-/// whether every byte skipped was ASCII.
+/// The first index at or after `i` that holds a `"`, a `\\` or a control
+/// character (or where fewer than eight bytes are left), found eight bytes at
+/// a time with the word-at-a-time tests of "Bit Twiddling Hacks", and whether
+/// every byte skipped was ASCII.
 #[inline]
 fn skip_plain(b: &[u8], mut i: usize) -> (usize, bool) {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -511,8 +511,15 @@ fn skip_plain(b: &[u8], mut i: usize) -> (usize, bool) {
         let backslash = w ^ (ONES * u64::from(b'\\'));
         let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
         let below_space = w.wrapping_sub(ONES * 0x20) & !w;
-        if (zero_byte(quote) | zero_byte(backslash) | below_space) & HIGH != 0 {
-            break;
+        let special = (zero_byte(quote) | zero_byte(backslash) | below_space) & HIGH;
+        if special != 0 {
+            // A borrow only runs upward from a true match, so the lowest
+            // flagged byte is exactly the first special one: jump to it.
+            let first = special.trailing_zeros() / 8;
+            if first > 0 {
+                high |= w & (u64::MAX >> (64 - 8 * first));
+            }
+            return (i + first as usize, high & HIGH == 0);
         }
         high |= w;
         i += 8;
