@@ -213,33 +213,26 @@ impl PgStore {
         // values; a generic plan needs a named prepared statement.
         let sql = entries_between_sql("", after, through, None, 1000, with_snapshots);
         let (guild, seq) = (after.0.as_i64(), i64::try_from(after.1).unwrap_or(i64::MAX));
-        let mut conn = self.pool.acquire().await.map_err(map_sqlx)?;
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(map_sqlx)?;
-        for statement in [
-            "SET LOCAL plan_cache_mode = force_generic_plan".to_owned(),
-            format!("PREPARE guildconf_explain_stream AS {}", sql.sql()),
-        ] {
-            sqlx::raw_sql(&statement)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_sqlx)?;
-        }
+        // On a connection of its own, taken out of the pool and closed
+        // afterwards, so neither the setting nor the prepared statement
+        // outlives this call, whatever fails.
+        let mut conn = self.pool.acquire().await.map_err(map_sqlx)?.detach();
+        let setup = format!(
+            "SET plan_cache_mode = force_generic_plan; \
+             PREPARE guildconf_explain_stream AS {}",
+            sql.sql()
+        );
         let explain = format!(
             "EXPLAIN EXECUTE guildconf_explain_stream({guild}, {seq}, {guild}, {}, 1000)",
             through.as_i64()
         );
-        let rows = sqlx::raw_sql(&explain)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
-        sqlx::raw_sql("DEALLOCATE guildconf_explain_stream")
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
-        tx.rollback().await.map_err(map_sqlx)?;
-        rows.iter()
+        let rows = match sqlx::raw_sql(&setup).execute(&mut conn).await {
+            Ok(_) => sqlx::raw_sql(&explain).fetch_all(&mut conn).await,
+            Err(e) => Err(e),
+        };
+        let _ = sqlx::Connection::close(conn).await;
+        rows.map_err(map_sqlx)?
+            .iter()
             .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
             .collect()
     }

@@ -201,11 +201,17 @@ impl ConfigService {
                     request.with_snapshots,
                 )
             }
+            // Snapshots are up to 64 KiB each: an export that carries them
+            // keeps one reader, so memory stays at three batches.
             None => OrderedStream::all(
                 self.store.clone(),
                 request.since,
                 request.with_snapshots,
-                parallel_readers(),
+                if request.with_snapshots {
+                    1
+                } else {
+                    parallel_readers()
+                },
             ),
         };
         let mut written = 0;

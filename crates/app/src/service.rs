@@ -568,11 +568,22 @@ impl ConfigService {
                 result.dry_run = true;
                 return Ok(result);
             }
-            let new_head = self.hints.is_enabled().then(|| change_set.head.clone());
+            // Only a document that reads back exactly as it is held here is
+            // remembered: a float such as 2.0 comes back from SQLite's
+            // canonical text as the integer 2, and a plan computed from the
+            // float could report a change the stored document does not have.
+            let new_head = (self.hints.is_enabled()
+                && change_set
+                    .head
+                    .document
+                    .as_ref()
+                    .is_none_or(reads_back_exactly))
+            .then(|| change_set.head.clone());
             match self.store.commit(change_set).await {
                 Ok(()) => {
-                    if let Some(new_head) = new_head {
-                        self.hints.put(new_head);
+                    match new_head {
+                        Some(new_head) => self.hints.put(new_head),
+                        None => self.hints.forget(guild),
                     }
                     tracing::info!(guild = %guild, version = result.version, outcome = ?result.outcome, "config written");
                     return Ok(result);
@@ -636,7 +647,7 @@ impl ConfigService {
                 let current = existing()?;
                 let doc =
                     self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
-                if &doc == current {
+                if same_document(&doc, current) {
                     return Ok(None);
                 }
                 (Operation::Update, Some(doc), Map::new())
@@ -645,7 +656,7 @@ impl ConfigService {
                 Some(current) => {
                     let doc =
                         self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
-                    if &doc == current {
+                    if same_document(&doc, current) {
                         return Ok(None);
                     }
                     (Operation::Update, Some(doc), Map::new())
@@ -662,7 +673,7 @@ impl ConfigService {
             Edit::Replace { document } => {
                 let current = existing()?;
                 let doc = self.normalise(document.clone(), Some(current))?;
-                if &doc == current {
+                if same_document(&doc, current) {
                     return Ok(None);
                 }
                 (Operation::Update, Some(doc), Map::new())
@@ -679,7 +690,7 @@ impl ConfigService {
                         "guild {guild} has no version {to}"
                     )));
                 };
-                if &snapshot.document == current {
+                if same_document(&snapshot.document, current) {
                     return Ok(None);
                 }
                 let mut detail = Map::new();
@@ -829,6 +840,27 @@ impl ConfigService {
             request,
         };
         Ok((change_set, result))
+    }
+}
+
+/// Whether two documents are the same config: equal values, or, when floats
+/// are involved (2.0 and 2 differ as values), the same RFC 8785 text, which
+/// is what the chain hashes and what SQLite stores.
+fn same_document(a: &Value, b: &Value) -> bool {
+    a == b
+        || ((!reads_back_exactly(a) || !reads_back_exactly(b))
+            && matches!((canonical_json(a), canonical_json(b)), (Ok(x), Ok(y)) if x == y))
+}
+
+/// Whether a document reads back from either store exactly as it is held:
+/// no number in it is a float (integers, strings, booleans and nulls are
+/// stored and read back as they are, whatever the backend).
+fn reads_back_exactly(document: &Value) -> bool {
+    match document {
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::Array(items) => items.iter().all(reads_back_exactly),
+        Value::Object(map) => map.values().all(reads_back_exactly),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
     }
 }
 

@@ -150,6 +150,27 @@ const SUB_RANGE: usize = (GUILD_BATCH as usize) / 4;
 /// Batches each producer of an [`OrderedStream`] may read ahead.
 const AHEAD: usize = 2;
 
+/// Cuts a batch of listed guild ids into consecutive ranges of about `size`
+/// ids each. The ranges meet: each runs up to just before the next one's
+/// first id, so a guild created meanwhile in a gap between two listed ids is
+/// still covered (verify reads each batch as one range, too).
+fn sub_ranges(ids: &[GuildId], size: usize) -> Vec<(GuildId, GuildId)> {
+    let chunks: Vec<&[GuildId]> = ids.chunks(size.max(1)).collect();
+    chunks
+        .iter()
+        .enumerate()
+        .filter_map(|(k, chunk)| {
+            let (first, last) = (*chunk.first()?, *chunk.last()?);
+            let through = chunks
+                .get(k + 1)
+                .and_then(|next| next.first())
+                .and_then(|next| GuildId::from_i64(next.as_i64() - 1).ok())
+                .unwrap_or(last);
+            Some((first, through))
+        })
+        .collect()
+}
+
 type Batches = tokio::sync::mpsc::Receiver<StoreResult<Vec<StoredEntry>>>;
 
 /// Every stored entry of every guild (or of one), in `(guild_id, seq)`
@@ -211,11 +232,7 @@ impl OrderedStream {
                 let Some(ids) = ranges.next(self.store.as_ref()).await? else {
                     return Ok(());
                 };
-                for chunk in ids.chunks(SUB_RANGE) {
-                    if let (Some(first), Some(last)) = (chunk.first(), chunk.last()) {
-                        self.queued.push_back((*first, *last));
-                    }
-                }
+                self.queued.extend(sub_ranges(&ids, SUB_RANGE));
             }
             let Some((first, through)) = self.queued.pop_front() else {
                 return Ok(());
@@ -281,5 +298,30 @@ impl Drop for OrderedStream {
         for (_, task) in &self.running {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(ns: &[i64]) -> Vec<GuildId> {
+        ns.iter()
+            .map(|n| GuildId::from_i64(*n).expect("valid id"))
+            .collect()
+    }
+
+    #[test]
+    fn sub_ranges_meet_and_cover_the_gaps_between_listed_ids() {
+        let listed = ids(&[10, 20, 30, 40, 50]);
+        let ranges: Vec<(i64, i64)> = sub_ranges(&listed, 2)
+            .into_iter()
+            .map(|(a, b)| (a.as_i64(), b.as_i64()))
+            .collect();
+        // 25 (between the listed 20 and 30) falls in the first range.
+        assert_eq!(ranges, vec![(10, 29), (30, 49), (50, 50)]);
+        assert_eq!(sub_ranges(&[], 2), vec![]);
+        let one = ids(&[7]);
+        assert_eq!(sub_ranges(&one, 250), vec![(one[0], one[0])]);
     }
 }

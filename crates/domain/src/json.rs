@@ -477,7 +477,11 @@ fn canonical_string(b: &[u8], pos: &mut usize) -> Option<(std::ops::Range<usize>
                     b'u' => {
                         let hex = b.get(i + 2..i + 6)?;
                         let lower = |c: u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
-                        if hex[0] != b'0' || hex[1] != b'0' || hex[2] > b'1' || !lower(hex[3]) {
+                        if hex[0] != b'0'
+                            || hex[1] != b'0'
+                            || !matches!(hex[2], b'0' | b'1')
+                            || !lower(hex[3])
+                        {
                             return None;
                         }
                         if hex[2] == b'0' && matches!(hex[3], b'8' | b'9' | b'a' | b'c' | b'd') {
@@ -573,6 +577,11 @@ mod tests {
                 agrees(&text);
             }
             assert!(!is_canonical(&format!("[\"{pad}\"{pad}\"]")));
+            // A `\u` escape is `\u00` then 0 or 1, then a lowercase hex digit.
+            for bad in ["\\u00 0", "\\u00\"0", "\\u00/f", "\\u002f"] {
+                let text = format!("[\"{pad}{bad}{pad}\"]");
+                assert!(!is_canonical(&text), "{text:?}");
+            }
             // Key order: plain ASCII keys compare as bytes, others as UTF-16
             // code units (U+1F600 is D83D DE00, so it sorts before U+E000).
             let ordered = format!(

@@ -123,6 +123,7 @@ contract! {
     a_remembered_head_gives_way_to_other_writers,
     a_head_at_the_same_seq_with_another_hash_is_read_not_written_past,
     verify_checks_guild_ranges_in_parallel_and_reports_in_guild_order,
+    a_float_and_the_integer_it_equals_are_the_same_config,
 }
 
 async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &str) {
@@ -1735,4 +1736,57 @@ async fn verify_checks_guild_ranges_in_parallel_and_reports_in_guild_order(
         vec![Some(gid(2)), Some(gid(1_500)), Some(gid(2_050))]
     );
     assert_eq!(report.guilds_checked, GUILDS);
+}
+
+/// A bot's own schema that keeps any JSON, floats included.
+#[derive(Debug)]
+struct AnyJson;
+
+impl guildconf::ConfigSchema for AnyJson {
+    fn defaults(&self) -> Value {
+        json!({})
+    }
+    fn normalise(&self, input: &Value) -> Result<Value, guildconf::Violations> {
+        Ok(input.clone())
+    }
+    fn secret_paths(&self) -> guildconf_domain::SecretPaths {
+        guildconf_domain::SecretPaths::default()
+    }
+}
+
+/// 2.0 and 2 are one RFC 8785 number: setting one over the other is
+/// `unchanged` on both backends (SQLite reads 2.0 back as 2, PostgreSQL's
+/// jsonb keeps 2.0), whether the write starts from a remembered head or a
+/// freshly read one.
+async fn a_float_and_the_integer_it_equals_are_the_same_config(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await.with_schema(Arc::new(AnyJson));
+    let g = gid(79);
+    s.create(g, json!({"ratio": 1}), &alice())
+        .await
+        .expect("v1");
+    let r = s
+        .update(g, set("ratio", json!(2.0)), vec![], &alice())
+        .await
+        .expect("v2");
+    assert_eq!((r.version, r.outcome), (2, Outcome::Updated));
+    for (value, outcome, version) in [
+        (json!(2), Outcome::Unchanged, 2),
+        (json!(2.0), Outcome::Unchanged, 2),
+        (json!(2.5), Outcome::Updated, 3),
+        (json!(2.5), Outcome::Unchanged, 3),
+        (json!(25e-1), Outcome::Unchanged, 3),
+    ] {
+        let r = s
+            .update(g, set("ratio", value.clone()), vec![], &alice())
+            .await
+            .expect("answered");
+        assert_eq!(
+            (r.outcome, r.version),
+            (outcome, version),
+            "ratio = {value}"
+        );
+    }
+    let report = s.verify(Some(g)).await.expect("verify");
+    assert!(report.ok, "{report:?}");
 }
