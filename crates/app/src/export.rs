@@ -202,7 +202,7 @@ impl ConfigService {
                 )
             }
             // Snapshots are up to 64 KiB each: an export that carries them
-            // keeps one reader, so memory stays at three batches.
+            // keeps one reader, so memory stays at four batches.
             None => OrderedStream::all(
                 self.store.clone(),
                 request.since,

@@ -541,8 +541,17 @@ impl ConfigService {
                 }
             }
             let planned = match self.plan(guild, head, &edit).await {
-                Ok(Some(plan)) => self.change_set(guild, head, plan, meta, fingerprint.as_deref()),
-                Ok(None) if !from_hint => {
+                Ok(Some(plan)) => self
+                    .change_set(guild, head, plan, meta, fingerprint.as_deref())
+                    .map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            let (change_set, mut result) = match planned {
+                Ok(Some(planned)) => planned,
+                // A remembered head only ever leads to a commit.
+                _ if from_hint => continue,
+                Ok(None) => {
                     return Ok(WriteResult {
                         guild_id: guild,
                         version: head.map_or(0, |h| h.version),
@@ -553,14 +562,7 @@ impl ConfigService {
                         replayed: false,
                     });
                 }
-                Ok(None) => continue,
-                Err(e) if !from_hint => return Err(e),
-                Err(_) => continue,
-            };
-            let (change_set, mut result) = match planned {
-                Ok(planned) => planned,
-                Err(e) if !from_hint => return Err(e),
-                Err(_) => continue,
+                Err(e) => return Err(e),
             };
             if meta.dry_run {
                 result.entry_hash = None;

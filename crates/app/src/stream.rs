@@ -147,8 +147,9 @@ impl GuildRanges {
 /// [`GuildRanges`] batch, so several producers share one batch of ids.
 const SUB_RANGE: usize = (GUILD_BATCH as usize) / 4;
 
-/// Batches each producer of an [`OrderedStream`] may read ahead.
-const AHEAD: usize = 2;
+/// Batches each producer of an [`OrderedStream`] may queue for the reader
+/// (its [`RangeStream`] reads one more ahead).
+const AHEAD: usize = 1;
 
 /// Cuts a batch of listed guild ids into consecutive ranges of about `size`
 /// ids each. The ranges meet: each runs up to just before the next one's
@@ -171,14 +172,16 @@ fn sub_ranges(ids: &[GuildId], size: usize) -> Vec<(GuildId, GuildId)> {
         .collect()
 }
 
-type Batches = tokio::sync::mpsc::Receiver<StoreResult<Vec<StoredEntry>>>;
+type Batches = tokio::sync::mpsc::Receiver<Result<Vec<StoredEntry>>>;
 
 /// Every stored entry of every guild (or of one), in `(guild_id, seq)`
 /// order, read by up to `producers` tasks at once: the guilds are cut into
-/// consecutive sub-ranges, each read by its own task on its own connection
-/// into a channel of [`AHEAD`] batches, and the caller drains the channels in
-/// sub-range order. Reads run ahead in parallel while the order of the
-/// output stays exact; memory stays at `producers × (AHEAD + 1)` batches.
+/// consecutive sub-ranges, each read by its own task (a [`RangeStream`] on its
+/// own connection) into a channel of [`AHEAD`] batches, and the caller drains
+/// the channels in sub-range order. Reads run ahead in parallel while the
+/// order of the output stays exact; memory stays at four batches per
+/// producer (one read ahead, one waiting to be queued, one queued, one with
+/// the caller).
 pub(crate) struct OrderedStream {
     store: Arc<dyn ConfigStore>,
     since: Option<Timestamp>,
@@ -238,28 +241,25 @@ impl OrderedStream {
                 return Ok(());
             };
             let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
-            let (store, since, with_snapshots) =
-                (Arc::clone(&self.store), self.since, self.with_snapshots);
+            let mut stream = RangeStream::new(
+                Arc::clone(&self.store),
+                first,
+                through,
+                self.since,
+                self.with_snapshots,
+            );
             let task = tokio::spawn(async move {
-                let mut after = (first, 0);
                 loop {
-                    let batch = store
-                        .entries_between(after, through, since, BATCH, with_snapshots)
-                        .await;
-                    let next = match &batch {
-                        Ok(rows) if rows.len() == BATCH as usize => {
-                            rows.last().map(|last| (last.guild_id, last.seq))
-                        }
-                        _ => None,
-                    };
-                    let empty = matches!(&batch, Ok(rows) if rows.is_empty());
+                    let batch = stream.next_batch().await;
+                    let done = !matches!(batch, Ok(Some(_)));
                     // A closed channel means the reader is gone: stop.
-                    if !empty && tx.send(batch).await.is_err() {
-                        return;
+                    if let Some(batch) = batch.transpose() {
+                        if tx.send(batch).await.is_err() {
+                            return;
+                        }
                     }
-                    match next {
-                        Some(key) => after = key,
-                        None => return,
+                    if done {
+                        return;
                     }
                 }
             });
