@@ -201,6 +201,8 @@ pub struct ConfigService {
 struct Plan {
     operation: Operation,
     document: Option<Value>,
+    /// The document's RFC 8785 text when normalising already wrote it.
+    canonical: Option<String>,
     version: u64,
     detail: Map<String, Value>,
 }
@@ -632,7 +634,7 @@ impl ConfigService {
                 None => Error::NotFound(format!("guild {guild} has no config (create it first)")),
             })
         };
-        let (operation, document, detail) = match edit {
+        let (operation, normalised, detail) = match edit {
             Edit::Create { input } => {
                 if current.is_some() {
                     return Err(Error::Conflict(format!(
@@ -649,7 +651,7 @@ impl ConfigService {
                 let current = existing()?;
                 let doc =
                     self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
-                if same_document(&doc, current) {
+                if same_document(&doc.0, current) {
                     return Ok(None);
                 }
                 (Operation::Update, Some(doc), Map::new())
@@ -658,7 +660,7 @@ impl ConfigService {
                 Some(current) => {
                     let doc =
                         self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
-                    if same_document(&doc, current) {
+                    if same_document(&doc.0, current) {
                         return Ok(None);
                     }
                     (Operation::Update, Some(doc), Map::new())
@@ -675,7 +677,7 @@ impl ConfigService {
             Edit::Replace { document } => {
                 let current = existing()?;
                 let doc = self.normalise(document.clone(), Some(current))?;
-                if same_document(&doc, current) {
+                if same_document(&doc.0, current) {
                     return Ok(None);
                 }
                 (Operation::Update, Some(doc), Map::new())
@@ -697,12 +699,16 @@ impl ConfigService {
                 }
                 let mut detail = Map::new();
                 detail.insert("to_version".into(), json!(to));
-                (Operation::Revert, Some(snapshot.document), detail)
+                (Operation::Revert, Some((snapshot.document, None)), detail)
             }
             Edit::Delete => {
                 existing()?;
                 (Operation::Delete, None, Map::new())
             }
+        };
+        let (document, canonical) = match normalised {
+            Some((document, canonical)) => (Some(document), canonical),
+            None => (None, None),
         };
         let version = if document.is_some() {
             version + 1
@@ -712,6 +718,7 @@ impl ConfigService {
         Ok(Some(Plan {
             operation,
             document,
+            canonical,
             version,
             detail,
         }))
@@ -719,7 +726,13 @@ impl ConfigService {
 
     /// Normalises and validates an input document against the schema and the
     /// limits every stored document obeys.
-    fn normalise(&self, mut input: Value, current: Option<&Value>) -> Result<Value> {
+    /// Returns the document and, when it was written for the size check, its
+    /// RFC 8785 text (the snapshot hashes it).
+    fn normalise(
+        &self,
+        mut input: Value,
+        current: Option<&Value>,
+    ) -> Result<(Value, Option<String>)> {
         restore_kept_secrets(&mut input, current, &self.schema.secret_paths())?;
         let mut problems = Vec::new();
         let doc = match self.schema.normalise(&input) {
@@ -733,25 +746,22 @@ impl ConfigService {
             }
         };
         check_limits(&doc, &mut Vec::new(), &mut problems);
-        if problems.is_empty() {
-            let size = canonical_json(&doc)
-                .map_err(|e| Error::invalid("", e))?
-                .len();
-            if size > json::MAX_DOCUMENT_BYTES {
-                problems.push(Violation::new(
-                    "",
-                    format!(
-                        "document is {size} bytes of canonical JSON; the limit is {} (64 KiB)",
-                        json::MAX_DOCUMENT_BYTES
-                    ),
-                ));
-            }
+        if !problems.is_empty() {
+            return Err(problems.into());
         }
-        if problems.is_empty() {
-            Ok(doc)
-        } else {
-            Err(problems.into())
+        let text = canonical_json(&doc).map_err(|e| Error::invalid("", e))?;
+        if text.len() > json::MAX_DOCUMENT_BYTES {
+            return Err(vec![Violation::new(
+                "",
+                format!(
+                    "document is {} bytes of canonical JSON; the limit is {} (64 KiB)",
+                    text.len(),
+                    json::MAX_DOCUMENT_BYTES
+                ),
+            )]
+            .into());
         }
+        Ok((doc, Some(text)))
     }
 
     /// Builds the chained change set and the result it will report.
@@ -773,7 +783,11 @@ impl ConfigService {
             .document
             .as_ref()
             .map(|doc| {
-                canonical_json(doc).map(|text| Snapshot {
+                let text = match plan.canonical {
+                    Some(text) => text,
+                    None => canonical_json(doc)?,
+                };
+                Ok::<_, String>(Snapshot {
                     version: plan.version,
                     document: doc.clone(),
                     sha256: sha256_hex(text.as_bytes()),

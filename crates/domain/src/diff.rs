@@ -1,13 +1,16 @@
 //! JSON-Pointer diffs between documents.
 
+use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::json::{escape_token, parse_pointer, remove_at, set_at};
 
 /// One change between two documents. Serialised with an `op` tag; an `add`
-/// has no `before` key and a `remove` no `after` key.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// has no `before` key and a `remove` no `after` key. The keys are written in
+/// RFC 8785 order (`after`, `before`, `op`, `path`), so an entry body's
+/// compact text is already canonical (see [`crate::entry::EntryBody::canonical`]).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Change {
     /// A key that was absent now has a value.
@@ -33,6 +36,31 @@ pub enum Change {
         /// The new value.
         after: Value,
     },
+}
+
+impl Serialize for Change {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (op, path, before, after) = match self {
+            Change::Add { path, after } => ("add", path, None, Some(after)),
+            Change::Remove { path, before } => ("remove", path, Some(before), None),
+            Change::Replace {
+                path,
+                before,
+                after,
+            } => ("replace", path, Some(before), Some(after)),
+        };
+        let len = 2 + usize::from(before.is_some()) + usize::from(after.is_some());
+        let mut fields = serializer.serialize_struct("Change", len)?;
+        if let Some(after) = after {
+            fields.serialize_field("after", after)?;
+        }
+        if let Some(before) = before {
+            fields.serialize_field("before", before)?;
+        }
+        fields.serialize_field("op", op)?;
+        fields.serialize_field("path", path)?;
+        fields.end()
+    }
 }
 
 impl Change {

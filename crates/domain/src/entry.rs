@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::actor::Actor;
 use crate::diff::Change;
 use crate::ids::GuildId;
-use crate::json::{canonical, canonical_json, sha256_hex};
+use crate::json::{canonical, canonical_json, is_canonical, sha256_hex};
 use crate::time::Timestamp;
 
 /// The format version written into every entry (`"v": 1`).
@@ -88,40 +88,43 @@ impl fmt::Display for Operation {
 }
 
 /// The hashed part of an audit entry: exactly these 15 keys, nulls written.
+///
+/// The fields are declared in RFC 8785 key order (byte order of the names),
+/// so serde writes them in the order the canonical form needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntryBody {
-    /// Format version, always 1.
-    pub v: u32,
-    /// The guild.
-    pub guild_id: GuildId,
-    /// Position in the guild's chain, from 1 without gaps.
-    pub seq: u64,
-    /// The guild's config version after this entry.
-    pub config_version: u64,
-    /// What happened.
-    pub operation: Operation,
-    /// When, strictly increasing within a guild.
-    pub occurred_at: Timestamp,
     /// Who.
     pub actor: Actor,
     /// The redacted changes.
     pub changes: Vec<Change>,
-    /// One human-readable line.
-    pub summary: String,
-    /// Hex SHA-256 of the canonical stored document after this entry; null
-    /// after a delete.
-    pub snapshot_sha256: Option<String>,
-    /// Why, as the actor said.
-    pub reason: Option<String>,
-    /// The caller's idempotency key.
-    pub request_id: Option<String>,
+    /// The guild's config version after this entry.
+    pub config_version: u64,
     /// Sanitised request metadata.
     pub context: Map<String, Value>,
     /// Facts of the operation (`{"to_version": N}` for a revert).
     pub detail: Map<String, Value>,
+    /// The guild.
+    pub guild_id: GuildId,
+    /// When, strictly increasing within a guild.
+    pub occurred_at: Timestamp,
+    /// What happened.
+    pub operation: Operation,
     /// The previous entry's hash, or [`GENESIS_HASH`].
     pub prev_hash: String,
+    /// Why, as the actor said.
+    pub reason: Option<String>,
+    /// The caller's idempotency key.
+    pub request_id: Option<String>,
+    /// Position in the guild's chain, from 1 without gaps.
+    pub seq: u64,
+    /// Hex SHA-256 of the canonical stored document after this entry; null
+    /// after a delete.
+    pub snapshot_sha256: Option<String>,
+    /// One human-readable line.
+    pub summary: String,
+    /// Format version, always 1.
+    pub v: u32,
 }
 
 impl EntryBody {
@@ -131,10 +134,18 @@ impl EntryBody {
     /// Returns a sentence when a value cannot be canonicalised (which the
     /// validation of every input prevents).
     pub fn canonical(&self) -> Result<String, String> {
-        // Through a `Value` so the fast path of `canonical_json` applies;
-        // the body has no float fields of its own, and the `Value`s inside it
-        // cannot hold a non-finite number, so nothing is lost on the way.
-        let value = serde_json::to_value(self).map_err(|e| format!("cannot canonicalise: {e}"))?;
+        // The fields (and a change's keys) are written in canonical order, so
+        // the compact text usually is the canonical form already; the scan
+        // proves it. Otherwise (a float, an integer past 2^53, a key at or
+        // above U+E000 in a change's value) through a `Value`: the body has
+        // no float fields of its own, and the `Value`s inside it cannot hold
+        // a non-finite number, so nothing is lost on the way.
+        let text = serde_json::to_string(self).map_err(|e| format!("cannot canonicalise: {e}"))?;
+        if is_canonical(&text) {
+            return Ok(text);
+        }
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| format!("cannot canonicalise: {e}"))?;
         canonical_json(&value)
     }
 
@@ -211,4 +222,57 @@ pub fn body_value(line: &Map<String, Value>) -> Map<String, Value> {
         .filter(|(k, _)| !matches!(k.as_str(), "entry_hash" | "snapshot"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::actor::ActorKind;
+    use crate::json::canonical;
+
+    /// An ordinary body's compact serde text is already canonical, so
+    /// [`EntryBody::canonical`] hashes it without a second serialisation:
+    /// this fails if a field or a change's key is declared out of order.
+    #[test]
+    fn an_ordinary_body_serialises_straight_to_its_canonical_form() {
+        let body = EntryBody {
+            actor: Actor::new("80351110224678912", ActorKind::Human, Some("alice"))
+                .expect("a valid actor"),
+            changes: vec![
+                Change::Add {
+                    path: "/features/beta".into(),
+                    after: json!(true),
+                },
+                Change::Remove {
+                    path: "/role_mapping/mod".into(),
+                    before: json!("42"),
+                },
+                Change::Replace {
+                    path: "/onboarding/welcome_message".into(),
+                    before: json!(null),
+                    after: json!({"text": "hi", "n": 3}),
+                },
+            ],
+            config_version: 7,
+            context: Map::from_iter([("source".to_owned(), json!("cli"))]),
+            detail: Map::from_iter([("to_version".to_owned(), json!(3))]),
+            guild_id: GuildId::parse("80351110224678912").expect("a valid id"),
+            occurred_at: Timestamp::parse_stored("2026-11-22T04:45:44.123000Z")
+                .expect("a valid time"),
+            operation: Operation::Revert,
+            prev_hash: GENESIS_HASH.to_owned(),
+            reason: Some("tidy up".into()),
+            request_id: None,
+            seq: 8,
+            snapshot_sha256: None,
+            summary: "alice (human) reverted".into(),
+            v: ENTRY_FORMAT_VERSION,
+        };
+        let compact = serde_json::to_string(&body).expect("serialises");
+        assert!(is_canonical(&compact), "not canonical: {compact}");
+        assert_eq!(body.canonical().as_ref(), Ok(&compact));
+        assert_eq!(canonical(&body).as_ref(), Ok(&compact));
+    }
 }

@@ -1,6 +1,7 @@
 //! The shipped config schema: `GuildConfig`.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -125,32 +126,36 @@ const YEARLY_RESET: &str = "yearly_reset";
 const ANNOUNCEMENTS: &str = "announcements";
 const FEATURES: &str = "features";
 
+/// The shipped defaults, built once: every write normalises onto them.
+static DEFAULTS: LazyLock<Value> = LazyLock::new(|| {
+    json!({
+        ROLE_MAPPING: {},
+        ONBOARDING: {
+            "enabled": false,
+            "welcome_channel": null,
+            "welcome_message": null,
+            "verification": {"mode": "none", "verified_role": null, "timeout_minutes": 10}
+        },
+        YEARLY_RESET: {
+            "enabled": false,
+            "month": 1,
+            "day": 1,
+            "timezone": "UTC",
+            "preserve_roles": []
+        },
+        ANNOUNCEMENTS: {"enabled": false, "channel": null, "mention_role": null, "webhook_url": null},
+        FEATURES: {}
+    })
+});
+
 impl ConfigSchema for GuildConfigSchema {
     fn defaults(&self) -> Value {
-        json!({
-            ROLE_MAPPING: {},
-            ONBOARDING: {
-                "enabled": false,
-                "welcome_channel": null,
-                "welcome_message": null,
-                "verification": {"mode": "none", "verified_role": null, "timeout_minutes": 10}
-            },
-            YEARLY_RESET: {
-                "enabled": false,
-                "month": 1,
-                "day": 1,
-                "timezone": "UTC",
-                "preserve_roles": []
-            },
-            ANNOUNCEMENTS: {"enabled": false, "channel": null, "mention_role": null, "webhook_url": null},
-            FEATURES: {}
-        })
+        DEFAULTS.clone()
     }
 
     fn normalise(&self, input: &Value) -> Result<Value, Violations> {
         let mut v = Validator::default();
-        let defaults = self.defaults();
-        let out = v.object(input, "", &defaults, |v, obj, base, out| {
+        let out = v.object(input, "", &DEFAULTS, |v, obj, base, out| {
             v.role_mapping(obj.get(ROLE_MAPPING), out);
             v.section(
                 obj.get(ONBOARDING),

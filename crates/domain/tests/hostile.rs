@@ -3,12 +3,12 @@
 //! 10 000 cases per target (DESIGN §6: pure targets run the most cases).
 
 use guildconf_domain::json::{
-    canonical_sha256, parse_pointer, parse_user_path, pointer_from_segments, remove_at, set_at,
-    value_sha256,
+    canonical, canonical_sha256, parse_pointer, parse_user_path, pointer_from_segments, remove_at,
+    set_at, value_sha256,
 };
 use guildconf_domain::{
-    Actor, ActorKind, ChainVerifier, Entry, GuildId, Operation, RequestContext, SnapshotEvidence,
-    Timestamp, BODY_KEYS,
+    Actor, ActorKind, ChainVerifier, Change, Entry, EntryBody, GuildId, Operation, RequestContext,
+    SnapshotEvidence, Timestamp, BODY_KEYS,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -188,5 +188,70 @@ proptest! {
         let reparsed: Value = serde_json::from_str(&serde_json::to_string_pretty(&value).expect("prints"))
             .expect("parses");
         prop_assert_eq!(value_sha256(&reparsed), canonical_sha256(&reparsed));
+    }
+}
+
+/// A body whose changes, context, detail, reason and summary hold hostile
+/// values: floats, integers past 2^53, keys at or above U+E000.
+fn hostile_body() -> impl Strategy<Value = EntryBody> {
+    let change = (
+        0..3u8,
+        hostile_text(),
+        canonicalisable_value(),
+        canonicalisable_value(),
+    )
+        .prop_map(|(kind, path, before, after)| match kind {
+            0 => Change::Add { path, after },
+            1 => Change::Remove { path, before },
+            _ => Change::Replace {
+                path,
+                before,
+                after,
+            },
+        });
+    (
+        prop::collection::vec(change, 0..4),
+        canonicalisable_value(),
+        hostile_text(),
+        prop::option::of(hostile_text()),
+        any::<u64>(),
+    )
+        .prop_map(|(changes, extra, summary, reason, seq)| {
+            let map = |v: Value| match v {
+                Value::Object(map) => map,
+                other => Map::from_iter([("value".to_owned(), other)]),
+            };
+            EntryBody {
+                actor: Actor::new("80351110224678912", ActorKind::Human, Some("bench"))
+                    .expect("a valid actor"),
+                changes,
+                config_version: seq,
+                context: map(extra.clone()),
+                detail: map(extra),
+                guild_id: GuildId::parse("80351110224678912").expect("a valid id"),
+                occurred_at: Timestamp::parse_stored("2026-11-22T04:45:44.123000Z")
+                    .expect("a valid time"),
+                operation: Operation::Update,
+                prev_hash: "0".repeat(64),
+                reason,
+                request_id: None,
+                seq,
+                snapshot_sha256: Some("f".repeat(64)),
+                summary,
+                v: 1,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// The body's own canonical text (compact serde text proved canonical by
+    /// the scanner, else re-canonicalised) is byte for byte what the general
+    /// RFC 8785 serializer writes.
+    #[test]
+    fn a_body_canonicalises_as_the_general_serializer_does(body in hostile_body()) {
+        let general = canonical(&body).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(body.canonical().map_err(TestCaseError::fail)?, general);
     }
 }

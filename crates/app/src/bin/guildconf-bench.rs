@@ -370,11 +370,13 @@ async fn bench_writes_pg(
     }
     let per_round = (sizes.writes / sizes.rounds / writers).max(1);
     let mut time = [Duration::ZERO; 5];
+    let mut cpu = [0.0f64; 5];
     let mut rounds = Vec::with_capacity(sizes.rounds);
     for round in 0..sizes.rounds {
         let offset = round * per_round + 1;
         let mut this_round = vec![Duration::ZERO; 5];
         for (k, t) in time.iter_mut().enumerate() {
+            let cpu_before = process_cpu_s();
             let elapsed = match k {
                 0 | 1 | 4 => {
                     let (svc, base) = match k {
@@ -419,6 +421,7 @@ async fn bench_writes_pg(
                     .await?
                 }
             };
+            cpu[k] += process_cpu_s() - cpu_before;
             *t += elapsed;
             this_round[k] = elapsed;
         }
@@ -427,6 +430,21 @@ async fn bench_writes_pg(
     let ops = (per_round * writers * sizes.rounds) as f64;
     let rate = |d: Duration| ops / d.as_secs_f64().max(1e-9);
     let sfx = format!("pg_{writers}w");
+    for (k, name) in [
+        "guildconf",
+        "guildconf_no_feed",
+        "raw",
+        "trigger",
+        "guildconf_no_hints",
+    ]
+    .iter()
+    .enumerate()
+    {
+        out.insert(
+            format!("client_cpu_us_per_write_{name}_{sfx}"),
+            cpu[k] * 1e6 / ops,
+        );
+    }
     out.insert(format!("write_per_s_guildconf_{sfx}"), rate(time[0]));
     out.insert(
         format!("write_per_s_guildconf_no_feed_{sfx}"),
@@ -1088,6 +1106,22 @@ async fn bench_history(url: &str, key: &str, sizes: Sizes, out: &mut Figures) ->
 }
 
 // ---------------------------------------------------------------- export and verify (child process)
+
+/// CPU time (user + system) this process has used so far, in seconds, from
+/// `/proc/self/stat` (clock ticks of 10 ms); NaN where it cannot be read.
+fn process_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which is in parentheses.
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
