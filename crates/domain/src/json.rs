@@ -1,6 +1,8 @@
 //! JSON helpers: RFC 6901 pointers, RFC 8785 canonical form, SHA-256, and the
 //! limits every stored document obeys.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -117,8 +119,12 @@ impl std::io::Write for HashWriter {
 }
 
 /// Escapes one reference token for a JSON Pointer (`~` → `~0`, `/` → `~1`).
-pub fn escape_token(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+pub fn escape_token(token: &str) -> Cow<'_, str> {
+    if token.contains(['~', '/']) {
+        Cow::Owned(token.replace('~', "~0").replace('/', "~1"))
+    } else {
+        Cow::Borrowed(token)
+    }
 }
 
 /// Builds a JSON Pointer from its unescaped segments.
@@ -205,6 +211,37 @@ pub fn display_path(pointer: &str) -> String {
 /// violation for each breach: integers beyond ±2^53, non-finite numbers,
 /// U+0000 in any string or key.
 pub fn check_limits(value: &Value, path: &mut Vec<String>, out: &mut Vec<Violation>) {
+    // Almost every document is within the limits: prove that without
+    // building a path, and walk again for the pointers only when it is not.
+    if within_limits(value) {
+        return;
+    }
+    limits_walk(value, path, out);
+}
+
+/// Whether [`check_limits`] would find nothing, without allocating.
+fn within_limits(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                u <= MAX_SAFE_INTEGER
+            } else if let Some(i) = n.as_i64() {
+                i.unsigned_abs() <= MAX_SAFE_INTEGER
+            } else {
+                n.as_f64()
+                    .is_some_and(|f| f.is_finite() && f.abs() <= MAX_SAFE_INTEGER as f64)
+            }
+        }
+        Value::String(s) => !s.contains('\0'),
+        Value::Array(items) => items.iter().all(within_limits),
+        Value::Object(map) => map
+            .iter()
+            .all(|(k, v)| !k.contains('\0') && within_limits(v)),
+        Value::Null | Value::Bool(_) => true,
+    }
+}
+
+fn limits_walk(value: &Value, path: &mut Vec<String>, out: &mut Vec<Violation>) {
     match value {
         Value::Number(n) => {
             let too_big = if let Some(u) = n.as_u64() {
@@ -241,7 +278,7 @@ pub fn check_limits(value: &Value, path: &mut Vec<String>, out: &mut Vec<Violati
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 path.push(i.to_string());
-                check_limits(item, path, out);
+                limits_walk(item, path, out);
                 path.pop();
             }
         }
@@ -254,7 +291,7 @@ pub fn check_limits(value: &Value, path: &mut Vec<String>, out: &mut Vec<Violati
                         "keys must not contain U+0000",
                     ));
                 }
-                check_limits(v, path, out);
+                limits_walk(v, path, out);
                 path.pop();
             }
         }
@@ -558,6 +595,41 @@ mod tests {
         if is_canonical(text) {
             let value: Value = serde_json::from_str(text).expect("canonical text parses");
             assert_eq!(canonical(&value).expect("canonicalises"), text, "{text:?}");
+        }
+    }
+
+    /// The allocation-free check agrees with the walk that names the paths,
+    /// at each limit's edge and deep inside arrays and objects.
+    #[test]
+    fn the_quick_limit_check_agrees_with_the_walk() {
+        let edge = MAX_SAFE_INTEGER;
+        let cases = [
+            json!(edge),
+            json!(edge + 1),
+            json!(-(edge as i64)),
+            json!(-(edge as i64) - 1),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(9_007_199_254_740_992.0),
+            json!(9_007_199_254_740_994.0),
+            json!(-9_007_199_254_740_994.0),
+            json!(1.5),
+            json!(1e300),
+            json!("a\u{0}b"),
+            json!({"a\u{0}": 1}),
+            json!({"ok": [1, 2, {"deep": [true, null, "x\u{0}"]}]}),
+            json!({"ok": [1, 2, {"deep": [true, null, "x"]}], "n": edge}),
+            json!([[[[edge + 1]]]]),
+            json!({}),
+            json!(null),
+        ];
+        for value in cases {
+            let mut walked = Vec::new();
+            limits_walk(&value, &mut Vec::new(), &mut walked);
+            let mut checked = Vec::new();
+            check_limits(&value, &mut Vec::new(), &mut checked);
+            assert_eq!(within_limits(&value), walked.is_empty(), "{value}");
+            assert_eq!(checked, walked, "{value}");
         }
     }
 
