@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead;
 
-use guildconf_domain::json::{is_canonical, sha256_hex, value_sha256};
+use guildconf_domain::json::{text_sha256, value_sha256};
 use guildconf_domain::{ChainVerifier, GuildId, HeadFacts, Problem, RowFacts, SnapshotEvidence};
 use guildconf_ports::{StoredEntry, StoredHead};
 use serde::Serialize;
@@ -88,23 +88,12 @@ impl Drop for InFlight {
     }
 }
 
-/// Hashes stored JSON text's canonical form: the text itself when it is
-/// canonical already, otherwise after parsing and re-canonicalising it.
-fn sha_of_text(text: &str) -> Option<String> {
-    if is_canonical(text) {
-        return Some(sha256_hex(text.as_bytes()));
-    }
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| value_sha256(&v).ok())
-}
-
 fn head_facts(head: StoredHead) -> HeadFacts {
     HeadFacts {
         seq: head.seq,
         version: head.version,
         last_hash: head.last_hash,
-        document_sha256: head.document.as_deref().and_then(sha_of_text),
+        document_sha256: head.document.as_deref().and_then(text_sha256),
     }
 }
 
@@ -116,12 +105,12 @@ fn feed(verifier: &mut ChainVerifier, row: &StoredEntry) {
         operation: &row.operation,
         entry_hash: &row.entry_hash,
     };
-    // Canonical stored text (SQLite) is hashed as it is; other text (such as
-    // PostgreSQL's jsonb output) is parsed and re-canonicalised.
+    // Canonical stored text (SQLite) is hashed as it is; PostgreSQL's jsonb
+    // output is rewritten in canonical order (see `text_sha256`).
     let evidence = |_claimed: Option<&str>| {
         row.snapshot
             .as_deref()
-            .and_then(sha_of_text)
+            .and_then(text_sha256)
             .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256)
     };
     verifier.push_stored(&row.body, &row.entry_hash, evidence, Some(&facts));

@@ -454,26 +454,187 @@ fn canonical_value(text: &str, pos: &mut usize, depth: u32) -> bool {
         Some(b't') => canonical_literal(b, pos, b"true"),
         Some(b'f') => canonical_literal(b, pos, b"false"),
         Some(b'n') => canonical_literal(b, pos, b"null"),
-        Some(b'-' | b'0'..=b'9') => {
-            let start = *pos;
-            while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = b.get(*pos) {
-                *pos += 1;
-            }
-            let token = &text[start..*pos];
-            let digits = token.strip_prefix('-').unwrap_or(token);
-            // Integers below 10^15 (< 2^53) print as themselves in ES6 form.
-            let plain = token == "0"
-                || (!digits.is_empty()
-                    && digits.len() <= 15
-                    && !digits.starts_with('0')
-                    && digits.bytes().all(|c| c.is_ascii_digit()));
-            plain
-                || serde_json::from_str::<Value>(token)
-                    .ok()
-                    .and_then(|v| canonical(&v).ok())
-                    .is_some_and(|c| c == token)
-        }
+        Some(b'-' | b'0'..=b'9') => canonical_number(text, pos),
         _ => false,
+    }
+}
+
+/// Scans a number at `pos`; whether it is written as RFC 8785 writes it.
+fn canonical_number(text: &str, pos: &mut usize) -> bool {
+    let b = text.as_bytes();
+    let start = *pos;
+    while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = b.get(*pos) {
+        *pos += 1;
+    }
+    let token = &text[start..*pos];
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    // Integers below 10^15 (< 2^53) print as themselves in ES6 form.
+    let plain = token == "0"
+        || (!digits.is_empty()
+            && digits.len() <= 15
+            && !digits.starts_with('0')
+            && digits.bytes().all(|c| c.is_ascii_digit()));
+    plain
+        || serde_json::from_str::<Value>(token)
+            .ok()
+            .and_then(|v| canonical(&v).ok())
+            .is_some_and(|c| c == token)
+}
+
+/// Lowercase hex SHA-256 of the RFC 8785 form of JSON `text`, or `None`
+/// when it is not JSON (or holds a number with no finite IEEE 754 form).
+///
+/// Canonical text is hashed as it is. Text that differs from its canonical
+/// form only in whitespace and in the order of object keys, such as
+/// PostgreSQL's `jsonb` output (`{"b": 1, "a": [true]}`, shorter keys first),
+/// is rewritten from borrowed slices: its strings and numbers are copied only
+/// once each is proved to be in canonical form already, so the result is
+/// exactly what parsing and re-canonicalising gives. Anything else (escaped
+/// or non-ASCII keys, duplicate keys, numbers written another way, nesting
+/// deeper than 64) is parsed and re-canonicalised.
+pub fn text_sha256(text: &str) -> Option<String> {
+    if is_canonical(text) {
+        return Some(sha256_hex(text.as_bytes()));
+    }
+    let b = text.as_bytes();
+    let mut pos = 0;
+    if let Some(node) = reorderable(text, &mut pos, 0) {
+        skip_whitespace(b, &mut pos);
+        if pos == b.len() {
+            let mut out = String::with_capacity(text.len());
+            write_node(text, &node, &mut out);
+            return Some(sha256_hex(out.as_bytes()));
+        }
+    }
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| value_sha256(&v).ok())
+}
+
+/// JSON text whose canonical form needs only its members reordered: spans
+/// of the original text, tokens already in canonical form.
+enum Node {
+    Token(std::ops::Range<usize>),
+    Array(Vec<Node>),
+    /// Members sorted by key (the span between the key's quotes).
+    Object(Vec<(std::ops::Range<usize>, Node)>),
+}
+
+fn skip_whitespace(b: &[u8], pos: &mut usize) {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(*pos) {
+        *pos += 1;
+    }
+}
+
+/// Reads a value at `pos` as a [`Node`], or `None` when rewriting spans
+/// cannot give the canonical form (see [`text_sha256`]).
+fn reorderable(text: &str, pos: &mut usize, depth: u32) -> Option<Node> {
+    let b = text.as_bytes();
+    if depth > 64 {
+        return None;
+    }
+    skip_whitespace(b, pos);
+    let start = *pos;
+    let scalar = |ok: bool, pos: &usize| ok.then_some(Node::Token(start..*pos));
+    match *b.get(*pos)? {
+        b'{' => {
+            *pos += 1;
+            let mut members = Vec::new();
+            skip_whitespace(b, pos);
+            if b.get(*pos) == Some(&b'}') {
+                *pos += 1;
+                return Some(Node::Object(members));
+            }
+            loop {
+                skip_whitespace(b, pos);
+                let (key, plain) = canonical_string(b, pos)?;
+                // Plain keys (ASCII, no escapes) sort by their bytes, which
+                // is RFC 8785's UTF-16 order.
+                if !plain {
+                    return None;
+                }
+                skip_whitespace(b, pos);
+                if b.get(*pos) != Some(&b':') {
+                    return None;
+                }
+                *pos += 1;
+                let value = reorderable(text, pos, depth + 1)?;
+                members.push((key, value));
+                skip_whitespace(b, pos);
+                match b.get(*pos)? {
+                    b',' => *pos += 1,
+                    b'}' => {
+                        *pos += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+            members.sort_by(|(x, _), (y, _)| text[x.clone()].cmp(&text[y.clone()]));
+            let duplicate = members
+                .windows(2)
+                .any(|w| text[w[0].0.clone()] == text[w[1].0.clone()]);
+            (!duplicate).then_some(Node::Object(members))
+        }
+        b'[' => {
+            *pos += 1;
+            let mut items = Vec::new();
+            skip_whitespace(b, pos);
+            if b.get(*pos) == Some(&b']') {
+                *pos += 1;
+                return Some(Node::Array(items));
+            }
+            loop {
+                items.push(reorderable(text, pos, depth + 1)?);
+                skip_whitespace(b, pos);
+                match b.get(*pos)? {
+                    b',' => *pos += 1,
+                    b']' => {
+                        *pos += 1;
+                        return Some(Node::Array(items));
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        b'"' => {
+            let ok = canonical_string(b, pos).is_some();
+            scalar(ok, pos)
+        }
+        b't' => scalar(canonical_literal(b, pos, b"true"), pos),
+        b'f' => scalar(canonical_literal(b, pos, b"false"), pos),
+        b'n' => scalar(canonical_literal(b, pos, b"null"), pos),
+        b'-' | b'0'..=b'9' => scalar(canonical_number(text, pos), pos),
+        _ => None,
+    }
+}
+
+fn write_node(text: &str, node: &Node, out: &mut String) {
+    match node {
+        Node::Token(span) => out.push_str(&text[span.clone()]),
+        Node::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_node(text, item, out);
+            }
+            out.push(']');
+        }
+        Node::Object(members) => {
+            out.push('{');
+            for (i, (key, value)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('"');
+                out.push_str(&text[key.clone()]);
+                out.push_str("\":");
+                write_node(text, value, out);
+            }
+            out.push('}');
+        }
     }
 }
 
@@ -631,6 +792,51 @@ mod tests {
             assert_eq!(within_limits(&value), walked.is_empty(), "{value}");
             assert_eq!(checked, walked, "{value}");
         }
+    }
+
+    /// PostgreSQL-style `jsonb` text (spaces after `:` and `,`, shorter keys
+    /// first) hashes as its canonical form, through the reordering path
+    /// (not the canonical short cut, not the parser).
+    #[test]
+    fn reordered_text_hashes_as_its_canonical_form() {
+        let cases = [
+            r#"{"b": 1, "a": [true, null, "x"], "aa": {"z": 15, "y": -2}}"#,
+            r#"{"ab!": 1, "ab": 2}"#,
+            r#"{"x": "tab\there \u001f \"q\" \\ é 😀", "": []}"#,
+            r#" [ {} , [ ] , { "k" : { } } ] "#,
+            "{\n  \"n\": 123456789012345,\r\n\t\"m\": \"\"\n}",
+        ];
+        for text in cases {
+            let value: Value = serde_json::from_str(text).expect("JSON");
+            let expected = canonical_sha256(&value).expect("canonicalises");
+            assert!(!is_canonical(text), "{text}");
+            let mut pos = 0;
+            assert!(reorderable(text, &mut pos, 0).is_some(), "{text}");
+            assert_eq!(
+                text_sha256(text).as_deref(),
+                Some(expected.as_str()),
+                "{text}"
+            );
+        }
+        // Each of these needs the parser; the hash must still be right.
+        let slow = [
+            r#"{"b": 1.50, "a": 1e2}"#,
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"é": 1, "e": 2}"#,
+            r#"{"\u0061": 1, "b": 2}"#,
+            r#"{"a": "\u00e9", "b": -0}"#,
+            r#"[9007199254740993, 1E400]"#,
+        ];
+        for text in slow {
+            let mut pos = 0;
+            assert!(reorderable(text, &mut pos, 0).is_none(), "{text}");
+            let expected = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| canonical_sha256(&v).ok());
+            assert_eq!(text_sha256(text), expected, "{text}");
+        }
+        assert_eq!(text_sha256("{\"a\": 1} x"), None);
+        assert_eq!(text_sha256("{\"a\" 1}"), None);
     }
 
     #[test]
