@@ -1,6 +1,6 @@
 //! Verifying hash chains: in the database, or in an export file offline.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use guildconf_domain::json::{text_sha256, value_sha256};
@@ -8,7 +8,7 @@ use guildconf_domain::{ChainVerifier, GuildId, HeadFacts, Problem, RowFacts, Sna
 use guildconf_ports::{StoredEntry, StoredHead};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
@@ -77,17 +77,6 @@ impl VerifyReport {
     }
 }
 
-/// Range verifications in flight; aborted if verify returns early.
-struct InFlight(VecDeque<JoinHandle<Result<VerifyReport>>>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
-}
-
 fn head_facts(head: StoredHead) -> HeadFacts {
     HeadFacts {
         seq: head.seq,
@@ -141,32 +130,42 @@ impl ConfigService {
     }
 
     /// Verifies every guild, a range of guilds (see [`GuildRanges`]) per
-    /// task, with up to [`parallel_readers`] ranges in flight, each on its own
-    /// connection. Reports are merged in range order, so the problems come
-    /// in ascending guild order whatever finishes first.
+    /// task, with up to [`parallel_readers`] ranges in flight, each reading on
+    /// its own connection. A finished task's slot is refilled at once,
+    /// whichever range is still running (a range holding one very long
+    /// chain no longer idles the others); reports are merged in range
+    /// order, so the problems come in ascending guild order whatever
+    /// finishes first. Dropping the set aborts the tasks still running.
     async fn verify_all(&self, report: &mut VerifyReport) -> Result<()> {
         let workers = parallel_readers();
         let mut ranges = GuildRanges::new();
-        let mut running = InFlight(VecDeque::with_capacity(workers));
+        let mut running: JoinSet<(usize, Result<VerifyReport>)> = JoinSet::new();
+        let mut finished: BTreeMap<usize, VerifyReport> = BTreeMap::new();
+        let (mut started, mut merged, mut exhausted) = (0, 0, false);
         loop {
-            while running.0.len() < workers {
+            while !exhausted && running.len() < workers {
                 let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? else {
+                    exhausted = true;
                     break;
                 };
-                let service = self.clone();
-                running.0.push_back(tokio::spawn(async move {
+                let (service, index) = (self.clone(), started);
+                started += 1;
+                running.spawn(async move {
                     let mut part = VerifyReport::default();
-                    service.verify_range(first, last, &mut part).await?;
-                    Ok(part)
-                }));
+                    let outcome = service.verify_range(first, last, &mut part).await;
+                    (index, outcome.map(|()| part))
+                });
             }
-            let Some(next) = running.0.pop_front() else {
+            let Some(joined) = running.join_next().await else {
                 return Ok(());
             };
-            let part = next
-                .await
-                .map_err(|e| Error::Storage(format!("a verify task failed: {e}")))??;
-            report.absorb(part);
+            let (index, part) =
+                joined.map_err(|e| Error::Storage(format!("a verify task failed: {e}")))?;
+            finished.insert(index, part?);
+            while let Some(part) = finished.remove(&merged) {
+                report.absorb(part);
+                merged += 1;
+            }
         }
     }
 
