@@ -1124,9 +1124,23 @@ async fn bench_history(url: &str, key: &str, sizes: Sizes, out: &mut Figures) ->
 
 // ---------------------------------------------------------------- export and verify (child process)
 
-/// CPU time (user + system) this process has used so far, in seconds, from
-/// `/proc/self/stat` (clock ticks of 10 ms); NaN where it cannot be read.
+/// CPU time this process's live threads have used so far, in seconds: the
+/// sum of each thread's nanosecond run time in `/proc/self/task/*/schedstat`
+/// (the PostgreSQL write phases start no short-lived threads), else user +
+/// system time from `/proc/self/stat` in 10 ms ticks; NaN where neither can
+/// be read.
 fn process_cpu_s() -> f64 {
+    let threads = std::fs::read_dir("/proc/self/task").ok().map(|tasks| {
+        tasks
+            .filter_map(|task| {
+                let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+                text.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum::<u64>()
+    });
+    if let Some(ns) = threads.filter(|ns| *ns > 0) {
+        return ns as f64 / 1e9;
+    }
     std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|stat| {
@@ -1260,6 +1274,14 @@ fn print_table(f: &Figures, sizes: Sizes) {
             g(&format!("write_per_s_guildconf_{k}")),
             g(&format!("write_per_s_guildconf_no_hints_{k}")),
             g(&format!("head_hints_gain_{k}")),
+            "",
+        );
+        let cpu = |who: &str| g(&format!("client_cpu_us_per_write_{who}_{k}"));
+        row(
+            &format!("W PostgreSQL {w} writer(s) client CPU/write vs peer (us)"),
+            cpu("guildconf"),
+            cpu("trigger"),
+            cpu("guildconf") / cpu("trigger"),
             "",
         );
     }
