@@ -15,7 +15,9 @@ pub(crate) const BATCH: u32 = 1000;
 pub(crate) const GUILD_BATCH: u32 = 1000;
 
 /// How many readers verify and export run at once: two per core, at most
-/// eight. Each holds a few batches of entries and one connection.
+/// four (as many as the SQLite store has reader connections, and half the
+/// PostgreSQL pool, so writes in the same process still find connections).
+/// Each holds a few batches of entries and one connection.
 ///
 /// Each reader alternates between working through a batch and waiting for
 /// the next (and on PostgreSQL the server does much of the work), so one
@@ -24,7 +26,7 @@ pub(crate) const GUILD_BATCH: u32 = 1000;
 /// PostgreSQL verify 12.7–13.2 s → 9.5–9.8 s; PostgreSQL export
 /// 6.7–8.0 s → 5.2–5.6 s (SQLite export unchanged).
 pub(crate) fn parallel_readers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| (n.get() * 2).clamp(2, 8))
+    std::thread::available_parallelism().map_or(2, |n| (n.get() * 2).clamp(2, 4))
 }
 
 type Fetch = JoinHandle<StoreResult<Vec<StoredEntry>>>;

@@ -144,8 +144,9 @@ impl EntryBody {
         if is_canonical(&text) {
             return Ok(text);
         }
-        let value: Value =
-            serde_json::from_str(&text).map_err(|e| format!("cannot canonicalise: {e}"))?;
+        // `to_value`, not a parse of `text`: it keeps every float exactly and
+        // has no nesting limit.
+        let value = serde_json::to_value(self).map_err(|e| format!("cannot canonicalise: {e}"))?;
         canonical_json(&value)
     }
 
