@@ -200,9 +200,8 @@ pub struct ConfigService {
 /// A planned write: the new state computed from a head.
 struct Plan {
     operation: Operation,
-    document: Option<Value>,
-    /// The document's RFC 8785 text when normalising already wrote it.
-    canonical: Option<String>,
+    /// The new document and its RFC 8785 text; `None` for a delete.
+    document: Option<(Value, String)>,
     version: u64,
     detail: Map<String, Value>,
 }
@@ -634,7 +633,7 @@ impl ConfigService {
                 None => Error::NotFound(format!("guild {guild} has no config (create it first)")),
             })
         };
-        let (operation, normalised, detail) = match edit {
+        let (operation, document, detail) = match edit {
             Edit::Create { input } => {
                 if current.is_some() {
                     return Err(Error::Conflict(format!(
@@ -697,18 +696,15 @@ impl ConfigService {
                 if same_document(&snapshot.document, current) {
                     return Ok(None);
                 }
+                let text = canonical_json(&snapshot.document).map_err(|e| Error::invalid("", e))?;
                 let mut detail = Map::new();
                 detail.insert("to_version".into(), json!(to));
-                (Operation::Revert, Some((snapshot.document, None)), detail)
+                (Operation::Revert, Some((snapshot.document, text)), detail)
             }
             Edit::Delete => {
                 existing()?;
                 (Operation::Delete, None, Map::new())
             }
-        };
-        let (document, canonical) = match normalised {
-            Some((document, canonical)) => (Some(document), canonical),
-            None => (None, None),
         };
         let version = if document.is_some() {
             version + 1
@@ -718,7 +714,6 @@ impl ConfigService {
         Ok(Some(Plan {
             operation,
             document,
-            canonical,
             version,
             detail,
         }))
@@ -726,13 +721,9 @@ impl ConfigService {
 
     /// Normalises and validates an input document against the schema and the
     /// limits every stored document obeys.
-    /// Returns the document and, when it was written for the size check, its
-    /// RFC 8785 text (the snapshot hashes it).
-    fn normalise(
-        &self,
-        mut input: Value,
-        current: Option<&Value>,
-    ) -> Result<(Value, Option<String>)> {
+    /// Returns the document and its RFC 8785 text, written for the size
+    /// check (the snapshot hashes it).
+    fn normalise(&self, mut input: Value, current: Option<&Value>) -> Result<(Value, String)> {
         restore_kept_secrets(&mut input, current, &self.schema.secret_paths())?;
         let mut problems = Vec::new();
         let doc = match self.schema.normalise(&input) {
@@ -761,7 +752,7 @@ impl ConfigService {
             )]
             .into());
         }
-        Ok((doc, Some(text)))
+        Ok((doc, text))
     }
 
     /// Builds the chained change set and the result it will report.
@@ -775,26 +766,15 @@ impl ConfigService {
     ) -> Result<(ChangeSet, WriteResult)> {
         let empty = Value::Object(Map::new());
         let before = head.and_then(|h| h.document.as_ref()).unwrap_or(&empty);
-        let after = plan.document.as_ref().unwrap_or(&empty);
+        let after = plan.document.as_ref().map_or(&empty, |(doc, _)| doc);
         let changes = redact_changes(&diff(before, after), &self.schema.secret_paths());
         let to_version = plan.detail.get("to_version").and_then(Value::as_u64);
         let summary = summarise(&meta.actor, plan.operation, &changes, to_version);
-        let snapshot = plan
-            .document
-            .as_ref()
-            .map(|doc| {
-                let text = match plan.canonical {
-                    Some(text) => text,
-                    None => canonical_json(doc)?,
-                };
-                Ok::<_, String>(Snapshot {
-                    version: plan.version,
-                    document: doc.clone(),
-                    sha256: sha256_hex(text.as_bytes()),
-                })
-            })
-            .transpose()
-            .map_err(|e| Error::invalid("", e))?;
+        let snapshot = plan.document.as_ref().map(|(doc, text)| Snapshot {
+            version: plan.version,
+            document: doc.clone(),
+            sha256: sha256_hex(text.as_bytes()),
+        });
         let occurred_at = Timestamp::next_after(self.clock.now(), head.map(|h| h.updated_at));
         let mut context = RequestContext::new();
         context.extend(&meta.context);
@@ -849,7 +829,7 @@ impl ConfigService {
                 last_hash: entry.entry_hash.clone(),
                 updated_at: occurred_at,
                 actor: meta.actor.clone(),
-                document: plan.document,
+                document: plan.document.map(|(doc, _)| doc),
             },
             snapshot,
             entry,

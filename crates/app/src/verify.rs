@@ -141,11 +141,12 @@ impl ConfigService {
         let mut ranges = GuildRanges::new();
         let mut running: JoinSet<(usize, Result<VerifyReport>)> = JoinSet::new();
         let mut finished: BTreeMap<usize, VerifyReport> = BTreeMap::new();
-        let (mut started, mut merged, mut exhausted) = (0, 0, false);
+        let (mut started, mut merged) = (0, 0);
         loop {
-            while !exhausted && running.len() < workers {
+            // Once every guild is covered, `next_range` answers `None`
+            // without a query.
+            while running.len() < workers {
                 let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? else {
-                    exhausted = true;
                     break;
                 };
                 let (service, index) = (self.clone(), started);

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::actor::ActorKind;
 use crate::entry::{body_value, EntryBody, Operation, GENESIS_HASH};
 use crate::ids::GuildId;
-use crate::json::{canonical, is_canonical, sha256_hex};
+use crate::json::{canonical, is_canonical, sha256_hex, HEX_DIGITS};
 use crate::time::Timestamp;
 
 /// The stable code of a verification failure.
@@ -236,9 +236,8 @@ fn sha256_is(bytes: &[u8], hex: &str) -> bool {
     let hex = hex.as_bytes();
     hex.len() == 64
         && digest.iter().enumerate().all(|(i, b)| {
-            const DIGITS: &[u8; 16] = b"0123456789abcdef";
-            hex[2 * i] == DIGITS[usize::from(b >> 4)]
-                && hex[2 * i + 1] == DIGITS[usize::from(b & 15)]
+            hex[2 * i] == HEX_DIGITS[usize::from(b >> 4)]
+                && hex[2 * i + 1] == HEX_DIGITS[usize::from(b & 15)]
         })
 }
 

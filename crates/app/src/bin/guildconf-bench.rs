@@ -315,6 +315,36 @@ async fn peer_pg_write(pool: &PgPool, guild: i64, doc: &Value, i: usize) -> R<()
     Ok(())
 }
 
+/// CPU time this process's live threads have used so far, in seconds: the
+/// sum of each thread's nanosecond run time in `/proc/self/task/*/schedstat`
+/// (the PostgreSQL write phases start no short-lived threads), else user +
+/// system time from `/proc/self/stat` in 10 ms ticks; NaN where neither can
+/// be read.
+fn process_cpu_s() -> f64 {
+    let threads = std::fs::read_dir("/proc/self/task").ok().map(|tasks| {
+        tasks
+            .filter_map(|task| {
+                let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+                text.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum::<u64>()
+    });
+    if let Some(ns) = threads.filter(|ns| *ns > 0) {
+        return ns as f64 / 1e9;
+    }
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which is in parentheses.
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 /// guildconf, guildconf without its change feed, raw SQL, the trigger peer and
 /// guildconf without head hints (every write reads its head first) on
 /// PostgreSQL, interleaved in rounds; writes per second of each.
@@ -1123,36 +1153,6 @@ async fn bench_history(url: &str, key: &str, sizes: Sizes, out: &mut Figures) ->
 }
 
 // ---------------------------------------------------------------- export and verify (child process)
-
-/// CPU time this process's live threads have used so far, in seconds: the
-/// sum of each thread's nanosecond run time in `/proc/self/task/*/schedstat`
-/// (the PostgreSQL write phases start no short-lived threads), else user +
-/// system time from `/proc/self/stat` in 10 ms ticks; NaN where neither can
-/// be read.
-fn process_cpu_s() -> f64 {
-    let threads = std::fs::read_dir("/proc/self/task").ok().map(|tasks| {
-        tasks
-            .filter_map(|task| {
-                let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-                text.split_whitespace().next()?.parse::<u64>().ok()
-            })
-            .sum::<u64>()
-    });
-    if let Some(ns) = threads.filter(|ns| *ns > 0) {
-        return ns as f64 / 1e9;
-    }
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // The fields after the command name, which is in parentheses.
-            let rest = stat.get(stat.rfind(')')? + 2..)?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .unwrap_or(f64::NAN)
-}
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
