@@ -2,8 +2,8 @@
 //! plain-SQL access for tampering and fault injection, a deterministic clock,
 //! and the [`contract!`] macro that instantiates every test once per backend.
 //!
-//! Adding a backend is one line in [`contract!`] and one arm in
-//! [`TestDb::new`].
+//! Adding a backend takes a module in [`contract!`] and an arm in each
+//! `match` on `Backend`, here and in the suite modules that match on it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};

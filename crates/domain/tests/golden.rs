@@ -1,4 +1,4 @@
-//! Golden vectors for the public hash-chain format (DESIGN §4).
+//! Golden vectors for the public hash-chain format (docs/FORMAT.md).
 //!
 //! The fixtures were made by `fixtures/make_golden.py` with the `rfc8785`
 //! Python package, an RFC 8785 implementation independent of the one the

@@ -1,6 +1,7 @@
 //! Hostile input against every pure parser: arbitrary text and JSON never
 //! panic, and always come back as a typed error or a valid value.
-//! 10 000 cases per target (DESIGN §6: pure targets run the most cases).
+//! 10 000 cases per target (pure targets run the most cases; the database
+//! targets of the contract suite run fewer).
 
 use guildconf_domain::json::{
     canonical, canonical_sha256, parse_pointer, parse_user_path, pointer_from_segments, remove_at,

@@ -1,4 +1,4 @@
-//! Property tests of the pure domain (DESIGN §6): diff/apply round trips,
+//! Property tests of the pure domain: diff/apply round trips,
 //! diff shape, redaction, schema normalisation, snowflakes and JSON limits.
 //!
 //! Every target here is pure and cheap, so each property runs 10 000 cases.

@@ -1,4 +1,4 @@
-//! Acceptance tests of the `guildconf` command line (DESIGN §5): the real
+//! Acceptance tests of the `guildconf` command line (docs/CLI.md): the real
 //! binary, run as a user would, against a fresh database on each backend.
 //! Every test checks exit codes, the JSON shapes on stdout, the error object on
 //! stderr, and what actually landed in the database (with plain SQL).

@@ -1,5 +1,5 @@
-//! The storage contract (DESIGN §3 and §4), written once and run against
-//! SQLite and PostgreSQL through the public service.
+//! The storage contract (docs/STORAGE.md and docs/FORMAT.md), written once
+//! and run against SQLite and PostgreSQL through the public service.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
