@@ -1,7 +1,9 @@
 //! The [`ConfigStore`] implementation.
 
 use async_trait::async_trait;
-use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
+use guildconf_domain::{
+    Actor, ActorKind, Entry, EntryBody, GuildId, Operation, SealedEntry, Timestamp,
+};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PurgeCandidate,
     PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry,
@@ -52,25 +54,6 @@ fn actor(row: &PgRow) -> StoreResult<Actor> {
             .map_err(|_| StoreError::Corrupt("stored actor kind is unknown".into()))?,
         label: get(row, "actor_label")?,
     })
-}
-
-/// Checks the parts of a change set agree on guild and position, so a buggy
-/// caller cannot write a head that disagrees with its entry.
-fn check_consistent(change: &ChangeSet) -> StoreResult<()> {
-    let body = &change.entry.body;
-    let problem = if change.head.guild_id != change.guild_id || body.guild_id != change.guild_id {
-        Some("guild ids differ")
-    } else if change.head.seq != body.seq {
-        Some("head seq differs from the entry's seq")
-    } else if change.head.last_hash != change.entry.entry_hash {
-        Some("head hash differs from the entry's hash")
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => Err(StoreError::Storage(format!("inconsistent change set: {p}"))),
-        None => Ok(()),
-    }
 }
 
 /// The SQL of one streaming batch, after `prefix` (empty, or `EXPLAIN `):
@@ -282,13 +265,10 @@ impl PgStore {
     /// Inserts a chained entry inside `tx`.
     async fn insert_entry(
         tx: &mut sqlx::PgConnection,
-        entry: &Entry,
+        entry: &SealedEntry,
         guild: i64,
     ) -> StoreResult<()> {
-        let body = &entry.body;
-        let text = body
-            .canonical()
-            .map_err(|_| StoreError::Storage("cannot canonicalise the entry body".into()))?;
+        let body = entry.body();
         sqlx::query(
             "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
              actor_id, request_id, body, entry_hash, prev_hash) \
@@ -301,8 +281,8 @@ impl PgStore {
         .bind(body.occurred_at.to_string())
         .bind(&body.actor.id)
         .bind(&body.request_id)
-        .bind(&text)
-        .bind(&entry.entry_hash)
+        .bind(entry.text())
+        .bind(entry.entry_hash())
         .bind(&body.prev_hash)
         .execute(&mut *tx)
         .await
@@ -322,10 +302,7 @@ impl PgStore {
     /// is written unless the head was where the change set expects.
     async fn write_change(&self, change: &ChangeSet, guild: i64) -> StoreResult<()> {
         let head = &change.head;
-        let body = &change.entry.body;
-        let text = body
-            .canonical()
-            .map_err(|_| StoreError::Storage("cannot canonicalise the entry body".into()))?;
+        let body = change.entry.body();
         let request_result = change
             .request
             .as_ref()
@@ -399,9 +376,9 @@ impl PgStore {
             )
             .push_bind(to_i64(snapshot.version, "version")?)
             .push(", ")
-            .push_bind(&snapshot.document)
+            .push_bind(snapshot.document.value())
             .push(", ")
-            .push_bind(&snapshot.sha256)
+            .push_bind(snapshot.document.sha256())
             .push(" FROM head)");
         }
         self.fault(WriteStep::EntryInsert)?;
@@ -417,8 +394,8 @@ impl PgStore {
             .push_bind(body.occurred_at.to_string())
             .push_bind(&body.actor.id)
             .push_bind(&body.request_id)
-            .push_bind(&text)
-            .push_bind(&change.entry.entry_hash)
+            .push_bind(change.entry.text())
+            .push_bind(change.entry.entry_hash())
             .push_bind(&body.prev_hash);
         sql.push(" FROM head)");
         if let (Some(request), Some(result)) = (&change.request, &request_result) {
@@ -481,7 +458,7 @@ impl PgStore {
             tx,
             &set.head,
             set.expected_seq,
-            &set.entry.body.prev_hash,
+            &set.entry.body().prev_hash,
             guild,
         )
         .await?;
@@ -587,7 +564,7 @@ impl ConfigStore for PgStore {
     }
 
     async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
-        check_consistent(&change)?;
+        change.check()?;
         self.write_change(&change, change.guild_id.as_i64()).await
     }
 
@@ -868,14 +845,7 @@ impl ConfigStore for PgStore {
     }
 
     async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
-        let body = &purge.entry.body;
-        if purge.head.guild_id != purge.guild_id
-            || body.guild_id != purge.guild_id
-            || purge.head.seq != body.seq
-            || purge.head.last_hash != purge.entry.entry_hash
-        {
-            return Err(StoreError::Storage("inconsistent purge set".into()));
-        }
+        purge.check()?;
         let guild = purge.guild_id.as_i64();
         let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
         match self.purge_in(&mut tx, &purge, guild).await {

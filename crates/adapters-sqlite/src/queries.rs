@@ -3,7 +3,9 @@
 //! sees an `.await`.
 
 use guildconf_domain::json::canonical_json;
-use guildconf_domain::{Actor, ActorKind, Entry, EntryBody, GuildId, Operation, Timestamp};
+use guildconf_domain::{
+    Actor, ActorKind, Entry, EntryBody, GuildId, Operation, SealedEntry, Timestamp,
+};
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome, PurgeSet,
     RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
@@ -414,26 +416,19 @@ pub(crate) fn commit(
     change: &ChangeSet,
     fault: impl Fn(WriteStep) -> StoreResult<()>,
 ) -> StoreResult<()> {
-    let body = &change.entry.body;
-    if change.head.guild_id != change.guild_id || body.guild_id != change.guild_id {
-        return Err(StoreError::Storage(
-            "the change set names more than one guild".into(),
-        ));
-    }
+    change.check()?;
+    let body = change.entry.body();
     // Everything that can fail without the database is computed before the
     // write lock is taken, so the lock is held only for the SQL itself.
     let guild = change.guild_id.as_i64();
-    let body_text = body
-        .canonical()
-        .map_err(|_| StoreError::Storage("cannot canonicalise the audit entry body".into()))?;
     let snapshot = change
         .snapshot
         .as_ref()
         .map(|s| {
             Ok::<_, StoreError>((
                 to_i64(s.version, "snapshot version")?,
-                canonical_text(&s.document, "snapshot document")?,
-                s.sha256.as_str(),
+                s.document.text(),
+                s.document.sha256(),
             ))
         })
         .transpose()?;
@@ -449,12 +444,11 @@ pub(crate) fn commit(
         })
         .transpose()?;
     let head = &change.head;
-    // The new head's document is the new snapshot's (except for a delete):
-    // its canonical text is computed once and stored twice.
-    let head_document = match (&head.document, &change.snapshot, &snapshot) {
-        (Some(doc), Some(s), Some((_, text, _))) if *doc == s.document => Some(text.clone()),
-        (Some(doc), _, _) => Some(canonical_text(doc, "head document")?),
-        (None, _, _) => None,
+    // The new head's document is the new snapshot's, stored as the same text.
+    let head_document = match (&change.snapshot, &head.document) {
+        (Some(s), _) => HeadDocument::Set(s.document.text()),
+        (None, None) => HeadDocument::Clear,
+        (None, Some(_)) => HeadDocument::Keep,
     };
     let expected_seq = change.expected_seq;
     // Checked here, before the lock, so the helpers below cannot fail on them.
@@ -475,7 +469,7 @@ pub(crate) fn commit(
         .map_err(db_err)?;
     }
     fault(WriteStep::EntryInsert)?;
-    insert_entry(&tx, guild, &change.entry, &body_text)?;
+    insert_entry(&tx, guild, &change.entry)?;
     if let Some((request_id, fingerprint, result)) = &request {
         fault(WriteStep::RequestInsert)?;
         tx.prepare_cached(
@@ -486,7 +480,7 @@ pub(crate) fn commit(
         .map_err(db_err)?;
     }
     fault(WriteStep::HeadMove)?;
-    upsert_head(&tx, guild, head, head_document.as_deref())?;
+    upsert_head(&tx, guild, head, head_document)?;
     fault(WriteStep::Commit)?;
     tx.commit()
 }
@@ -572,9 +566,9 @@ fn check_head(
     }
 }
 
-/// Inserts a chained entry; `body_text` is its canonical body.
-fn insert_entry(tx: &Connection, guild: i64, entry: &Entry, body_text: &str) -> StoreResult<()> {
-    let body = &entry.body;
+/// Inserts a chained entry, its body as the text that was hashed.
+fn insert_entry(tx: &Connection, guild: i64, entry: &SealedEntry) -> StoreResult<()> {
+    let body = entry.body();
     let seq = to_i64(body.seq, "entry seq")?;
     let version = to_i64(body.config_version, "entry config_version")?;
     tx.prepare_cached(
@@ -591,8 +585,8 @@ fn insert_entry(tx: &Connection, guild: i64, entry: &Entry, body_text: &str) -> 
             body.occurred_at.to_string(),
             body.actor.id,
             body.request_id,
-            body_text,
-            entry.entry_hash,
+            entry.text(),
+            entry.entry_hash(),
             body.prev_hash,
         ])
     })
@@ -600,15 +594,31 @@ fn insert_entry(tx: &Connection, guild: i64, entry: &Entry, body_text: &str) -> 
     Ok(())
 }
 
-/// Writes the guild's head row; `document` is the canonical current document.
+/// What a write does to the head row's document column.
+#[derive(Clone, Copy)]
+enum HeadDocument<'a> {
+    /// Store this canonical text (a new version's snapshot).
+    Set(&'a str),
+    /// Store NULL (a delete).
+    Clear,
+    /// Leave it as it is (a purge changes no config).
+    Keep,
+}
+
+/// Writes the guild's head row.
 fn upsert_head(
     tx: &Connection,
     guild: i64,
     head: &Head,
-    document: Option<&str>,
+    document: HeadDocument<'_>,
 ) -> StoreResult<()> {
     let version = to_i64(head.version, "head version")?;
     let seq = to_i64(head.seq, "head seq")?;
+    let (document, keep) = match document {
+        HeadDocument::Set(text) => (Some(text), false),
+        HeadDocument::Clear => (None, false),
+        HeadDocument::Keep => (None, true),
+    };
     tx.prepare_cached(
         "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at,
                                   actor_id, actor_kind, actor_label, document)
@@ -621,7 +631,7 @@ fn upsert_head(
              actor_id = excluded.actor_id,
              actor_kind = excluded.actor_kind,
              actor_label = excluded.actor_label,
-             document = excluded.document",
+             document = CASE WHEN ?10 THEN guild_heads.document ELSE excluded.document END",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -634,6 +644,7 @@ fn upsert_head(
             head.actor.kind.as_str(),
             head.actor.label,
             document,
+            keep,
         ])
     })
     .map_err(db_err)?;
@@ -757,24 +768,9 @@ fn delete_batched(tx: &Transaction<'_>, sql: &str, args: &[i64]) -> StoreResult<
 /// One guild's purge in one `BEGIN IMMEDIATE` transaction: head check, the
 /// gate row, batched deletes, the gate row removed, the purge entry, the head.
 pub(crate) fn purge(conn: &mut Connection, set: &PurgeSet) -> StoreResult<PurgeOutcome> {
-    let body = &set.entry.body;
-    if set.head.guild_id != set.guild_id
-        || body.guild_id != set.guild_id
-        || set.head.seq != body.seq
-        || set.head.last_hash != set.entry.entry_hash
-    {
-        return Err(StoreError::Storage("inconsistent purge set".into()));
-    }
+    set.check()?;
+    let body = set.entry.body();
     let guild = set.guild_id.as_i64();
-    let body_text = body
-        .canonical()
-        .map_err(|_| StoreError::Storage("cannot canonicalise the audit entry body".into()))?;
-    let head_document = set
-        .head
-        .document
-        .as_ref()
-        .map(|d| canonical_text(d, "head document"))
-        .transpose()?;
     let through_seq = to_i64(set.through_seq, "through seq")?;
     let keep_from = to_i64(set.keep_from_version, "version")?;
     let current_version = to_i64(set.head.version, "head version")?;
@@ -814,8 +810,8 @@ pub(crate) fn purge(conn: &mut Connection, set: &PurgeSet) -> StoreResult<PurgeO
     tx.prepare_cached("DELETE FROM purge_gate WHERE guild_id = ?1")
         .and_then(|mut s| s.execute([guild]))
         .map_err(db_err)?;
-    insert_entry(&tx, guild, &set.entry, &body_text)?;
-    upsert_head(&tx, guild, &set.head, head_document.as_deref())?;
+    insert_entry(&tx, guild, &set.entry)?;
+    upsert_head(&tx, guild, &set.head, HeadDocument::Keep)?;
     tx.commit().map_err(db_err)?;
     Ok(PurgeOutcome {
         entries_removed,

@@ -3,20 +3,66 @@
 use std::error::Error;
 use std::path::Path;
 
-use guildconf_domain::json::{canonical, canonical_sha256};
+use guildconf_domain::json::canonical;
 use guildconf_domain::{
-    diff, redact_changes, summarise, Actor, ActorKind, ConfigSchema, EntryBody, GuildConfigSchema,
-    GuildId, Operation, Timestamp, ENTRY_FORMAT_VERSION, GENESIS_HASH,
+    Actor, ActorKind, ConfigSchema, GuildConfigSchema, GuildId, Operation, Timestamp,
 };
 use guildconf_ports::{
-    ChangeSet, ConfigStore, Head, HistoryPosition, HistoryQuery, RequestRecord, Snapshot,
-    StoreError, StoredEntry,
+    contract, ChangeSet, ConfigStore, Head, HistoryPosition, HistoryQuery, Snapshot, StoreError,
+    StoredEntry,
 };
 use guildconf_sqlite::{SqliteOptions, SqliteStore, SCHEMA_VERSION};
 use rusqlite::Connection;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 type TestResult = Result<(), Box<dyn Error>>;
+
+/// The store contract every backend passes, on a fresh SQLite file per test.
+struct SqliteFixture {
+    store: SqliteStore,
+    _dir: tempfile::TempDir,
+}
+
+#[async_trait::async_trait]
+impl contract::StoreFixture for SqliteFixture {
+    async fn new(_name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open_new(&dir).expect("a new SQLite file opens");
+        Self { store, _dir: dir }
+    }
+
+    fn store(&self) -> &dyn ConfigStore {
+        &self.store
+    }
+
+    async fn execute(&self, sql: &str) -> Result<u64, String> {
+        let conn = plain(self.store.path()).map_err(|e| e.to_string())?;
+        conn.execute(sql, [])
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn count(&self, table: &str) -> u64 {
+        let conn = plain(self.store.path()).expect("opens");
+        count(&conn, table).expect("counts").unsigned_abs()
+    }
+
+    async fn fail_entry_inserts(&self, on: bool) {
+        let sql = if on {
+            "CREATE TRIGGER inject_fault BEFORE INSERT ON audit_entries
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+        } else {
+            "DROP TRIGGER inject_fault"
+        };
+        plain(self.store.path())
+            .and_then(|c| c.execute_batch(sql))
+            .expect("the fault trigger changes");
+    }
+
+    async fn finish(self) {}
+}
+
+guildconf_ports::config_store_contract_tests!(crate::SqliteFixture);
 
 fn guild(n: u64) -> GuildId {
     GuildId::from_u64(n).expect("test ids are valid snowflakes")
@@ -43,8 +89,8 @@ fn open_new(dir: &tempfile::TempDir) -> Result<SqliteStore, StoreError> {
     SqliteStore::open(dir.path().join("guildconf.db"), create_options())
 }
 
-/// Builds the change set that moves `guild` from `head` to `document`
-/// (`None`: delete), the way the app does with pure domain code.
+/// The change set that moves `guild` from `head` to `document` (`None`:
+/// delete), made through the domain's one maker of links.
 fn change(
     guild_id: GuildId,
     head: Option<&Head>,
@@ -53,69 +99,14 @@ fn change(
     occurred_at: Timestamp,
     request_id: Option<&str>,
 ) -> Result<ChangeSet, Box<dyn Error>> {
-    let schema = GuildConfigSchema;
-    let empty = json!({});
-    let before = head.and_then(|h| h.document.as_ref()).unwrap_or(&empty);
-    let after = document.as_ref().unwrap_or(&empty);
-    let operation = match (head.and_then(|h| h.document.as_ref()), &document) {
-        (_, None) => Operation::Delete,
-        (None, Some(_)) => Operation::Create,
-        (Some(_), Some(_)) => Operation::Update,
-    };
-    let changes = redact_changes(&diff(before, after), &schema.secret_paths());
-    let summary = summarise(actor, operation, &changes, None);
-    let seq = head.map_or(1, |h| h.seq + 1);
-    let version = match operation {
-        Operation::Delete => head.map_or(0, |h| h.version),
-        _ => head.map_or(1, |h| h.version + 1),
-    };
-    let snapshot_sha256 = document.as_ref().map(canonical_sha256).transpose()?;
-    let entry = EntryBody {
-        v: ENTRY_FORMAT_VERSION,
+    Ok(contract::change_set(
         guild_id,
-        seq,
-        config_version: version,
-        operation,
-        occurred_at,
-        actor: actor.clone(),
-        changes,
-        summary,
-        snapshot_sha256: snapshot_sha256.clone(),
-        reason: None,
-        request_id: request_id.map(str::to_owned),
-        context: Map::new(),
-        detail: Map::new(),
-        prev_hash: head.map_or_else(|| GENESIS_HASH.to_owned(), |h| h.last_hash.clone()),
-    }
-    .seal()?;
-    let snapshot = match (&document, snapshot_sha256) {
-        (Some(d), Some(sha256)) => Some(Snapshot {
-            version,
-            document: d.clone(),
-            sha256,
-        }),
-        _ => None,
-    };
-    Ok(ChangeSet {
-        guild_id,
-        expected_seq: head.map(|h| h.seq),
-        head: Head {
-            guild_id,
-            version,
-            seq,
-            last_hash: entry.entry_hash.clone(),
-            updated_at: occurred_at,
-            actor: actor.clone(),
-            document,
-        },
-        snapshot,
-        entry,
-        request: request_id.map(|r| RequestRecord {
-            request_id: r.to_owned(),
-            fingerprint: "f".repeat(64),
-            result: json!({"guild_id": guild_id.to_string(), "version": version}),
-        }),
-    })
+        head,
+        document,
+        actor,
+        occurred_at.datetime(),
+        request_id,
+    ))
 }
 
 fn with_feature(flag: &str, on: bool) -> Value {
@@ -266,7 +257,10 @@ async fn commit_then_read_back() -> TestResult {
     )?;
     store.commit(c1.clone()).await?;
     assert_eq!(store.head(g).await?.as_ref(), Some(&c1.head));
-    assert_eq!(store.snapshot(g, 1).await?, c1.snapshot);
+    assert_eq!(
+        store.snapshot(g, 1).await?,
+        c1.snapshot.clone().map(Snapshot::from)
+    );
     assert_eq!(store.request(g, "req-1").await?, c1.request);
     assert_eq!(store.request(g, "req-2").await?, None);
 
@@ -286,13 +280,16 @@ async fn commit_then_read_back() -> TestResult {
     assert_eq!(head, c3.head);
     assert_eq!(head.document, None);
     assert_eq!(head.version, 2);
-    assert_eq!(store.snapshot(g, 2).await?, c2.snapshot);
+    assert_eq!(
+        store.snapshot(g, 2).await?,
+        c2.snapshot.clone().map(Snapshot::from)
+    );
     assert_eq!(store.snapshot(g, 3).await?, None);
     assert_eq!(store.snapshot(g, u64::MAX).await?, None);
 
     let stored = store.stored_head(g).await?.expect("head exists");
     assert_eq!((stored.seq, stored.version, stored.document), (3, 2, None));
-    assert_eq!(stored.last_hash, c3.entry.entry_hash);
+    assert_eq!(stored.last_hash, c3.entry.entry_hash());
 
     // entry_at: the last entry at or before the time.
     assert_eq!(store.entry_at(g, at(9)).await?, None);
@@ -313,18 +310,21 @@ async fn commit_then_read_back() -> TestResult {
     let entries = store.entries(g, 0, None, 100, true).await?;
     assert_eq!(entries.len(), 3);
     for (stored, sent) in entries.iter().zip([&c1, &c2, &c3]) {
-        assert_eq!(stored.body, sent.entry.body.canonical()?);
-        assert_eq!(stored.entry_hash, sent.entry.entry_hash);
-        assert_eq!(stored.seq, sent.entry.body.seq);
-        assert_eq!(stored.config_version, sent.entry.body.config_version);
-        assert_eq!(stored.occurred_at, sent.entry.body.occurred_at.to_string());
-        assert_eq!(stored.operation, sent.entry.body.operation.as_str());
+        assert_eq!(stored.body, sent.entry.text());
+        assert_eq!(stored.entry_hash, sent.entry.entry_hash());
+        assert_eq!(stored.seq, sent.entry.body().seq);
+        assert_eq!(stored.config_version, sent.entry.body().config_version);
+        assert_eq!(
+            stored.occurred_at,
+            sent.entry.body().occurred_at.to_string()
+        );
+        assert_eq!(stored.operation, sent.entry.body().operation.as_str());
         assert_eq!(stored.actor_id, alice.id);
         assert_eq!(stored.guild_id, g);
         let expected_snapshot = sent
             .snapshot
             .as_ref()
-            .map(|s| canonical(&s.document))
+            .map(|s| canonical(s.document.value()))
             .transpose()?;
         assert_eq!(stored.snapshot, expected_snapshot);
     }
@@ -347,29 +347,38 @@ async fn commit_then_read_back() -> TestResult {
         ..HistoryQuery::default()
     };
     let page = store.history(&query).await?;
-    assert_eq!(page, vec![c3.entry.clone(), c2.entry.clone()]);
+    assert_eq!(
+        page,
+        vec![c3.entry.entry().clone(), c2.entry.entry().clone()]
+    );
     let next = HistoryQuery {
         after: Some(HistoryPosition {
-            occurred_at: c2.entry.body.occurred_at,
+            occurred_at: c2.entry.body().occurred_at,
             guild_id: g,
             seq: 2,
         }),
         ..query.clone()
     };
-    assert_eq!(store.history(&next).await?, vec![c1.entry.clone()]);
+    assert_eq!(store.history(&next).await?, vec![c1.entry.entry().clone()]);
     let updates = HistoryQuery {
         operation: Some(Operation::Update),
         limit: 10,
         ..query.clone()
     };
-    assert_eq!(store.history(&updates).await?, vec![c2.entry.clone()]);
+    assert_eq!(
+        store.history(&updates).await?,
+        vec![c2.entry.entry().clone()]
+    );
     let window = HistoryQuery {
         since: Some(at(20)),
         until: Some(at(30)),
         limit: 10,
         ..query.clone()
     };
-    assert_eq!(store.history(&window).await?, vec![c2.entry.clone()]);
+    assert_eq!(
+        store.history(&window).await?,
+        vec![c2.entry.entry().clone()]
+    );
 
     let list = store.list_guilds().await?;
     assert_eq!(list.len(), 1);
@@ -435,146 +444,6 @@ async fn history_by_actor_across_guilds_and_guild_ids() -> TestResult {
             .collect::<Vec<_>>(),
         vec![guild(1), guild(2), guild(3)]
     );
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_stale_head_is_a_conflict_and_writes_nothing() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = open_new(&dir)?;
-    let g = guild(7);
-    let alice = actor("80351110224678912");
-    let head = seed(&store, g, &alice, 0).await?;
-    let entries_before = store.entries(g, 0, None, 100, true).await?;
-
-    // Computed from the first head (seq 1) although the store is at seq 2.
-    let first = store.entries(g, 0, None, 1, false).await?;
-    assert_eq!(first.len(), 1);
-    let mut stale_head = head.clone();
-    stale_head.seq = 1;
-    let stale = change(
-        g,
-        Some(&stale_head),
-        Some(with_feature("gamma", true)),
-        &alice,
-        at(50),
-        Some("req-9"),
-    )?;
-    assert!(matches!(
-        store.commit(stale).await,
-        Err(StoreError::Conflict(_))
-    ));
-    // Computed as if the guild did not exist.
-    let fresh = change(
-        g,
-        None,
-        Some(GuildConfigSchema.defaults()),
-        &alice,
-        at(51),
-        None,
-    )?;
-    assert!(matches!(
-        store.commit(fresh).await,
-        Err(StoreError::Conflict(_))
-    ));
-
-    assert_eq!(store.head(g).await?, Some(head.clone()));
-    assert_eq!(store.entries(g, 0, None, 100, true).await?, entries_before);
-    assert_eq!(store.snapshot(g, 3).await?, None);
-    assert_eq!(store.request(g, "req-9").await?, None);
-    let conn = plain(store.path())?;
-    assert_eq!(count(&conn, "guild_snapshots")?, 2);
-    assert_eq!(count(&conn, "audit_requests")?, 1);
-
-    // A request id that is taken is a conflict too, and its message does not
-    // echo the id.
-    let reused = change(
-        g,
-        Some(&head),
-        Some(with_feature("delta", true)),
-        &alice,
-        at(52),
-        Some("req-1"),
-    )?;
-    match store.commit(reused).await {
-        Err(StoreError::Conflict(m)) => assert!(!m.contains("req-1"), "{m}"),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
-    assert_eq!(store.head(g).await?, Some(head));
-    Ok(())
-}
-
-#[tokio::test]
-async fn the_database_refuses_to_rewrite_history() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = open_new(&dir)?;
-    seed(&store, guild(9), &actor("80351110224678912"), 0).await?;
-    let conn = plain(store.path())?;
-    for (table, update) in [
-        (
-            "audit_entries",
-            "UPDATE audit_entries SET actor_id = 'mallory'",
-        ),
-        (
-            "guild_snapshots",
-            "UPDATE guild_snapshots SET document = '{}'",
-        ),
-        ("audit_requests", "UPDATE audit_requests SET result = '{}'"),
-    ] {
-        for sql in [update.to_owned(), format!("DELETE FROM {table}")] {
-            let err = conn
-                .execute(&sql, [])
-                .expect_err("append-only tables refuse");
-            assert!(
-                err.to_string()
-                    .contains(&format!("guildconf: {table} is append-only")),
-                "{sql}: {err}"
-            );
-        }
-    }
-    assert_eq!(count(&conn, "audit_entries")?, 2);
-    assert_eq!(count(&conn, "guild_snapshots")?, 2);
-    assert_eq!(count(&conn, "audit_requests")?, 1);
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_failing_audit_insert_rolls_back_the_whole_write() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = open_new(&dir)?;
-    let g = guild(11);
-    let alice = actor("80351110224678912");
-    let head = seed(&store, g, &alice, 0).await?;
-    let entries_before = store.entries(g, 0, None, 100, true).await?;
-    let conn = plain(store.path())?;
-    conn.execute_batch(
-        "CREATE TRIGGER inject_fault BEFORE INSERT ON audit_entries
-         BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
-    )?;
-
-    // The snapshot is inserted before the entry, so this proves it is undone.
-    let next = change(
-        g,
-        Some(&head),
-        Some(with_feature("gamma", true)),
-        &alice,
-        at(40),
-        Some("req-2"),
-    )?;
-    match store.commit(next.clone()).await {
-        Err(StoreError::Storage(m)) => assert!(m.contains("injected fault"), "{m}"),
-        other => panic!("expected a storage error, got {other:?}"),
-    }
-    assert_eq!(store.head(g).await?, Some(head.clone()));
-    assert_eq!(store.snapshot(g, 3).await?, None);
-    assert_eq!(store.request(g, "req-2").await?, None);
-    assert_eq!(store.entries(g, 0, None, 100, true).await?, entries_before);
-    assert_eq!(count(&conn, "guild_snapshots")?, 2);
-
-    // Once the fault is gone, the same change set lands.
-    conn.execute_batch("DROP TRIGGER inject_fault")?;
-    store.commit(next.clone()).await?;
-    assert_eq!(store.head(g).await?, Some(next.head));
     Ok(())
 }
 

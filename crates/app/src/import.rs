@@ -3,9 +3,12 @@
 
 use std::io::BufRead;
 
-use guildconf_domain::json::canonical_sha256;
-use guildconf_domain::{apply_changes, Entry, GuildId, Operation};
-use guildconf_ports::{ChangeSet, ConfigStore, Head, Snapshot};
+use guildconf_domain::{
+    apply_changes, link, unapply_changes, CanonicalDocument, ConfigSchema, Entry, EntryBody,
+    GuildConfigSchema, GuildId, Head, LinkMeta, Operation, RequestContext, SecretPaths, Step,
+    Timestamp, BODY_KEYS,
+};
+use guildconf_ports::{ChangeSet, ConfigStore};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -36,97 +39,200 @@ impl From<Error> for ImportRefusal {
     }
 }
 
-/// Replays one guild's entries into a store as change sets, rebuilding each
-/// version's snapshot from the line's `snapshot` (present in
-/// `export --with-snapshots` files) or from the changes.
+/// Replays one guild's entries into a store as change sets. Each line is
+/// rebuilt through the one maker of links ([`link`]) from what it says (the
+/// operation, the documents before and after, actor, request metadata and
+/// time) and must come out byte for byte as the line's entry: a file holds
+/// only entries guildconf itself could have written. Each version's document
+/// comes from the line's `snapshot` (present in `export --with-snapshots`
+/// files) or from applying the changes to the previous one.
 struct GuildReplay {
     guild: GuildId,
     head: Option<Head>,
-    document: Option<Value>,
+    secrets: SecretPaths,
 }
 
 impl GuildReplay {
-    fn new(guild: GuildId) -> Self {
+    fn new(guild: GuildId, secrets: SecretPaths) -> Self {
         Self {
             guild,
             head: None,
-            document: None,
+            secrets,
         }
     }
 
     fn change_set(&mut self, line_no: usize, line: &Map<String, Value>) -> Result<ChangeSet> {
         let at = |msg: String| Error::invalid("/file", format!("line {line_no}: {msg}"));
-        let entry = Entry::from_json(&Value::Object(line.clone())).map_err(&at)?;
-        let b = &entry.body;
-        let given = line.get("snapshot").filter(|s| !s.is_null()).cloned();
-        let document = match b.operation {
-            Operation::Delete => None,
-            Operation::Purge => self.document.clone().or(given),
-            _ => match given {
-                Some(doc) => Some(doc),
-                None => {
-                    let Some(base) = (if b.operation == Operation::Create {
-                        Some(Value::Object(Map::new()))
-                    } else {
-                        self.document.clone()
-                    }) else {
-                        return Err(at(format!(
-                            "guild {} seq {} starts after a purge, so its snapshot cannot be rebuilt from changes; \
-                             export with --with-snapshots",
-                            b.guild_id, b.seq
-                        )));
-                    };
-                    Some(apply_changes(&base, &b.changes).map_err(&at)?)
-                }
-            },
+        let claimed = Entry::from_json(&Value::Object(line.clone())).map_err(&at)?;
+        let b = &claimed.body;
+        let given = line.get("snapshot").filter(|s| !s.is_null());
+        let prev = match &self.head {
+            Some(head) => Some(head.clone()),
+            None if b.seq <= 1 => None,
+            None => Some(anchor(b, given).map_err(&at)?),
         };
-        if b.operation != Operation::Delete {
-            let sha = document
-                .as_ref()
-                .map(canonical_sha256)
-                .transpose()
-                .map_err(&at)?;
-            if sha != b.snapshot_sha256 {
-                return Err(at(format!(
-                    "the document of guild {} version {} cannot be rebuilt from its changes (a redacted secret \
-                     or a missing snapshot); export with --with-snapshots",
-                    b.guild_id, b.config_version
-                )));
-            }
+        let current = prev.as_ref().and_then(|h| h.document.as_ref());
+        let step = Self::step(b, current, given).map_err(&at)?;
+        let context = RequestContext::from_map(&b.context);
+        let meta = LinkMeta {
+            actor: &b.actor,
+            reason: b.reason.as_deref(),
+            request_id: b.request_id.as_deref(),
+            context: &context,
+        };
+        let now = b.occurred_at.datetime();
+        let link = link(self.guild, prev.as_ref(), step, meta, &self.secrets, now)
+            .map_err(|e| at(e.to_string()))?;
+        if link.entry.entry_hash() != claimed.entry_hash {
+            return Err(at(format!(
+                "guild {} seq {} is not an entry guildconf writes: its {} differs from the entry \
+                 rebuilt from it",
+                b.guild_id,
+                b.seq,
+                first_difference(b, link.entry.body())
+            )));
         }
-        let new_version = matches!(
-            b.operation,
-            Operation::Create | Operation::Update | Operation::Revert
-        );
-        let snapshot = match (&document, new_version) {
-            (Some(doc), true) => Some(Snapshot {
-                version: b.config_version,
-                document: doc.clone(),
-                sha256: b.snapshot_sha256.clone().unwrap_or_default(),
-            }),
-            _ => None,
-        };
-        let head = Head {
-            guild_id: self.guild,
-            version: b.config_version,
-            seq: b.seq,
-            last_hash: entry.entry_hash.clone(),
-            updated_at: b.occurred_at,
-            actor: b.actor.clone(),
-            document: document.clone(),
-        };
-        let change = ChangeSet {
-            guild_id: self.guild,
-            expected_seq: self.head.as_ref().map(|h| h.seq),
-            head: head.clone(),
-            snapshot,
-            entry,
-            request: None,
-        };
-        self.head = Some(head);
-        self.document = document;
+        let change = ChangeSet::new(link, self.head.as_ref().map(|h| h.seq), None);
+        self.head = Some(change.head.clone());
         Ok(change)
     }
+
+    /// The chain step a line says it made.
+    fn step(
+        b: &EntryBody,
+        current: Option<&Value>,
+        given: Option<&Value>,
+    ) -> std::result::Result<Step, String> {
+        let document = |base: Option<&Value>| -> std::result::Result<CanonicalDocument, String> {
+            let doc = match (given, base) {
+                (Some(doc), _) => doc.clone(),
+                (None, Some(base)) => apply_changes(base, &b.changes)?,
+                (None, None) => {
+                    return Err(format!(
+                        "guild {} seq {} follows no document to apply its changes to",
+                        b.guild_id, b.seq
+                    ))
+                }
+            };
+            let doc = CanonicalDocument::new(doc)?;
+            if b.snapshot_sha256.as_deref() != Some(doc.sha256()) {
+                return Err(format!(
+                    "the document of guild {} version {} cannot be rebuilt from its changes (a redacted \
+                     secret or a missing snapshot); export with --with-snapshots",
+                    b.guild_id, b.config_version
+                ));
+            }
+            Ok(doc)
+        };
+        let empty = Value::Object(Map::new());
+        Ok(match b.operation {
+            Operation::Create => Step::Create(document(Some(&empty))?),
+            Operation::Update => Step::Update(document(current)?),
+            Operation::Revert => Step::Revert {
+                to: b
+                    .detail
+                    .get("to_version")
+                    .and_then(Value::as_u64)
+                    .ok_or("a revert entry names no detail.to_version")?,
+                document: document(current)?,
+            },
+            Operation::Delete => Step::Delete,
+            Operation::Purge => {
+                let field = |key: &str| {
+                    b.detail
+                        .get(key)
+                        .ok_or(format!("a purge entry names no detail.{key}"))
+                };
+                let through_seq = field("through_seq")?
+                    .as_u64()
+                    .ok_or("detail.through_seq is not a count")?;
+                Step::Purge {
+                    before: field("before")?
+                        .as_str()
+                        .and_then(|t| Timestamp::parse_stored(t).ok())
+                        .ok_or("detail.before is not a stored time")?,
+                    through_seq,
+                    through_hash: field("through_hash")?
+                        .as_str()
+                        .ok_or("detail.through_hash is not a string")?
+                        .to_owned(),
+                    entries: purged_count(b).ok_or("a purge entry's summary names no count")?,
+                }
+            }
+        })
+    }
+}
+
+/// The head before a guild's first kept entry when earlier ones were purged:
+/// at the seq, hash and version the entry follows, one microsecond before
+/// it, with the document before it (undoing its changes on the snapshot the
+/// line carries).
+fn anchor(b: &EntryBody, given: Option<&Value>) -> std::result::Result<Head, String> {
+    let makes_version = b.operation.makes_version();
+    let version = if makes_version {
+        b.config_version
+            .checked_sub(1)
+            .ok_or("config_version 0 makes no version")?
+    } else {
+        b.config_version
+    };
+    let document = match (b.operation, given) {
+        (Operation::Create, _) => None,
+        (Operation::Delete, _) => Some(unapply_changes(&Value::Object(Map::new()), &b.changes)?),
+        (Operation::Purge, Some(doc)) => Some(doc.clone()),
+        (_, Some(doc)) => Some(unapply_changes(doc, &b.changes)?),
+        (_, None) => {
+            return Err(format!(
+                "guild {} seq {} starts after a purge, so its snapshot cannot be rebuilt from changes; \
+                 export with --with-snapshots",
+                b.guild_id, b.seq
+            ))
+        }
+    };
+    let before = b.occurred_at.datetime() - chrono::TimeDelta::microseconds(1);
+    Ok(Head {
+        guild_id: b.guild_id,
+        version,
+        seq: b.seq - 1,
+        last_hash: b.prev_hash.clone(),
+        updated_at: Timestamp::from_datetime(before),
+        actor: b.actor.clone(),
+        document,
+    })
+}
+
+/// How many entries a purge entry says it removed. Those entries are gone
+/// from every file made after the purge, so the count cannot be recounted:
+/// it is read from the summary, which the rebuilt entry must then match
+/// byte for byte (as every other field must).
+fn purged_count(b: &EntryBody) -> Option<u64> {
+    let prefix = format!("{} ({}) purged ", b.actor.label, b.actor.kind);
+    let rest = b.summary.strip_prefix(&prefix)?;
+    let digits = rest.split(' ').next()?;
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The first body key whose value differs between two bodies, for an error
+/// message.
+fn first_difference(a: &EntryBody, b: &EntryBody) -> String {
+    let (Ok(Value::Object(a)), Ok(Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return "body".into();
+    };
+    BODY_KEYS
+        .iter()
+        .find(|k| a.get(**k) != b.get(**k))
+        .map_or_else(|| "hash".into(), |k| format!("`{k}`"))
+}
+
+/// The secret paths entries are redacted at: the shipped schema's (import
+/// and copy rebuild entries as the `guildconf` command writes them).
+fn shipped_secrets() -> SecretPaths {
+    GuildConfigSchema.secret_paths()
 }
 
 async fn require_empty(store: &dyn ConfigStore) -> Result<()> {
@@ -214,7 +320,9 @@ impl<R: BufRead> LineReplay<R> {
                 })?;
             let replay = match self.current.take() {
                 Some(r) if r.guild == guild => self.current.insert(r),
-                _ => self.current.insert(GuildReplay::new(guild)),
+                _ => self
+                    .current
+                    .insert(GuildReplay::new(guild, shipped_secrets())),
             };
             return replay.change_set(index + 1, &map).map(Some);
         }
@@ -239,7 +347,7 @@ pub async fn copy(
     let mut batches = GuildRanges::new();
     while let Some(ids) = batches.next(from).await? {
         for guild in &ids {
-            let mut replay = GuildReplay::new(*guild);
+            let mut replay = GuildReplay::new(*guild, shipped_secrets());
             let mut after_seq = 0;
             report.guilds += 1;
             loop {

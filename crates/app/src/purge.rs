@@ -1,13 +1,9 @@
 //! Retention: removing a guild's old audit entries and the snapshots only
 //! they needed, recorded by a chained `purge` entry.
 
-use guildconf_domain::json::canonical_sha256;
-use guildconf_domain::{
-    summarise_purge, EntryBody, GuildId, Operation, RequestContext, Timestamp, ENTRY_FORMAT_VERSION,
-};
-use guildconf_ports::{Head, PurgeCandidate, PurgeSet, StoreError};
+use guildconf_domain::{link, GuildId, Step, Timestamp};
+use guildconf_ports::{PurgeCandidate, PurgeSet, StoreError};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 use crate::service::{backoff, check_meta, ConfigService, WriteMeta};
@@ -141,7 +137,7 @@ impl ConfigService {
                 return Ok(None);
             };
             let set = self.purge_set(guild, before, &candidate, meta)?;
-            let entry_hash = set.entry.entry_hash.clone();
+            let entry_hash = set.entry.entry_hash().to_owned();
             let through_seq = set.through_seq;
             // The purge moves the head: this service's own next write to the
             // guild reads it rather than trying a remembered head that is now
@@ -182,54 +178,29 @@ impl ConfigService {
         c: &PurgeCandidate,
         meta: &WriteMeta,
     ) -> Result<PurgeSet> {
-        let head = &c.head;
-        let snapshot_sha256 = head
-            .document
-            .as_ref()
-            .map(canonical_sha256)
-            .transpose()
-            .map_err(Error::Corrupt)?;
-        let occurred_at = Timestamp::next_after(self.clock.now(), Some(head.updated_at));
-        let mut context = RequestContext::new();
-        context.extend(&meta.context);
-        let mut detail = Map::new();
-        detail.insert("before".into(), json!(before.to_string()));
-        detail.insert("through_seq".into(), json!(c.through_seq));
-        detail.insert("through_hash".into(), Value::String(c.through_hash.clone()));
-        let body = EntryBody {
-            v: ENTRY_FORMAT_VERSION,
-            guild_id: guild,
-            seq: head.seq + 1,
-            config_version: head.version,
-            operation: Operation::Purge,
-            occurred_at,
-            actor: meta.actor.clone(),
-            changes: Vec::new(),
-            summary: summarise_purge(&meta.actor, c.entries, before),
-            snapshot_sha256,
-            reason: meta.reason.clone(),
-            request_id: None,
-            context: context.to_map(),
-            detail,
-            prev_hash: head.last_hash.clone(),
+        let step = Step::Purge {
+            before,
+            through_seq: c.through_seq,
+            through_hash: c.through_hash.clone(),
+            entries: c.entries,
         };
-        let entry = body.seal().map_err(|e| Error::invalid("", e))?;
+        let link = link(
+            guild,
+            Some(&c.head),
+            step,
+            meta.link_meta(),
+            &self.schema.secret_paths(),
+            self.clock.now(),
+        )
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
         Ok(PurgeSet {
             guild_id: guild,
-            expected_seq: head.seq,
+            expected_seq: c.head.seq,
             through_seq: c.through_seq,
             through_hash: c.through_hash.clone(),
             keep_from_version: c.keep_from_version,
-            head: Head {
-                guild_id: guild,
-                version: head.version,
-                seq: entry.body.seq,
-                last_hash: entry.entry_hash.clone(),
-                updated_at: occurred_at,
-                actor: meta.actor.clone(),
-                document: head.document.clone(),
-            },
-            entry,
+            head: link.head,
+            entry: link.entry,
         })
     }
 }

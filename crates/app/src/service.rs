@@ -3,19 +3,18 @@
 use std::sync::Arc;
 
 use guildconf_domain::json::{
-    self, canonical_json, canonical_sha256, check_limits, get_at, pointer_from_segments, sha256_hex,
+    self, canonical_json, canonical_sha256, check_limits, get_at, pointer_from_segments,
 };
 use guildconf_domain::{
-    diff, redact_changes, redact_document, restore_kept_secrets, summarise, Actor, Change,
-    ConfigSchema, Entry, EntryBody, GuildConfig, GuildConfigSchema, GuildId, Operation,
-    RequestContext, Timestamp, Violation, Violations, ENTRY_FORMAT_VERSION, GENESIS_HASH,
+    diff, link, redact_changes, redact_document, restore_kept_secrets, Actor, CanonicalDocument,
+    Change, ConfigSchema, GuildConfig, GuildConfigSchema, GuildId, LinkMeta, Operation,
+    RequestContext, Step, Timestamp, Violation, Violations,
 };
 use guildconf_ports::{
-    ChangeSet, Clock, ConfigStore, GuildSummary, Head, RequestRecord, Snapshot, StoreError,
-    SystemClock,
+    ChangeSet, Clock, ConfigStore, GuildSummary, Head, RequestRecord, StoreError, SystemClock,
 };
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::hints::{HeadHints, DEFAULT_HEAD_HINTS};
@@ -47,6 +46,16 @@ pub struct WriteMeta {
 }
 
 impl WriteMeta {
+    /// The part of the metadata an entry records.
+    pub(crate) fn link_meta(&self) -> LinkMeta<'_> {
+        LinkMeta {
+            actor: &self.actor,
+            reason: self.reason.as_deref(),
+            request_id: self.request_id.as_deref(),
+            context: &self.context,
+        }
+    }
+
     /// Metadata for `actor` with nothing else set.
     pub fn new(actor: Actor) -> Self {
         Self {
@@ -195,15 +204,6 @@ pub struct ConfigService {
     pub(crate) schema: Arc<dyn ConfigSchema>,
     pub(crate) max_retries: u32,
     pub(crate) hints: Arc<HeadHints>,
-}
-
-/// A planned write: the new state computed from a head.
-struct Plan {
-    operation: Operation,
-    /// The new document and its RFC 8785 text; `None` for a delete.
-    document: Option<(Value, String)>,
-    version: u64,
-    detail: Map<String, Value>,
 }
 
 impl ConfigService {
@@ -542,8 +542,8 @@ impl ConfigService {
                 }
             }
             let planned = match self.plan(guild, head, &edit).await {
-                Ok(Some(plan)) => self
-                    .change_set(guild, head, plan, meta, fingerprint.as_deref())
+                Ok(Some(step)) => self
+                    .change_set(guild, head, step, meta, fingerprint.as_deref())
                     .map(Some),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
@@ -567,7 +567,7 @@ impl ConfigService {
             };
             if meta.dry_run {
                 result.entry_hash = None;
-                result.changes = Some(change_set.entry.body.changes.clone());
+                result.changes = Some(change_set.entry.body().changes.clone());
                 result.dry_run = true;
                 return Ok(result);
             }
@@ -623,8 +623,9 @@ impl ConfigService {
         }
     }
 
-    /// Computes the new state, or `None` when nothing would change.
-    async fn plan(&self, guild: GuildId, head: Option<&Head>, edit: &Edit) -> Result<Option<Plan>> {
+    /// Computes the chain step the edit makes, or `None` when nothing would
+    /// change.
+    async fn plan(&self, guild: GuildId, head: Option<&Head>, edit: &Edit) -> Result<Option<Step>> {
         let current = head.and_then(|h| h.document.as_ref());
         let version = head.map_or(0, |h| h.version);
         let existing = || {
@@ -633,53 +634,40 @@ impl ConfigService {
                 None => Error::NotFound(format!("guild {guild} has no config (create it first)")),
             })
         };
-        let (operation, document, detail) = match edit {
+        // An edit of the current document: `None` when it changes nothing.
+        let update = |doc: CanonicalDocument, current: &Value| {
+            (!same_document(doc.value(), current)).then_some(Step::Update(doc))
+        };
+        let step = match edit {
             Edit::Create { input } => {
                 if current.is_some() {
                     return Err(Error::Conflict(format!(
                         "guild {guild} already has a config"
                     )));
                 }
-                (
-                    Operation::Create,
-                    Some(self.normalise(input.clone(), None)?),
-                    Map::new(),
-                )
+                Step::Create(self.normalise(input.clone(), None)?)
             }
             Edit::Update { sets, unsets } => {
                 let current = existing()?;
                 let doc =
                     self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
-                if same_document(&doc.0, current) {
-                    return Ok(None);
-                }
-                (Operation::Update, Some(doc), Map::new())
+                return Ok(update(doc, current));
             }
             Edit::Upsert { sets, unsets } => match current {
                 Some(current) => {
                     let doc =
                         self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
-                    if same_document(&doc.0, current) {
-                        return Ok(None);
-                    }
-                    (Operation::Update, Some(doc), Map::new())
+                    return Ok(update(doc, current));
                 }
                 None => {
                     let input = apply_edits(self.schema.defaults(), sets, unsets)?;
-                    (
-                        Operation::Create,
-                        Some(self.normalise(input, None)?),
-                        Map::new(),
-                    )
+                    Step::Create(self.normalise(input, None)?)
                 }
             },
             Edit::Replace { document } => {
                 let current = existing()?;
                 let doc = self.normalise(document.clone(), Some(current))?;
-                if same_document(&doc.0, current) {
-                    return Ok(None);
-                }
-                (Operation::Update, Some(doc), Map::new())
+                return Ok(update(doc, current));
             }
             Edit::Revert { to } => {
                 let current = existing()?;
@@ -696,34 +684,23 @@ impl ConfigService {
                 if same_document(&snapshot.document, current) {
                     return Ok(None);
                 }
-                let text = canonical_json(&snapshot.document).map_err(|e| Error::invalid("", e))?;
-                let mut detail = Map::new();
-                detail.insert("to_version".into(), json!(to));
-                (Operation::Revert, Some((snapshot.document, text)), detail)
+                let document =
+                    CanonicalDocument::new(snapshot.document).map_err(|e| Error::invalid("", e))?;
+                Step::Revert { to: *to, document }
             }
             Edit::Delete => {
                 existing()?;
-                (Operation::Delete, None, Map::new())
+                Step::Delete
             }
         };
-        let version = if document.is_some() {
-            version + 1
-        } else {
-            version
-        };
-        Ok(Some(Plan {
-            operation,
-            document,
-            version,
-            detail,
-        }))
+        Ok(Some(step))
     }
 
     /// Normalises and validates an input document against the schema and the
     /// limits every stored document obeys.
-    /// Returns the document and its RFC 8785 text, written for the size
-    /// check (the snapshot hashes it).
-    fn normalise(&self, mut input: Value, current: Option<&Value>) -> Result<(Value, String)> {
+    /// Returns the document with its RFC 8785 text, written once for the
+    /// size check, the snapshot's hash and the stored text.
+    fn normalise(&self, mut input: Value, current: Option<&Value>) -> Result<CanonicalDocument> {
         restore_kept_secrets(&mut input, current, &self.schema.secret_paths())?;
         let mut problems = Vec::new();
         let doc = match self.schema.normalise(&input) {
@@ -740,19 +717,19 @@ impl ConfigService {
         if !problems.is_empty() {
             return Err(problems.into());
         }
-        let text = canonical_json(&doc).map_err(|e| Error::invalid("", e))?;
-        if text.len() > json::MAX_DOCUMENT_BYTES {
+        let doc = CanonicalDocument::new(doc).map_err(|e| Error::invalid("", e))?;
+        if doc.text().len() > json::MAX_DOCUMENT_BYTES {
             return Err(vec![Violation::new(
                 "",
                 format!(
                     "document is {} bytes of canonical JSON; the limit is {} (64 KiB)",
-                    text.len(),
+                    doc.text().len(),
                     json::MAX_DOCUMENT_BYTES
                 ),
             )]
             .into());
         }
-        Ok((doc, text))
+        Ok(doc)
     }
 
     /// Builds the chained change set and the result it will report.
@@ -760,53 +737,30 @@ impl ConfigService {
         &self,
         guild: GuildId,
         head: Option<&Head>,
-        plan: Plan,
+        step: Step,
         meta: &WriteMeta,
         fingerprint: Option<&str>,
     ) -> Result<(ChangeSet, WriteResult)> {
-        let empty = Value::Object(Map::new());
-        let before = head.and_then(|h| h.document.as_ref()).unwrap_or(&empty);
-        let after = plan.document.as_ref().map_or(&empty, |(doc, _)| doc);
-        let changes = redact_changes(&diff(before, after), &self.schema.secret_paths());
-        let to_version = plan.detail.get("to_version").and_then(Value::as_u64);
-        let summary = summarise(&meta.actor, plan.operation, &changes, to_version);
-        let snapshot = plan.document.as_ref().map(|(doc, text)| Snapshot {
-            version: plan.version,
-            document: doc.clone(),
-            sha256: sha256_hex(text.as_bytes()),
-        });
-        let occurred_at = Timestamp::next_after(self.clock.now(), head.map(|h| h.updated_at));
-        let mut context = RequestContext::new();
-        context.extend(&meta.context);
-        let body = EntryBody {
-            v: ENTRY_FORMAT_VERSION,
-            guild_id: guild,
-            seq: head.map_or(1, |h| h.seq + 1),
-            config_version: plan.version,
-            operation: plan.operation,
-            occurred_at,
-            actor: meta.actor.clone(),
-            changes,
-            summary,
-            snapshot_sha256: snapshot.as_ref().map(|s| s.sha256.clone()),
-            reason: meta.reason.clone(),
-            request_id: meta.request_id.clone(),
-            context: context.to_map(),
-            detail: plan.detail,
-            prev_hash: head.map_or_else(|| GENESIS_HASH.to_owned(), |h| h.last_hash.clone()),
-        };
-        let entry: Entry = body.seal().map_err(|e| Error::invalid("", e))?;
-        let outcome = match plan.operation {
+        let outcome = match step.operation() {
             Operation::Create => Outcome::Created,
             Operation::Update | Operation::Purge => Outcome::Updated,
             Operation::Revert => Outcome::Reverted,
             Operation::Delete => Outcome::Deleted,
         };
+        let link = link(
+            guild,
+            head,
+            step,
+            meta.link_meta(),
+            &self.schema.secret_paths(),
+            self.clock.now(),
+        )
+        .map_err(|e| Error::invalid("", e.to_string()))?;
         let result = WriteResult {
             guild_id: guild,
-            version: plan.version,
+            version: link.head.version,
             outcome,
-            entry_hash: Some(entry.entry_hash.clone()),
+            entry_hash: Some(link.entry.entry_hash().to_owned()),
             changes: None,
             dry_run: false,
             replayed: false,
@@ -819,23 +773,7 @@ impl ConfigService {
             }),
             _ => None,
         };
-        let change_set = ChangeSet {
-            guild_id: guild,
-            expected_seq: head.map(|h| h.seq),
-            head: Head {
-                guild_id: guild,
-                version: plan.version,
-                seq: entry.body.seq,
-                last_hash: entry.entry_hash.clone(),
-                updated_at: occurred_at,
-                actor: meta.actor.clone(),
-                document: plan.document.map(|(doc, _)| doc),
-            },
-            snapshot,
-            entry,
-            request,
-        };
-        Ok((change_set, result))
+        Ok((ChangeSet::new(link, head.map(|h| h.seq), request), result))
     }
 }
 

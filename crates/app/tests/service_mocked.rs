@@ -72,7 +72,7 @@ async fn a_lost_race_is_recomputed_from_the_new_head() {
         calls += 1;
         // Each attempt is chained to the head it read.
         assert_eq!(change.expected_seq, Some(calls));
-        assert_eq!(change.entry.body.seq, calls + 1);
+        assert_eq!(change.entry.body().seq, calls + 1);
         if calls < 3 {
             Err(StoreError::Conflict("head moved".into()))
         } else {
@@ -247,7 +247,7 @@ async fn a_second_write_to_a_guild_is_computed_from_the_head_the_first_left() {
     store.expect_commit().times(2).returning(move |change| {
         calls += 1;
         assert_eq!(change.expected_seq, Some(calls));
-        assert_eq!(change.entry.body.seq, calls + 1);
+        assert_eq!(change.entry.body().seq, calls + 1);
         Ok(())
     });
     let service = ConfigService::new(Arc::new(store));

@@ -628,7 +628,7 @@ mod tests {
                 detail: detail.as_object().cloned().unwrap_or_default(),
                 prev_hash: prev.clone(),
             };
-            let entry = body.seal().expect("seals");
+            let entry = body.seal().expect("seals").into_entry();
             prev.clone_from(&entry.entry_hash);
             hashes.push(entry.entry_hash.clone());
             match entry.to_json().expect("json") {

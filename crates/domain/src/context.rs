@@ -66,6 +66,20 @@ impl RequestContext {
         }
     }
 
+    /// A context from an entry's recorded object, sanitised as
+    /// [`RequestContext::insert`] does: a value that is not a string, or
+    /// anything the rules drop, is left out (so an entry guildconf did not
+    /// write rebuilds to a different one).
+    pub fn from_map(map: &Map<String, Value>) -> Self {
+        let mut context = Self::new();
+        for (k, v) in map {
+            if let Some(s) = v.as_str() {
+                context.insert(k, s);
+            }
+        }
+        context
+    }
+
     /// The JSON object written into the entry.
     pub fn to_map(&self) -> Map<String, Value> {
         self.0.clone()

@@ -153,10 +153,50 @@ pub fn apply_changes(document: &Value, changes: &[Change]) -> Result<Value, Stri
     Ok(out)
 }
 
+/// Undoes changes: the document before them, from the document after them,
+/// `unapply_changes(b, &diff(a, b)) == a`. Import uses it to rebuild the
+/// document before the first entry kept after a purge.
+///
+/// # Errors
+/// As [`apply_changes`].
+pub fn unapply_changes(document: &Value, changes: &[Change]) -> Result<Value, String> {
+    let inverse: Vec<Change> = changes
+        .iter()
+        .rev()
+        .map(|change| match change {
+            Change::Add { path, after } => Change::Remove {
+                path: path.clone(),
+                before: after.clone(),
+            },
+            Change::Remove { path, before } => Change::Add {
+                path: path.clone(),
+                after: before.clone(),
+            },
+            Change::Replace {
+                path,
+                before,
+                after,
+            } => Change::Replace {
+                path: path.clone(),
+                before: after.clone(),
+                after: before.clone(),
+            },
+        })
+        .collect();
+    apply_changes(document, &inverse)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn unapply_undoes_a_diff() {
+        let before = json!({"o": {"a/b": 1, "keep": true, "gone": 2}, "arr": [1, 2]});
+        let after = json!({"o": {"a/b": 3, "keep": true, "new": null}, "arr": [1], "x": {}});
+        assert_eq!(unapply_changes(&after, &diff(&before, &after)), Ok(before));
+    }
 
     #[test]
     fn create_is_one_add_per_top_level_key() {

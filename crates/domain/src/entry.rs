@@ -54,6 +54,16 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Whether an entry of this operation makes a new config version (and so
+    /// stores its snapshot): create, update and revert do; delete and purge
+    /// keep the version they found.
+    pub fn makes_version(self) -> bool {
+        matches!(
+            self,
+            Operation::Create | Operation::Update | Operation::Revert
+        )
+    }
+
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -150,16 +160,58 @@ impl EntryBody {
         canonical_json(&value)
     }
 
-    /// Hashes the body, giving the chained entry.
+    /// Hashes the body, giving the chained entry with the exact text that
+    /// was hashed. Write paths get their entries from [`crate::link`], which
+    /// calls this; tests and the golden vectors call it directly.
     ///
     /// # Errors
     /// As [`EntryBody::canonical`].
-    pub fn seal(self) -> Result<Entry, String> {
-        let entry_hash = sha256_hex(self.canonical()?.as_bytes());
-        Ok(Entry {
-            body: self,
-            entry_hash,
+    pub fn seal(self) -> Result<SealedEntry, String> {
+        let text = self.canonical()?;
+        let entry_hash = sha256_hex(text.as_bytes());
+        Ok(SealedEntry {
+            entry: Entry {
+                body: self,
+                entry_hash,
+            },
+            text,
         })
+    }
+}
+
+/// An entry as a write stores it: the body, its hash, and the RFC 8785 text
+/// the hash was computed from. Only sealing makes one, so the text an
+/// adapter stores is always the text that was hashed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SealedEntry {
+    entry: Entry,
+    text: String,
+}
+
+impl SealedEntry {
+    /// The entry.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    /// The body.
+    pub fn body(&self) -> &EntryBody {
+        &self.entry.body
+    }
+
+    /// The entry hash.
+    pub fn entry_hash(&self) -> &str {
+        &self.entry.entry_hash
+    }
+
+    /// The canonical body text: the bytes that were hashed and are stored.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The entry, dropping its text.
+    pub fn into_entry(self) -> Entry {
+        self.entry
     }
 }
 

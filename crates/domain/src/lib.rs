@@ -19,6 +19,7 @@ mod entry;
 mod guild_config;
 mod ids;
 pub mod json;
+mod link;
 mod redact;
 mod schema;
 mod summary;
@@ -29,15 +30,17 @@ pub use chain::{
     purge_through, ChainVerifier, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence,
 };
 pub use context::RequestContext;
-pub use diff::{apply_changes, diff, Change};
+pub use diff::{apply_changes, diff, unapply_changes, Change};
 pub use entry::{
-    body_value, Entry, EntryBody, Operation, BODY_KEYS, ENTRY_FORMAT_VERSION, GENESIS_HASH,
+    body_value, Entry, EntryBody, Operation, SealedEntry, BODY_KEYS, ENTRY_FORMAT_VERSION,
+    GENESIS_HASH,
 };
 pub use guild_config::{
     Announcements, GuildConfig, GuildConfigSchema, Onboarding, Verification, VerificationMode,
     YearlyReset,
 };
 pub use ids::{GuildId, Snowflake};
+pub use link::{link, CanonicalDocument, Head, Link, LinkError, LinkMeta, SealedSnapshot, Step};
 pub use redact::{
     redact_changes, redact_document, restore_kept_secrets, Secret, SecretPaths, REDACTED,
 };

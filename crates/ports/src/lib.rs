@@ -7,12 +7,19 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use guildconf_domain::{Actor, Entry, GuildId, Operation, Timestamp};
+use guildconf_domain::{
+    Actor, Entry, EntryBody, GuildId, Link, Operation, SealedEntry, SealedSnapshot, Timestamp,
+};
+
+pub use guildconf_domain::Head;
 use serde_json::Value;
 
 /// Errors a store reports. Messages never echo row data (a secret must not
@@ -73,25 +80,6 @@ impl WriteStep {
 /// Production code never sets a hook: without one, adapters skip the call.
 pub type FaultHook = Arc<dyn Fn(WriteStep) -> Result<(), StoreError> + Send + Sync>;
 
-/// A guild's head: where its chain and config stand now.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Head {
-    /// The guild.
-    pub guild_id: GuildId,
-    /// Current config version (unchanged by delete).
-    pub version: u64,
-    /// Seq of the last entry.
-    pub seq: u64,
-    /// Hash of the last entry.
-    pub last_hash: String,
-    /// When the last entry occurred.
-    pub updated_at: Timestamp,
-    /// Who made the last entry.
-    pub actor: Actor,
-    /// The current normalised document; `None` after a delete.
-    pub document: Option<Value>,
-}
-
 /// A version's stored document.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
@@ -101,6 +89,16 @@ pub struct Snapshot {
     pub document: Value,
     /// Hex SHA-256 of the canonical document.
     pub sha256: String,
+}
+
+impl From<SealedSnapshot> for Snapshot {
+    fn from(sealed: SealedSnapshot) -> Self {
+        Self {
+            version: sealed.version,
+            sha256: sealed.document.sha256().to_owned(),
+            document: sealed.document.into_value(),
+        }
+    }
 }
 
 /// The outcome of a request, kept so a retry with the same request id gets
@@ -117,6 +115,9 @@ pub struct RequestRecord {
 
 /// Everything one write changes, computed by the app from the head it read.
 /// The adapter writes it in one transaction, or not at all.
+///
+/// Made from a [`Link`] ([`ChangeSet::new`]); an adapter calls
+/// [`ChangeSet::check`] before it writes one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChangeSet {
     /// The guild.
@@ -128,12 +129,131 @@ pub struct ChangeSet {
     pub expected_seq: Option<u64>,
     /// The new head.
     pub head: Head,
-    /// The new version's snapshot; `None` for a delete.
-    pub snapshot: Option<Snapshot>,
-    /// The chained audit entry.
-    pub entry: Entry,
+    /// The new version's snapshot, with its canonical text; `None` unless
+    /// the operation makes a version.
+    pub snapshot: Option<SealedSnapshot>,
+    /// The chained audit entry, with the text that was hashed.
+    pub entry: SealedEntry,
     /// The idempotency record, when the caller gave a request id.
     pub request: Option<RequestRecord>,
+}
+
+impl ChangeSet {
+    /// The change set that writes `link` on top of the head it was made
+    /// from (`expected_seq`: that head's seq, `None` for a new chain).
+    pub fn new(link: Link, expected_seq: Option<u64>, request: Option<RequestRecord>) -> Self {
+        Self {
+            guild_id: link.head.guild_id,
+            expected_seq,
+            head: link.head,
+            snapshot: link.snapshot,
+            entry: link.entry,
+            request,
+        }
+    }
+
+    /// Checks that the parts agree, so no caller can write a head that
+    /// disagrees with its entry: the one check every adapter runs before it
+    /// writes.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] naming the first disagreement: guild ids, the
+    /// head against the entry (seq, hash, version, time, actor, document), the
+    /// expected seq and `prev_hash` against the entry's seq, the snapshot
+    /// against the operation, version and `snapshot_sha256`, or the request
+    /// record against the entry's request id.
+    pub fn check(&self) -> StoreResult<()> {
+        let body = self.entry.body();
+        let problem = check_link(self.guild_id, &self.head, &self.entry)
+            .or_else(|| check_position(self.expected_seq, body))
+            .or_else(|| check_snapshot(self.snapshot.as_ref(), &self.head, body))
+            .or_else(|| match &self.request {
+                Some(r) if body.request_id.as_deref() != Some(r.request_id.as_str()) => {
+                    Some("the request record's id differs from the entry's request id")
+                }
+                _ => None,
+            });
+        inconsistent("change set", problem)
+    }
+}
+
+/// The problems [`ChangeSet::check`] and [`PurgeSet::check`] share: the
+/// guild, and the head against the entry it follows.
+fn check_link(guild: GuildId, head: &Head, entry: &SealedEntry) -> Option<&'static str> {
+    let body = entry.body();
+    if head.guild_id != guild || body.guild_id != guild {
+        Some("guild ids differ")
+    } else if head.seq != body.seq {
+        Some("head seq differs from the entry's seq")
+    } else if head.last_hash != entry.entry_hash() {
+        Some("head hash differs from the entry's hash")
+    } else if head.version != body.config_version {
+        Some("head version differs from the entry's config version")
+    } else if head.updated_at != body.occurred_at {
+        Some("head time differs from the entry's time")
+    } else if head.actor != body.actor {
+        Some("head actor differs from the entry's actor")
+    } else if (body.operation == Operation::Delete && head.document.is_some())
+        || (body.operation.makes_version() && head.document.is_none())
+    {
+        Some("head document disagrees with the operation")
+    } else {
+        None
+    }
+}
+
+/// The entry's seq and `prev_hash` against the seq of the head it expects
+/// (`None`: the store holds no head for the guild). Seq 1, and only seq 1,
+/// follows the genesis hash; a chain may begin past seq 1 only when it is
+/// carried over from a store whose earlier entries were purged (import and
+/// copy).
+fn check_position(expected: Option<u64>, body: &EntryBody) -> Option<&'static str> {
+    let genesis = body.prev_hash == guildconf_domain::GENESIS_HASH;
+    if (body.seq == 1) != genesis {
+        return Some("seq 1, and only seq 1, follows the genesis hash");
+    }
+    match expected {
+        Some(seq) if seq.checked_add(1) != Some(body.seq) => {
+            Some("the entry's seq does not follow the expected head")
+        }
+        _ => None,
+    }
+}
+
+/// The snapshot against the entry: present exactly when the operation makes
+/// a version, of that version, with the hash the body names, and the head's
+/// document.
+fn check_snapshot(
+    snapshot: Option<&SealedSnapshot>,
+    head: &Head,
+    body: &EntryBody,
+) -> Option<&'static str> {
+    match snapshot {
+        None if body.operation.makes_version() => {
+            Some("an operation that makes a version needs its snapshot")
+        }
+        None => None,
+        Some(_) if !body.operation.makes_version() => {
+            Some("only an operation that makes a version stores a snapshot")
+        }
+        Some(s) if s.version != body.config_version => {
+            Some("snapshot version differs from the entry's config version")
+        }
+        Some(s) if body.snapshot_sha256.as_deref() != Some(s.document.sha256()) => {
+            Some("snapshot hash differs from the entry's snapshot_sha256")
+        }
+        Some(s) if head.document.as_ref() != Some(s.document.value()) => {
+            Some("head document differs from the snapshot")
+        }
+        Some(_) => None,
+    }
+}
+
+fn inconsistent(what: &str, problem: Option<&str>) -> StoreResult<()> {
+    match problem {
+        Some(p) => Err(StoreError::Storage(format!("inconsistent {what}: {p}"))),
+        None => Ok(()),
+    }
 }
 
 /// What a retention purge of one guild would remove, as read from the store
@@ -177,8 +297,43 @@ pub struct PurgeSet {
     pub keep_from_version: u64,
     /// The new head (version and document unchanged).
     pub head: Head,
-    /// The chained `purge` entry.
-    pub entry: Entry,
+    /// The chained `purge` entry, with the text that was hashed.
+    pub entry: SealedEntry,
+}
+
+impl PurgeSet {
+    /// Checks that the parts agree (as [`ChangeSet::check`] does) and that
+    /// the entry is a purge of exactly what the set removes, below the head
+    /// it expects.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] naming the first disagreement.
+    pub fn check(&self) -> StoreResult<()> {
+        let body = self.entry.body();
+        let detail = &body.detail;
+        let problem = check_link(self.guild_id, &self.head, &self.entry)
+            .or_else(|| check_position(Some(self.expected_seq), body))
+            .or_else(|| {
+                if body.operation != Operation::Purge {
+                    Some("a purge set's entry must be a purge")
+                } else if self.through_seq >= body.seq {
+                    Some("a purge removes only entries before its own")
+                } else if detail
+                    .get("through_seq")
+                    .and_then(serde_json::Value::as_u64)
+                    != Some(self.through_seq)
+                    || detail
+                        .get("through_hash")
+                        .and_then(serde_json::Value::as_str)
+                        != Some(self.through_hash.as_str())
+                {
+                    Some("the purge entry names other entries than the set removes")
+                } else {
+                    None
+                }
+            });
+        inconsistent("purge set", problem)
+    }
 }
 
 /// What a purge removed.

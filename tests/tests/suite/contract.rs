@@ -1305,22 +1305,22 @@ async fn recompute_chain(db: &TestDb, from_seq: u64) {
             if let Some(p) = &prev {
                 body.prev_hash = p.clone();
             }
-            let text = body.canonical().expect("canonical").replace('\'', "''");
             let entry = body.clone().seal().expect("seals");
+            let text = entry.text().replace('\'', "''");
             sql.push_str(&format!(
                 "UPDATE audit_entries SET body = '{text}', entry_hash = '{h}', prev_hash = '{p}' WHERE guild_id = 5 AND seq = {s};\n",
-                h = entry.entry_hash,
+                h = entry.entry_hash(),
                 p = body.prev_hash,
                 s = body.seq
             ));
             sql.push_str(&format!(
                 "UPDATE guild_heads SET last_hash = '{h}' WHERE guild_id = 5 AND seq = {s};\n",
-                h = entry.entry_hash,
+                h = entry.entry_hash(),
                 s = body.seq
             ));
-            prev = Some(entry.entry_hash);
+            prev = Some(entry.entry_hash().to_owned());
         } else {
-            prev = Some(body.seal().expect("seals").entry_hash);
+            prev = Some(body.seal().expect("seals").entry_hash().to_owned());
         }
     }
     db.exec(&sql)

@@ -23,10 +23,7 @@ use guildconf::{
     open_with, Actor, ActorKind, CacheOptions, ConfigSchema, ConfigService, ExportRequest,
     GuildConfigSchema, GuildId, HistoryRequest, ReadCache, SqliteOptions, Synchronous, WriteMeta,
 };
-use guildconf_domain::{
-    diff, redact_changes, summarise, EntryBody, Operation, RequestContext, Timestamp,
-    ENTRY_FORMAT_VERSION, GENESIS_HASH,
-};
+use guildconf_domain::{link, CanonicalDocument, Head, LinkMeta, RequestContext, Step};
 use guildconf_postgres::PgStore;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -817,68 +814,52 @@ fn build_chain(guild: GuildId, n: u64, sink: &mut dyn FnMut(Row) -> R<()>) -> R<
     let secrets = schema.secret_paths();
     let actor = Actor::new("80351110224678912", ActorKind::Human, Some("bench"))
         .map_err(|e| e.to_string())?;
+    let context = RequestContext::new();
+    let meta = LinkMeta {
+        actor: &actor,
+        reason: None,
+        request_id: None,
+        context: &context,
+    };
     let base: DateTime<Utc> = DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default();
-    let empty = json!({});
     let mut doc = schema.defaults();
-    let mut prev_doc = empty.clone();
-    let mut prev_hash = GENESIS_HASH.to_owned();
-    let mut prev_time: Option<Timestamp> = None;
+    let mut head: Option<Head> = None;
     for seq in 1..=n {
         if seq > 1 {
-            prev_doc = doc.clone();
             doc["onboarding"]["welcome_message"] = json!(format!("message {seq}"));
         }
-        let operation = if seq == 1 {
-            Operation::Create
+        let document = CanonicalDocument::new(doc.clone())?;
+        let step = if seq == 1 {
+            Step::Create(document)
         } else {
-            Operation::Update
+            Step::Update(document)
         };
-        let changes = redact_changes(&diff(&prev_doc, &doc), &secrets);
-        let summary = summarise(&actor, operation, &changes, None);
-        let snapshot = canonical(&doc)?;
-        let sha256 = guildconf_domain::json::sha256_hex(snapshot.as_bytes());
         let now = base + chrono::Duration::milliseconds(seq as i64);
-        let occurred_at = Timestamp::next_after(now, prev_time);
-        let body = EntryBody {
-            v: ENTRY_FORMAT_VERSION,
-            guild_id: guild,
-            seq,
-            config_version: seq,
-            operation,
-            occurred_at,
-            actor: actor.clone(),
-            changes,
-            summary,
-            snapshot_sha256: Some(sha256.clone()),
-            reason: None,
-            request_id: None,
-            context: RequestContext::new().to_map(),
-            detail: serde_json::Map::new(),
-            prev_hash: prev_hash.clone(),
-        };
-        let text = body.canonical()?;
-        let entry = body.seal()?;
+        let next =
+            link(guild, head.as_ref(), step, meta, &secrets, now).map_err(|e| e.to_string())?;
+        let body = next.entry.body();
+        let snapshot = next.snapshot.as_ref().ok_or("an update makes a version")?;
         sink(Row {
             guild: guild.as_i64(),
             seq: seq as i64,
-            version: seq as i64,
-            operation: operation.as_str(),
-            occurred_at: occurred_at.to_string(),
-            body: text,
-            entry_hash: entry.entry_hash.clone(),
-            prev_hash,
-            snapshot,
-            snapshot_value: doc.clone(),
-            sha256,
+            version: body.config_version as i64,
+            operation: body.operation.as_str(),
+            occurred_at: body.occurred_at.to_string(),
+            body: next.entry.text().to_owned(),
+            entry_hash: next.entry.entry_hash().to_owned(),
+            prev_hash: body.prev_hash.clone(),
+            snapshot: snapshot.document.text().to_owned(),
+            snapshot_value: snapshot.document.value().clone(),
+            sha256: snapshot.document.sha256().to_owned(),
         })?;
-        prev_hash = entry.entry_hash;
-        prev_time = Some(occurred_at);
+        head = Some(next.head);
     }
+    let head = head.ok_or("a chain has at least one entry")?;
     Ok(HeadRow {
         guild: guild.as_i64(),
-        seq: n as i64,
-        last_hash: prev_hash,
-        updated_at: prev_time.map(|t| t.to_string()).unwrap_or_default(),
+        seq: head.seq as i64,
+        last_hash: head.last_hash,
+        updated_at: head.updated_at.to_string(),
         document: canonical(&doc)?,
         value: doc,
     })
