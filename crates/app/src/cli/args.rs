@@ -90,207 +90,252 @@ pub struct PurgeActorArgs {
     pub reason: Option<String>,
 }
 
+/// The guard and mode every write to an existing config takes.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// Fail with exit 4 unless the guild is at this version.
+    #[arg(long, value_name = "N")]
+    pub expect_version: Option<String>,
+    /// Print the changes and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a guild's config: the defaults, then --file, then each --set.
-    Create {
-        /// Guild id (snowflake).
-        guild: String,
-        /// A JSON document (possibly partial) to start from.
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// PATH=VALUE to set; VALUE is JSON if it parses, else a string.
-        #[arg(long = "set", value_name = "PATH=VALUE")]
-        set: Vec<String>,
-        /// Print the changes and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Create(CreateArgs),
     /// Change fields of a guild's config.
-    Set {
-        /// Guild id (snowflake).
-        guild: String,
-        /// PATH=VALUE pairs; VALUE is JSON if it parses, else a string.
-        #[arg(value_name = "PATH=VALUE")]
-        assignments: Vec<String>,
-        /// Remove a map key, or reset a field to its default.
-        #[arg(long, value_name = "PATH")]
-        unset: Vec<String>,
-        /// Fail with exit 4 unless the guild is at this version.
-        #[arg(long, value_name = "N")]
-        expect_version: Option<String>,
-        /// Print the changes and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Set(SetArgs),
     /// Replace a guild's whole document ("[redacted]" keeps a stored secret).
-    Apply {
-        /// Guild id (snowflake).
-        guild: String,
-        /// The new document.
-        #[arg(long)]
-        file: PathBuf,
-        /// Fail with exit 4 unless the guild is at this version.
-        #[arg(long, value_name = "N")]
-        expect_version: Option<String>,
-        /// Print the changes and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Apply(ApplyArgs),
     /// Make version N's document current again, as a new entry.
-    Revert {
-        /// Guild id (snowflake).
-        guild: String,
-        /// The version to return to.
-        #[arg(long, value_name = "N")]
-        to: String,
-        /// Fail with exit 4 unless the guild is at this version.
-        #[arg(long, value_name = "N")]
-        expect_version: Option<String>,
-        /// Print the changes and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Revert(RevertArgs),
     /// Delete a guild's config; its history stays.
-    Delete {
-        /// Guild id (snowflake).
-        guild: String,
-        /// Fail with exit 4 unless the guild is at this version.
-        #[arg(long, value_name = "N")]
-        expect_version: Option<String>,
-        /// Print the changes and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Delete(DeleteArgs),
     /// Show a guild's document now, at a version, or at a time.
-    Show {
-        /// Guild id (snowflake).
-        guild: String,
-        /// Show this version.
-        #[arg(long, value_name = "N")]
-        version: Option<String>,
-        /// Show the document current at this time (RFC 3339).
-        #[arg(long, value_name = "TIME")]
-        at: Option<String>,
-        /// Show only this field.
-        #[arg(long)]
-        path: Option<String>,
-        /// Show secrets instead of "[redacted]".
-        #[arg(long)]
-        reveal_secrets: bool,
-    },
+    Show(ShowArgs),
     /// List every guild with its version, last change time and actor.
     List,
     /// Show audit entries, newest first (a guild's, or an actor's across guilds).
-    History {
-        /// Guild id (snowflake); omit it and give --actor to search every guild.
-        guild: Option<String>,
-        /// Only entries by this actor id.
-        #[arg(long)]
-        actor: Option<String>,
-        /// Only this operation: create, update, revert, delete, purge.
-        #[arg(long)]
-        operation: Option<String>,
-        /// Only entries that changed this path, below it, or an ancestor of it.
-        #[arg(long)]
-        path: Option<String>,
-        /// Entries at or after this time (RFC 3339).
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Entries before this time (RFC 3339).
-        #[arg(long, value_name = "TIME")]
-        until: Option<String>,
-        /// Entries per page (default 50, at most 1000).
-        #[arg(long, value_name = "N")]
-        limit: Option<String>,
-        /// The next_cursor printed by the previous page.
-        #[arg(long)]
-        cursor: Option<String>,
-    },
+    History(HistoryArgs),
     /// Show the changes between two versions.
-    Diff {
-        /// Guild id (snowflake).
-        guild: String,
-        /// From version.
-        from: String,
-        /// To version.
-        to: String,
-    },
+    Diff(DiffArgs),
     /// Re-verify hash chains in the database, or an export file offline.
-    Verify {
-        /// Only this guild.
-        guild: Option<String>,
-        /// Verify this export (.jsonl) instead of the database.
-        #[arg(long, conflicts_with = "checkpoint")]
-        file: Option<PathBuf>,
-        /// Also prove the log extends this checkpoint (from `guildconf checkpoint`).
-        #[arg(long, value_name = "FILE", conflicts_with = "guild")]
-        checkpoint: Option<PathBuf>,
-    },
+    Verify(VerifyArgs),
     /// Print a checkpoint: one digest over every guild's head, to keep outside
     /// the database; `verify --checkpoint` later proves the log only grew.
-    Checkpoint {
-        /// Write the checkpoint to this file instead of stdout.
-        #[arg(long)]
-        output: Option<PathBuf>,
-    },
+    Checkpoint(CheckpointArgs),
     /// Retention: remove audit entries older than --before (and snapshots only
     /// they needed), recorded by a chained purge entry per guild. Without
     /// --yes it prints what it would remove and asks on a terminal.
-    Purge {
-        /// Remove entries that occurred before this time (exclusive, RFC 3339).
-        #[arg(long, value_name = "TIME")]
-        before: String,
-        /// Only this guild.
-        #[arg(long)]
-        guild: Option<String>,
-        /// Purge without asking.
-        #[arg(long)]
-        yes: bool,
-        #[command(flatten)]
-        actor: PurgeActorArgs,
-    },
+    Purge(PurgeArgs),
     /// Stream audit entries as JSONL (the verifiable format) or CSV.
-    Export {
-        /// Only this guild.
-        #[arg(long)]
-        guild: Option<String>,
-        /// Entries at or after this time (RFC 3339).
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// jsonl or csv.
-        #[arg(long, default_value = "jsonl")]
-        format: String,
-        /// Write to this file instead of stdout.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Add each version's stored document under "snapshot" (outside the
-        /// hashed body). Secrets included: the file is then itself a secret.
-        #[arg(long)]
-        with_snapshots: bool,
-    },
+    Export(ExportArgs),
     /// Load an export (.jsonl) into an empty database, verifying the whole
     /// file before writing anything.
-    Import {
-        /// The export file.
-        file: PathBuf,
-    },
+    Import(ImportArgs),
     /// Copy the whole database (every guild, every entry hash) into another,
     /// empty one: SQLite to PostgreSQL and back.
-    Copy {
-        /// The destination database URL.
-        #[arg(long, value_name = "URL")]
-        to: String,
-    },
+    Copy(CopyArgs),
+}
+
+/// The arguments of `create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    /// A JSON document (possibly partial) to start from.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// PATH=VALUE to set; VALUE is JSON if it parses, else a string.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Print the changes and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+/// The arguments of `set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    /// PATH=VALUE pairs; VALUE is JSON if it parses, else a string.
+    #[arg(value_name = "PATH=VALUE")]
+    pub assignments: Vec<String>,
+    /// Remove a map key, or reset a field to its default.
+    #[arg(long, value_name = "PATH")]
+    pub unset: Vec<String>,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// The arguments of `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    /// The new document.
+    #[arg(long)]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// The arguments of `revert`.
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    /// The version to return to.
+    #[arg(long, value_name = "N")]
+    pub to: String,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// The arguments of `delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// The arguments of `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    /// Show this version.
+    #[arg(long, value_name = "N")]
+    pub version: Option<String>,
+    /// Show the document current at this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Show only this field.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Show secrets instead of "[redacted]".
+    #[arg(long)]
+    pub reveal_secrets: bool,
+}
+
+/// The arguments of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Guild id (snowflake); omit it and give --actor to search every guild.
+    pub guild: Option<String>,
+    /// Only entries by this actor id.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this operation: create, update, revert, delete, purge.
+    #[arg(long)]
+    pub operation: Option<String>,
+    /// Only entries that changed this path, below it, or an ancestor of it.
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Entries at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Entries before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Entries per page (default 50, at most 1000).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<String>,
+    /// The next_cursor printed by the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+/// The arguments of `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    /// From version.
+    pub from: String,
+    /// To version.
+    pub to: String,
+}
+
+/// The arguments of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this guild.
+    pub guild: Option<String>,
+    /// Verify this export (.jsonl) instead of the database.
+    #[arg(long, conflicts_with = "checkpoint")]
+    pub file: Option<PathBuf>,
+    /// Also prove the log extends this checkpoint (from `guildconf checkpoint`).
+    #[arg(long, value_name = "FILE", conflicts_with = "guild")]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// The arguments of `checkpoint`.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// Write the checkpoint to this file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// The arguments of `purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Remove entries that occurred before this time (exclusive, RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub before: String,
+    /// Only this guild.
+    #[arg(long)]
+    pub guild: Option<String>,
+    /// Purge without asking.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub actor: PurgeActorArgs,
+}
+
+/// The arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Only this guild.
+    #[arg(long)]
+    pub guild: Option<String>,
+    /// Entries at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// jsonl or csv.
+    #[arg(long, default_value = "jsonl")]
+    pub format: String,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Add each version's stored document under "snapshot" (outside the
+    /// hashed body). Secrets included: the file is then itself a secret.
+    #[arg(long)]
+    pub with_snapshots: bool,
+}
+
+/// The arguments of `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export file.
+    pub file: PathBuf,
+}
+
+/// The arguments of `copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The destination database URL.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
 }

@@ -1,0 +1,66 @@
+//! The reads: `show`, `list`, `history`, `diff`.
+
+use guildconf::{At, Error, HistoryRequest, Operation};
+
+use super::super::args::{DiffArgs, HistoryArgs, ShowArgs};
+use super::super::input::{invalid, optional, parse_guild, parse_path, parse_time, parse_u64};
+use super::super::{exit, Ctx};
+
+pub async fn show(ctx: &Ctx<'_>, args: ShowArgs) -> Result<u8, Error> {
+    let guild = parse_guild(&args.guild)?;
+    let at = match (args.version, args.at) {
+        (Some(v), None) => At::Version(parse_u64("version", &v)?),
+        (None, Some(t)) => At::Time(parse_time("at", &t)?),
+        (None, None) => At::Now,
+        (Some(_), Some(_)) => return Err(invalid("/version", "give --version or --at, not both")),
+    };
+    let path = optional(args.path.as_deref(), parse_path)?;
+    let service = ctx.service(false).await?;
+    let shown = service.get(guild, at).await?;
+    let document = if args.reveal_secrets {
+        shown.document.clone()
+    } else {
+        service.redact(&shown.document)
+    };
+    ctx.out.show(&shown, document, path.as_deref())?;
+    Ok(exit::OK)
+}
+
+pub async fn list(ctx: &Ctx<'_>) -> Result<u8, Error> {
+    let guilds = ctx.service(false).await?.list().await?;
+    ctx.out.list(&guilds);
+    Ok(exit::OK)
+}
+
+fn parse_operation(text: &str) -> Result<Operation, Error> {
+    Operation::parse(text).map_err(|e| invalid("/operation", format!("--operation {e}")))
+}
+
+fn parse_limit(text: &str) -> Result<u32, Error> {
+    parse_u64("limit", text)
+        .and_then(|n| u32::try_from(n).map_err(|_| invalid("/limit", "--limit is too large")))
+}
+
+pub async fn history(ctx: &Ctx<'_>, args: HistoryArgs) -> Result<u8, Error> {
+    let request = HistoryRequest {
+        guild_id: optional(args.guild.as_deref(), parse_guild)?,
+        actor_id: args.actor,
+        operation: optional(args.operation.as_deref(), parse_operation)?,
+        path: optional(args.path.as_deref(), parse_path)?,
+        since: optional(args.since.as_deref(), |t| parse_time("since", t))?,
+        until: optional(args.until.as_deref(), |t| parse_time("until", t))?,
+        limit: optional(args.limit.as_deref(), parse_limit)?,
+        cursor: args.cursor,
+    };
+    let page = ctx.service(false).await?.history(&request).await?;
+    ctx.out.history(&page)?;
+    Ok(exit::OK)
+}
+
+pub async fn diff(ctx: &Ctx<'_>, args: DiffArgs) -> Result<u8, Error> {
+    let guild = parse_guild(&args.guild)?;
+    let (from, to) = (parse_u64("from", &args.from)?, parse_u64("to", &args.to)?);
+    let changes = ctx.service(false).await?.diff(guild, from, to).await?;
+    ctx.out.diff(guild, from, to, &changes);
+    Ok(exit::OK)
+}

@@ -1,0 +1,140 @@
+//! The text of arguments and files turned into values, once for every
+//! command: a bad value is [`Error::Invalid`] (exit 3) naming the argument.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use guildconf::{Actor, ActorKind, Error, GuildId, RequestContext, Timestamp, WriteMeta};
+use serde_json::Value;
+
+use super::args::{GuardArgs, PurgeActorArgs, WriteArgs};
+
+/// Invalid input at `path` (a JSON Pointer into the request).
+pub fn invalid(path: &str, message: impl Into<String>) -> Error {
+    Error::invalid(path, message)
+}
+
+/// Parses an optional argument with `parse`.
+pub fn optional<T>(
+    text: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    text.map(parse).transpose()
+}
+
+pub fn parse_guild(text: &str) -> Result<GuildId, Error> {
+    GuildId::parse(text).map_err(|e| invalid("/guild_id", format!("guild id {e}")))
+}
+
+/// `--NAME` as a non-negative integer (`name` with underscores).
+pub fn parse_u64(name: &str, text: &str) -> Result<u64, Error> {
+    text.parse::<u64>().map_err(|_| {
+        invalid(
+            &format!("/{name}"),
+            format!(
+                "--{} must be a non-negative integer",
+                name.replace('_', "-")
+            ),
+        )
+    })
+}
+
+/// `--NAME` as an RFC 3339 time.
+pub fn parse_time(name: &str, text: &str) -> Result<Timestamp, Error> {
+    Timestamp::parse_rfc3339(text)
+        .map_err(|e| invalid(&format!("/{name}"), format!("--{name} {e}")))
+}
+
+/// A field path: dotted or a JSON Pointer.
+pub fn parse_path(text: &str) -> Result<Vec<String>, Error> {
+    guildconf::json::parse_user_path(text).map_err(|e| invalid("/path", e))
+}
+
+/// `PATH=VALUE`: VALUE is JSON if it parses, otherwise a string.
+pub fn parse_assignment(text: &str) -> Result<(Vec<String>, Value), Error> {
+    let Some((path, value)) = text.split_once('=') else {
+        return Err(invalid(
+            "/set",
+            format!("expected PATH=VALUE, got {text:?}"),
+        ));
+    };
+    let segments = parse_path(path)?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((segments, value))
+}
+
+/// The whole text of the file given by the argument at `arg` (e.g. `/file`).
+pub fn read_text(arg: &str, path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path)
+        .map_err(|e| invalid(arg, format!("cannot read {}: {e}", path.display())))
+}
+
+/// The JSON document of `--file`.
+pub fn read_json_file(path: &Path) -> Result<Value, Error> {
+    let text = read_text("/file", path)?;
+    serde_json::from_str(&text).map_err(|e| {
+        invalid(
+            "/file",
+            format!("{} is not valid JSON: {e}", path.display()),
+        )
+    })
+}
+
+/// A file given as `--file` or `FILE`, opened for reading.
+pub fn open_file(path: &Path) -> Result<BufReader<File>, Error> {
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(|e| invalid("/file", format!("cannot open {}: {e}", path.display())))
+}
+
+/// The metadata of a change by the actor the flags name, from the CLI.
+fn actor_meta(
+    id: &str,
+    kind: &str,
+    label: Option<&str>,
+    reason: Option<&String>,
+) -> Result<WriteMeta, Error> {
+    let kind =
+        ActorKind::parse(kind).map_err(|e| invalid("/actor/kind", format!("--actor-kind {e}")))?;
+    let mut meta = WriteMeta::new(Actor::new(id, kind, label)?);
+    meta.reason = reason.cloned();
+    meta.context = RequestContext::new().with("source", "cli");
+    Ok(meta)
+}
+
+impl WriteArgs {
+    /// The metadata of this write.
+    pub fn meta(&self, expect_version: Option<&str>, dry_run: bool) -> Result<WriteMeta, Error> {
+        let mut meta = actor_meta(
+            &self.actor,
+            &self.actor_kind,
+            self.actor_label.as_deref(),
+            self.reason.as_ref(),
+        )?;
+        meta.request_id.clone_from(&self.request_id);
+        meta.expect_version = optional(expect_version, |v| parse_u64("expect_version", v))?;
+        meta.dry_run = dry_run;
+        Ok(meta)
+    }
+}
+
+impl GuardArgs {
+    /// The metadata of this guarded write.
+    pub fn meta(&self) -> Result<WriteMeta, Error> {
+        self.write
+            .meta(self.expect_version.as_deref(), self.dry_run)
+    }
+}
+
+impl PurgeActorArgs {
+    /// The metadata of the purge entries.
+    pub fn meta(&self) -> Result<WriteMeta, Error> {
+        actor_meta(
+            &self.actor,
+            &self.actor_kind,
+            self.actor_label.as_deref(),
+            self.reason.as_ref(),
+        )
+    }
+}
