@@ -223,7 +223,7 @@ fn inconsistent_purge_sets(ok: &PurgeSet) -> Vec<(&'static str, PurgeSet)> {
     case("head hash", &|p| p.head.last_hash = "0".repeat(64));
     case("head version", &|p| p.head.version += 1);
     case("expected seq", &|p| p.expected_seq += 1);
-    case("through seq", &|p| p.through_seq += 1);
+    case("through seq", &|p| p.through_seq -= 1);
     case("through hash", &|p| p.through_hash = "0".repeat(64));
     out
 }

@@ -303,8 +303,10 @@ pub struct PurgeSet {
 
 impl PurgeSet {
     /// Checks that the parts agree (as [`ChangeSet::check`] does) and that
-    /// the entry is a purge of exactly what the set removes, below the head
-    /// it expects.
+    /// the entry is a purge of exactly what the set removes. (That those
+    /// entries lie below the head is the store's head and `through_hash`
+    /// check: a candidate is read without a lock, so a race there is a
+    /// conflict, not an inconsistency.)
     ///
     /// # Errors
     /// [`StoreError::Storage`] naming the first disagreement.
@@ -316,8 +318,6 @@ impl PurgeSet {
             .or_else(|| {
                 if body.operation != Operation::Purge {
                     Some("a purge set's entry must be a purge")
-                } else if self.through_seq >= body.seq {
-                    Some("a purge removes only entries before its own")
                 } else if detail
                     .get("through_seq")
                     .and_then(serde_json::Value::as_u64)
