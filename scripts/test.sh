@@ -32,6 +32,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo doc (no warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 echo "== cargo test (SQLite and PostgreSQL)"
 # The CLI tests run the guildconf binary itself: build it first so they never
 # meet a stale one.

@@ -152,9 +152,12 @@ impl TestDb {
 
     /// A new store on this database (its own connections).
     pub async fn store(&self) -> Arc<dyn ConfigStore> {
-        guildconf::open(&self.url, true)
-            .await
-            .expect("the test database should open")
+        guildconf::open(
+            &self.url,
+            guildconf::OpenOptions::new().create_if_missing(true),
+        )
+        .await
+        .expect("the test database should open")
     }
 
     /// A new store on this database whose commits call `hook` before each
@@ -413,4 +416,20 @@ macro_rules! contract {
             )*
         }
     };
+}
+
+/// A field edit from path segments and values (sets) and path segments
+/// (unsets), for tests that build paths as segments.
+pub fn edit(
+    sets: Vec<(Vec<String>, serde_json::Value)>,
+    unsets: Vec<Vec<String>>,
+) -> guildconf::FieldEdit {
+    let edit = unsets
+        .into_iter()
+        .fold(guildconf::FieldEdit::new(), |e, p| {
+            e.unset(guildconf::FieldPath::from_segments(p))
+        });
+    sets.into_iter().fold(edit, |e, (p, v)| {
+        e.set(guildconf::FieldPath::from_segments(p), v)
+    })
 }

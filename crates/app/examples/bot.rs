@@ -42,10 +42,10 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use guildconf::json::{display_path, get_at, parse_pointer, parse_user_path};
+use guildconf::json::{display_path, get_at, parse_pointer};
 use guildconf::{
-    open, value_at, Actor, ActorKind, Change, ConfigService, Entry, Error, GuildConfig, GuildId,
-    HistoryRequest, Outcome, RequestContext, WriteMeta,
+    open, value_at, Actor, ActorKind, Change, ConfigService, Entry, Error, FieldEdit, FieldPath,
+    GuildConfig, GuildId, HistoryRequest, OpenOptions, Outcome, RequestContext, WriteMeta,
 };
 use serde_json::Value;
 
@@ -292,20 +292,20 @@ impl Bot {
         value: &str,
         meta: &WriteMeta,
     ) -> Result<Reply, Internal> {
-        let segments = match parse_user_path(path) {
-            Ok(segments) => segments,
-            Err(e) => return user_error(Error::invalid("/path", e)),
+        let path: FieldPath = match path.parse() {
+            Ok(path) => path,
+            Err(e) => return user_error(Error::Invalid(e)),
         };
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
         // One upsert covers a guild's first set (create) and every later one
         // (update), so the interaction id can serve as the request id: a
         // redelivered interaction replays instead of writing twice.
-        let sets = vec![(segments.clone(), value)];
-        let written = match self.config.upsert(guild, sets, vec![], meta).await {
+        let edit = FieldEdit::new().set(path.clone(), value);
+        let written = match self.config.upsert(guild, edit, meta).await {
             Ok(written) => written,
             Err(e) => return user_error(e),
         };
-        let shown = display_path(&guildconf::json::pointer_from_segments(&segments));
+        let shown = display_path(&path.to_string());
         if written.outcome == Outcome::Unchanged {
             return Ok(Reply::Done(format!(
                 "Nothing to change: {shown} already has that value."
@@ -314,7 +314,7 @@ impl Bot {
         // Read back what is stored (normalised, secrets redacted), which is
         // what the member should see.
         let stored = self.config.get_or_default(guild).await.map_err(Internal)?;
-        let now = value_at(&self.config.redact(&stored.document), &segments)
+        let now = value_at(&self.config.redact(&stored.document), &path)
             .map_or_else(|_| "(not set)".to_owned(), |v| short(&v));
         let created = if written.outcome == Outcome::Created {
             " This guild's config was created from the defaults."
@@ -329,13 +329,13 @@ impl Bot {
 
     /// `/config history <path>`: the newest changes of one field.
     async fn history(&self, guild: GuildId, path: &str) -> Result<Reply, Internal> {
-        let segments = match parse_user_path(path) {
-            Ok(segments) => segments,
-            Err(e) => return user_error(Error::invalid("/path", e)),
+        let path: FieldPath = match path.parse() {
+            Ok(path) => path,
+            Err(e) => return user_error(Error::Invalid(e)),
         };
         let request = HistoryRequest {
             guild_id: Some(guild),
-            path: Some(segments.clone()),
+            path: Some(path.clone()),
             limit: Some(HISTORY_PAGE),
             ..HistoryRequest::default()
         };
@@ -343,14 +343,14 @@ impl Bot {
             Ok(page) => page,
             Err(e) => return user_error(e),
         };
-        let shown = display_path(&guildconf::json::pointer_from_segments(&segments));
+        let shown = display_path(&path.to_string());
         if page.entries.is_empty() {
             return Ok(Reply::Done(format!("No changes to {shown} are recorded.")));
         }
         let mut out = format!("History of {shown}, newest first:");
         for entry in &page.entries {
             out.push('\n');
-            out.push_str(&history_line(entry, &segments));
+            out.push_str(&history_line(entry, path.segments()));
         }
         if page.next_cursor.is_some() {
             out.push_str("\n… and older changes.");
@@ -573,7 +573,7 @@ async fn main() -> ExitCode {
         .or_else(|| std::env::var("GUILDCONF_DATABASE_URL").ok())
         .unwrap_or_else(|| DEFAULT_URL.to_owned());
 
-    let store = match open(&url, true).await {
+    let store = match open(&url, OpenOptions::new().create_if_missing(true)).await {
         Ok(store) => store,
         Err(e) => {
             eprintln!("cannot open {url}: {e}");

@@ -8,33 +8,63 @@ use guildconf_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::error::{Error, Result};
 
+/// How [`open`] opens a store.
+///
+/// ```
+/// let options = guildconf::OpenOptions::new().create_if_missing(true);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    create_if_missing: bool,
+    backend: BackendOptions,
+}
+
+impl OpenOptions {
+    /// Open an existing database only (what read-only commands use).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a missing SQLite file is created (with its schema). Default
+    /// `false`, so a read can never create a database by accident.
+    #[must_use]
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// Backend tuning (SQLite's `synchronous`, busy timeout, change-feed
+    /// interval, inline commits); a backend ignores the other's.
+    #[must_use]
+    pub fn backend(mut self, backend: BackendOptions) -> Self {
+        self.backend = backend;
+        self
+    }
+}
+
+/// Tuning for each backend: the one place adapter option types appear in
+/// guildconf's API. Each backend reads its own part and ignores the rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendOptions {
+    /// SQLite's options. Their `create_if_missing` is replaced by
+    /// [`OpenOptions::create_if_missing`].
+    pub sqlite: guildconf_sqlite::SqliteOptions,
+}
+
 /// Opens the store a URL names: `sqlite://PATH` (PATH taken literally:
 /// `sqlite:///tmp/x.db` is absolute, `sqlite://x.db` relative) or
 /// `postgres://…` / `postgresql://…` (as libpq). Migrations run on open.
 ///
-/// With `create` false, a missing SQLite file is an error and is not
-/// created (read-only commands never create a database).
-///
 /// # Errors
 /// [`Error::Invalid`] for an unknown scheme or empty path;
-/// [`Error::Storage`] when the database cannot be opened.
-pub async fn open(url: &str, create: bool) -> Result<Arc<dyn ConfigStore>> {
-    open_with(
-        url,
-        SqliteOptions {
-            create_if_missing: create,
-            ..SqliteOptions::default()
-        },
-    )
-    .await
-}
-
-/// Like [`open`], with the SQLite options spelled out (`synchronous`, the
-/// busy timeout, the change-feed interval); they are ignored for PostgreSQL.
-///
-/// # Errors
-/// As [`open`].
-pub async fn open_with(url: &str, sqlite: SqliteOptions) -> Result<Arc<dyn ConfigStore>> {
+/// [`Error::Storage`] when the database cannot be opened (a missing SQLite
+/// file without [`OpenOptions::create_if_missing`] among them).
+pub async fn open(url: &str, options: OpenOptions) -> Result<Arc<dyn ConfigStore>> {
+    let sqlite = SqliteOptions {
+        create_if_missing: options.create_if_missing,
+        ..options.backend.sqlite
+    };
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
             return Err(Error::invalid(

@@ -121,13 +121,20 @@ struct Inner {
 }
 
 /// Current configs in memory for bots that read on every event. Cheap to
-/// clone; clones share the cache. See the [module docs](self) for the
-/// staleness bound.
+/// clone; clones share the cache.
+///
+/// Staleness bound: a read answered with `stale: false` reflects this
+/// process's own writes through [`ReadCache::service`] at once, other
+/// processes' writes within one poll of the store's change feed (50 ms by
+/// default on both backends), and no entry is used longer than
+/// [`CacheOptions::max_age`] without being read again. While the feed is
+/// broken, cached reads are answered with `stale: true`.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), guildconf::Error> {
-/// use guildconf::{open, CacheOptions, ConfigService, GuildId, ReadCache};
-/// let service = ConfigService::new(open("sqlite://guildconf.db", true).await?);
+/// use guildconf::{open, CacheOptions, ConfigService, GuildId, OpenOptions, ReadCache};
+/// let store = open("sqlite://guildconf.db", OpenOptions::new().create_if_missing(true)).await?;
+/// let service = ConfigService::new(store);
 /// let cache = ReadCache::start(&service, CacheOptions::default()).await?;
 /// let service = cache.service(); // writes through it update the cache at once
 /// let mut changes = cache.subscribe();

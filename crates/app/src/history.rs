@@ -2,8 +2,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use guildconf_domain::json::{canonical_sha256, parse_pointer, pointer_from_segments};
-use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
+use guildconf_domain::json::{canonical_sha256, parse_pointer};
+use guildconf_domain::{Entry, FieldPath, GuildId, Operation, Timestamp};
 use guildconf_ports::{HistoryPosition, HistoryQuery};
 use serde_json::{json, Value};
 
@@ -28,7 +28,7 @@ pub struct HistoryRequest {
     pub operation: Option<Operation>,
     /// Only entries that changed this path, something below it, or an
     /// ancestor of it (segments, unescaped).
-    pub path: Option<Vec<String>>,
+    pub path: Option<FieldPath>,
     /// Entries at or after this time.
     pub since: Option<Timestamp>,
     /// Entries before this time.
@@ -56,7 +56,7 @@ impl HistoryRequest {
             "g": self.guild_id,
             "a": self.actor_id,
             "o": self.operation,
-            "p": self.path.as_ref().map(|p| pointer_from_segments(p)),
+            "p": self.path.as_ref().map(ToString::to_string),
             "s": self.since,
             "u": self.until,
         });
@@ -184,7 +184,7 @@ impl ConfigService {
                     query.after = Some(position_of(last));
                     let exhausted = batch.len() < SCAN_BATCH as usize;
                     for entry in batch {
-                        if touches(&entry, path) {
+                        if touches(&entry, path.segments()) {
                             if entries.len() == limit as usize {
                                 more = true;
                                 break 'scan;

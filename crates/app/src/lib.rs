@@ -1,20 +1,24 @@
 //! guildconf: each guild's configuration in a database, with an audit entry
 //! for every change written in the same transaction, chained by SHA-256.
 //!
-//! API boundary for bot authors: [`ConfigService`], [`open`], [`WriteMeta`],
-//! [`Edit`], [`At`], [`Error`], the read cache ([`ReadCache`],
+//! API boundary for bot authors: [`ConfigService`], [`open`] and
+//! [`OpenOptions`], [`WriteMeta`], [`FieldEdit`] and [`FieldPath`], [`Edit`], [`At`], [`Error`], the read cache ([`ReadCache`],
 //! [`CachedConfig`], [`ConfigChanged`]), and the domain types re-exported
 //! below.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), guildconf::Error> {
-//! use guildconf::{open, Actor, ActorKind, ConfigService, GuildId, WriteMeta};
-//! let service = ConfigService::new(open("sqlite://guildconf.db", true).await?);
+//! use guildconf::{open, Actor, ActorKind, ConfigService, FieldEdit, GuildId, OpenOptions, WriteMeta};
+//! let store = open("sqlite://guildconf.db", OpenOptions::new().create_if_missing(true)).await?;
+//! let service = ConfigService::new(store);
 //! let guild = GuildId::parse("123456789012345678").map_err(|e| guildconf::Error::invalid("/guild_id", e))?;
 //! let config = service.guild_config(guild).await?; // defaults for a new guild, nothing written
-//! let alice = Actor::new("80351110224678912", ActorKind::Human, Some("alice"))?;
-//! let path = vec!["onboarding".to_string(), "enabled".to_string()];
-//! service.update(guild, vec![(path, serde_json::json!(true))], vec![], &WriteMeta::new(alice)).await?;
+//! let meta = WriteMeta::new(Actor::new("80351110224678912", ActorKind::Human, Some("alice"))?);
+//! // Fields by path…
+//! let edit = FieldEdit::new().set("onboarding.welcome_channel".parse()?, "555");
+//! service.upsert(guild, edit, &meta).await?;
+//! // …or the typed config, diffed and validated for you.
+//! service.modify(guild, &meta, |cfg| cfg.onboarding.enabled = true).await?;
 //! # let _ = config; Ok(()) }
 //! ```
 
@@ -33,7 +37,7 @@ mod service;
 mod stream;
 mod verify;
 
-pub use backend::{open, open_with};
+pub use backend::{open, BackendOptions, OpenOptions};
 pub use cache::{CacheOptions, CachedConfig, ConfigChanged, ReadCache};
 pub use checkpoint::{Checkpoint, CheckpointHead, CHECKPOINT_VERSION};
 pub use error::{Error, Result};
@@ -43,15 +47,20 @@ pub use history::{HistoryPage, HistoryRequest};
 pub use import::{copy, import, ImportRefusal, ImportReport};
 pub use purge::PurgeResult;
 pub use service::{
-    value_at, At, ConfigService, Edit, Outcome, Shown, WriteMeta, WriteResult, DEFAULT_MAX_RETRIES,
+    value_at, At, ConfigService, Edit, FieldEdit, Outcome, Shown, WriteMeta, WriteResult,
+    DEFAULT_MAX_RETRIES,
 };
 pub use verify::{verify_export, VerifyProblem, VerifyReport};
 
 /// JSON helpers: pointers, user paths, canonical form.
 pub use guildconf_domain::json;
 pub use guildconf_domain::{
-    Actor, ActorKind, Change, ConfigSchema, Entry, EntryBody, GuildConfig, GuildConfigSchema,
-    GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation, Violations,
+    Actor, ActorKind, Change, ConfigSchema, Entry, EntryBody, FieldPath, GuildConfig,
+    GuildConfigSchema, GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation,
+    Violations,
 };
 pub use guildconf_ports::{Clock, ConfigStore, GuildSummary, SystemClock};
-pub use guildconf_sqlite::{SqliteOptions, Synchronous};
+/// The SQLite adapter's option types, for [`BackendOptions::sqlite`].
+pub mod sqlite {
+    pub use guildconf_sqlite::{SqliteOptions, Synchronous};
+}

@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use guildconf_domain::json::{
-    self, canonical_json, canonical_sha256, check_limits, get_at, pointer_from_segments,
-};
+use guildconf_domain::json::{self, canonical_json, canonical_sha256, check_limits, get_at};
 use guildconf_domain::{
     diff, link, redact_changes, redact_document, restore_kept_secrets, Actor, CanonicalDocument,
-    Change, ConfigSchema, GuildConfig, GuildConfigSchema, GuildId, LinkMeta, Operation,
+    Change, ConfigSchema, FieldPath, GuildConfig, GuildConfigSchema, GuildId, LinkMeta, Operation,
     RequestContext, Step, Timestamp, Violation, Violations,
 };
 use guildconf_ports::{
@@ -69,6 +67,55 @@ impl WriteMeta {
     }
 }
 
+/// Sets and unsets of fields: unsets first (a map key removed, a field
+/// reset to its default), then sets.
+///
+/// ```
+/// use guildconf::{FieldEdit, FieldPath};
+/// let edit = FieldEdit::new()
+///     .set("onboarding.enabled".parse()?, true)
+///     .set("onboarding.welcome_channel".parse()?, "555")
+///     .unset("role_mapping.mod".parse()?);
+/// # let _ = edit; Ok::<(), guildconf::Violations>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FieldEdit {
+    sets: Vec<(FieldPath, Value)>,
+    unsets: Vec<FieldPath>,
+}
+
+impl FieldEdit {
+    /// An edit that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the field at `path` to `value`.
+    #[must_use]
+    pub fn set(mut self, path: FieldPath, value: impl Into<Value>) -> Self {
+        self.sets.push((path, value.into()));
+        self
+    }
+
+    /// Removes the map key at `path`, or resets the field there to its
+    /// default.
+    #[must_use]
+    pub fn unset(mut self, path: FieldPath) -> Self {
+        self.unsets.push(path);
+        self
+    }
+
+    /// The sets, in order.
+    pub fn sets(&self) -> &[(FieldPath, Value)] {
+        &self.sets
+    }
+
+    /// The unsets, in order.
+    pub fn unsets(&self) -> &[FieldPath] {
+        &self.unsets
+    }
+}
+
 /// A change to a guild's config.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Edit {
@@ -78,21 +125,11 @@ pub enum Edit {
         input: Value,
     },
     /// Set and unset fields of the current config.
-    Update {
-        /// Paths (unescaped segments) and their new values.
-        sets: Vec<(Vec<String>, Value)>,
-        /// Paths to remove (map keys) or reset to their default (fields).
-        unsets: Vec<Vec<String>>,
-    },
+    Update(FieldEdit),
     /// Set and unset fields, creating the config from the defaults first when
     /// the guild has none (or it was deleted). One request id covers both
     /// branches, so a redelivered interaction replays instead of conflicting.
-    Upsert {
-        /// Paths (unescaped segments) and their new values.
-        sets: Vec<(Vec<String>, Value)>,
-        /// Paths to remove (map keys) or reset to their default (fields).
-        unsets: Vec<Vec<String>>,
-    },
+    Upsert(FieldEdit),
     /// Replace the whole document.
     Replace {
         /// The new (possibly partial) document.
@@ -111,8 +148,8 @@ impl Edit {
     fn operation_name(&self) -> &'static str {
         match self {
             Edit::Create { .. } => "create",
-            Edit::Update { .. } => "update",
-            Edit::Upsert { .. } => "upsert",
+            Edit::Update(_) => "update",
+            Edit::Upsert(_) => "upsert",
             Edit::Replace { .. } => "apply",
             Edit::Revert { .. } => "revert",
             Edit::Delete => "delete",
@@ -121,12 +158,12 @@ impl Edit {
 
     /// The canonical form of the input, for the idempotency fingerprint.
     fn fingerprint_input(&self) -> Value {
-        let path = |s: &Vec<String>| Value::String(pointer_from_segments(s));
+        let path = |p: &FieldPath| Value::String(p.to_string());
         match self {
             Edit::Create { input } => input.clone(),
-            Edit::Update { sets, unsets } | Edit::Upsert { sets, unsets } => json!({
-                "set": sets.iter().map(|(p, v)| json!([path(p), v])).collect::<Vec<_>>(),
-                "unset": unsets.iter().map(path).collect::<Vec<_>>(),
+            Edit::Update(edit) | Edit::Upsert(edit) => json!({
+                "set": edit.sets.iter().map(|(p, v)| json!([path(p), v])).collect::<Vec<_>>(),
+                "unset": edit.unsets.iter().map(path).collect::<Vec<_>>(),
             }),
             Edit::Replace { document } => document.clone(),
             Edit::Revert { to } => json!({ "to": to }),
@@ -300,11 +337,10 @@ impl ConfigService {
     pub async fn update(
         &self,
         guild: GuildId,
-        sets: Vec<(Vec<String>, Value)>,
-        unsets: Vec<Vec<String>>,
+        edit: FieldEdit,
         meta: &WriteMeta,
     ) -> Result<WriteResult> {
-        self.write(guild, Edit::Update { sets, unsets }, meta).await
+        self.write(guild, Edit::Update(edit), meta).await
     }
 
     /// Sets and unsets fields, creating the config from the defaults first
@@ -315,11 +351,79 @@ impl ConfigService {
     pub async fn upsert(
         &self,
         guild: GuildId,
-        sets: Vec<(Vec<String>, Value)>,
-        unsets: Vec<Vec<String>>,
+        edit: FieldEdit,
         meta: &WriteMeta,
     ) -> Result<WriteResult> {
-        self.write(guild, Edit::Upsert { sets, unsets }, meta).await
+        self.write(guild, Edit::Upsert(edit), meta).await
+    }
+
+    /// Edits the typed config of the shipped schema: reads the guild's
+    /// current [`GuildConfig`], lets `change` modify it, and writes the
+    /// result like any write (normalised, validated, diffed and audited for
+    /// you; nothing is written when `change` changes nothing). If another
+    /// writer moves the guild in between, the config is read again and
+    /// `change` runs again, up to the retry count; with
+    /// `meta.expect_version` a moved guild is a conflict straight away.
+    ///
+    /// ```no_run
+    /// # async fn run(service: guildconf::ConfigService, guild: guildconf::GuildId,
+    /// #              meta: guildconf::WriteMeta) -> guildconf::Result<()> {
+    /// service
+    ///     .modify(guild, &meta, |cfg| cfg.onboarding.enabled = !cfg.onboarding.enabled)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the guild has no config;
+    /// [`Error::Invalid`] when the changed config does not validate, or the
+    /// service uses another schema than [`GuildConfig`]; otherwise as
+    /// [`ConfigService::update`].
+    pub async fn modify<F>(
+        &self,
+        guild: GuildId,
+        meta: &WriteMeta,
+        change: F,
+    ) -> Result<WriteResult>
+    where
+        F: Fn(&mut GuildConfig),
+    {
+        let mut attempt = 0;
+        loop {
+            let head = self.store.head(guild).await?;
+            let (version, document) = match head {
+                Some(Head {
+                    version,
+                    document: Some(document),
+                    ..
+                }) => (version, document),
+                Some(_) => {
+                    return Err(Error::NotFound(format!(
+                        "guild {guild}'s config is deleted"
+                    )))
+                }
+                None => return Err(Error::NotFound(format!("guild {guild} has no config"))),
+            };
+            let mut config = GuildConfig::from_document(&document).map_err(|_| {
+                Error::invalid("", "modify edits the shipped GuildConfig schema only")
+            })?;
+            change(&mut config);
+            let document =
+                serde_json::to_value(&config).map_err(|e| Error::invalid("", e.to_string()))?;
+            let mut pinned = meta.clone();
+            pinned.expect_version = Some(meta.expect_version.unwrap_or(version));
+            match self.write(guild, Edit::Replace { document }, &pinned).await {
+                Err(Error::Conflict(_))
+                    if meta.expect_version.is_none()
+                        && attempt < self.max_retries
+                        && self.store.head(guild).await?.map(|h| h.version) != Some(version) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Replaces the whole document.
@@ -647,20 +751,18 @@ impl ConfigService {
                 }
                 Step::Create(self.normalise(input.clone(), None)?)
             }
-            Edit::Update { sets, unsets } => {
+            Edit::Update(edit) => {
                 let current = existing()?;
-                let doc =
-                    self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
+                let doc = self.normalise(apply_edits(current.clone(), edit)?, Some(current))?;
                 return Ok(update(doc, current));
             }
-            Edit::Upsert { sets, unsets } => match current {
+            Edit::Upsert(edit) => match current {
                 Some(current) => {
-                    let doc =
-                        self.normalise(apply_edits(current.clone(), sets, unsets)?, Some(current))?;
+                    let doc = self.normalise(apply_edits(current.clone(), edit)?, Some(current))?;
                     return Ok(update(doc, current));
                 }
                 None => {
-                    let input = apply_edits(self.schema.defaults(), sets, unsets)?;
+                    let input = apply_edits(self.schema.defaults(), edit)?;
                     Step::Create(self.normalise(input, None)?)
                 }
             },
@@ -809,18 +911,14 @@ pub(crate) fn backoff(attempt: u32) -> std::time::Duration {
 }
 
 /// Applies unsets, then sets, to a document.
-fn apply_edits(
-    mut doc: Value,
-    sets: &[(Vec<String>, Value)],
-    unsets: &[Vec<String>],
-) -> Result<Value> {
+fn apply_edits(mut doc: Value, edit: &FieldEdit) -> Result<Value> {
     let mut problems = Vec::new();
-    for path in unsets {
-        json::remove_at(&mut doc, path);
+    for path in &edit.unsets {
+        json::remove_at(&mut doc, path.segments());
     }
-    for (path, value) in sets {
-        if let Err(e) = json::set_at(&mut doc, path, value.clone()) {
-            problems.push(Violation::new(pointer_from_segments(path), e));
+    for (path, value) in &edit.sets {
+        if let Err(e) = json::set_at(&mut doc, path.segments(), value.clone()) {
+            problems.push(Violation::new(path.to_string(), e));
         }
     }
     if problems.is_empty() {
@@ -900,8 +998,8 @@ fn parse_result(value: &Value) -> Option<WriteResult> {
 ///
 /// # Errors
 /// [`Error::NotFound`] when the document has nothing at that path.
-pub fn value_at(document: &Value, segments: &[String]) -> Result<Value> {
-    get_at(document, segments)
+pub fn value_at(document: &Value, path: &FieldPath) -> Result<Value> {
+    get_at(document, path.segments())
         .cloned()
-        .ok_or_else(|| Error::NotFound(format!("nothing at {}", pointer_from_segments(segments))))
+        .ok_or_else(|| Error::NotFound(format!("nothing at {path}")))
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use guildconf::{Actor, ActorKind, ConfigService, Error, GuildId, Outcome, WriteMeta};
+use guildconf::{
+    Actor, ActorKind, ConfigService, Error, FieldEdit, FieldPath, GuildId, Outcome, WriteMeta,
+};
 use guildconf_domain::{ConfigSchema, GuildConfigSchema, Timestamp};
 use guildconf_ports::{Head, MockConfigStore, RequestRecord, StoreError};
 use serde_json::json;
@@ -30,14 +32,22 @@ fn head(seq: u64, version: u64) -> Head {
     }
 }
 
-fn set_enabled() -> Vec<(Vec<String>, serde_json::Value)> {
-    vec![
-        (vec!["onboarding".into(), "enabled".into()], json!(true)),
-        (
-            vec!["onboarding".into(), "welcome_channel".into()],
-            json!("5"),
-        ),
-    ]
+fn set_enabled() -> FieldEdit {
+    FieldEdit::new()
+        .set("onboarding.enabled".parse().expect("a valid path"), true)
+        .set(
+            "onboarding.welcome_channel".parse().expect("a valid path"),
+            "5",
+        )
+}
+
+/// A field edit from path segments and values.
+fn edit(sets: Vec<(Vec<String>, serde_json::Value)>, unsets: Vec<Vec<String>>) -> FieldEdit {
+    let edit = unsets.into_iter().fold(FieldEdit::new(), |e, p| {
+        e.unset(FieldPath::from_segments(p))
+    });
+    sets.into_iter()
+        .fold(edit, |e, (p, v)| e.set(FieldPath::from_segments(p), v))
 }
 
 #[tokio::test]
@@ -50,7 +60,7 @@ async fn a_failing_audit_write_is_surfaced_not_retried_or_swallowed() {
         .returning(|_| Err(StoreError::Storage("audit entry insert failed".into())));
     let service = ConfigService::new(Arc::new(store));
     let err = service
-        .update(guild(), set_enabled(), vec![], &meta())
+        .update(guild(), set_enabled(), &meta())
         .await
         .expect_err("must fail");
     assert!(
@@ -81,7 +91,7 @@ async fn a_lost_race_is_recomputed_from_the_new_head() {
     });
     let service = ConfigService::new(Arc::new(store));
     let result = service
-        .update(guild(), set_enabled(), vec![], &meta())
+        .update(guild(), set_enabled(), &meta())
         .await
         .expect("third try lands");
     assert_eq!(result.version, 4);
@@ -98,7 +108,7 @@ async fn retries_are_bounded_and_end_in_conflict() {
         .returning(|_| Err(StoreError::Conflict("head moved".into())));
     let service = ConfigService::new(Arc::new(store)).with_max_retries(2);
     let err = service
-        .update(guild(), set_enabled(), vec![], &meta())
+        .update(guild(), set_enabled(), &meta())
         .await
         .expect_err("conflict");
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
@@ -119,7 +129,7 @@ async fn an_expected_version_is_never_retried() {
     let mut m = meta();
     m.expect_version = Some(1);
     let err = service
-        .update(guild(), set_enabled(), vec![], &m)
+        .update(guild(), set_enabled(), &m)
         .await
         .expect_err("conflict");
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
@@ -134,7 +144,7 @@ async fn a_stale_expected_version_writes_nothing() {
     let mut m = meta();
     m.expect_version = Some(2);
     let err = service
-        .update(guild(), set_enabled(), vec![], &m)
+        .update(guild(), set_enabled(), &m)
         .await
         .expect_err("conflict");
     assert!(
@@ -150,7 +160,7 @@ async fn updating_a_missing_guild_is_not_found_and_writes_nothing() {
     store.expect_commit().never();
     let service = ConfigService::new(Arc::new(store));
     let err = service
-        .update(guild(), set_enabled(), vec![], &meta())
+        .update(guild(), set_enabled(), &meta())
         .await
         .expect_err("not found");
     assert!(matches!(err, Error::NotFound(_)), "{err:?}");
@@ -170,14 +180,14 @@ async fn dry_runs_and_invalid_input_never_commit() {
     let mut m = meta();
     m.dry_run = true;
     let result = service
-        .update(guild(), set_enabled(), vec![], &m)
+        .update(guild(), set_enabled(), &m)
         .await
         .expect("dry run");
     assert!(result.dry_run);
     assert_eq!(result.changes.as_ref().map(Vec::len), Some(2));
     let bad = vec![(vec!["features".into(), "Bad-Flag".into()], json!(true))];
     let err = service
-        .update(guild(), bad, vec![], &meta())
+        .update(guild(), edit(bad, vec![]), &meta())
         .await
         .expect_err("invalid");
     assert!(
@@ -201,7 +211,7 @@ async fn a_replayed_request_returns_the_original_result_and_a_reused_id_conflict
     let mut m = meta();
     m.request_id = Some("req-1".into());
     let original = ConfigService::new(Arc::new(first))
-        .update(guild(), set_enabled(), vec![], &m)
+        .update(guild(), set_enabled(), &m)
         .await
         .expect("lands");
     let record = stored
@@ -219,7 +229,7 @@ async fn a_replayed_request_returns_the_original_result_and_a_reused_id_conflict
     second.expect_commit().never();
     let service = ConfigService::new(Arc::new(second));
     let replayed = service
-        .update(guild(), set_enabled(), vec![], &m)
+        .update(guild(), set_enabled(), &m)
         .await
         .expect("replayed");
     assert!(replayed.replayed);
@@ -229,7 +239,7 @@ async fn a_replayed_request_returns_the_original_result_and_a_reused_id_conflict
     );
     let other = vec![(vec!["features".into(), "x".into()], json!(true))];
     let err = service
-        .update(guild(), other, vec![], &m)
+        .update(guild(), edit(other, vec![]), &m)
         .await
         .expect_err("reused id");
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
@@ -252,14 +262,16 @@ async fn a_second_write_to_a_guild_is_computed_from_the_head_the_first_left() {
     });
     let service = ConfigService::new(Arc::new(store));
     let first = service
-        .update(guild(), set_enabled(), vec![], &meta())
+        .update(guild(), set_enabled(), &meta())
         .await
         .expect("first write");
     let second = service
         .update(
             guild(),
-            vec![(vec!["onboarding".into(), "enabled".into()], json!(false))],
-            vec![],
+            edit(
+                vec![(vec!["onboarding".into(), "enabled".into()], json!(false))],
+                vec![],
+            ),
             &meta(),
         )
         .await
@@ -279,7 +291,7 @@ async fn with_head_hints_off_every_write_reads_its_head() {
     let service = ConfigService::new(Arc::new(store)).with_head_hints(0);
     for _ in 0..2 {
         service
-            .update(guild(), set_enabled(), vec![], &meta())
+            .update(guild(), set_enabled(), &meta())
             .await
             .expect("write");
     }

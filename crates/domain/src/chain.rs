@@ -347,7 +347,7 @@ impl ChainVerifier {
     /// [`ChainVerifier::push`] about the chain, but cheaper: when the text is
     /// an object in canonical form ([`is_canonical`]) that hashes to
     /// `entry_hash`, the hash over the canonical bytes *is* that hash, and the
-    /// body is read in place ([`StoredBody`]: exactly the 15 keys, the chain
+    /// body is read in place (`StoredBody`: exactly the 15 keys, the chain
     /// fields typed, no copies). Anything else takes [`ChainVerifier::push`]'s
     /// path, which also names a malformed body.
     pub fn push_stored(

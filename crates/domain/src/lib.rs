@@ -20,6 +20,7 @@ mod guild_config;
 mod ids;
 pub mod json;
 mod link;
+mod path;
 mod redact;
 mod schema;
 mod summary;
@@ -41,6 +42,7 @@ pub use guild_config::{
 };
 pub use ids::{GuildId, Snowflake};
 pub use link::{link, CanonicalDocument, Head, Link, LinkError, LinkMeta, SealedSnapshot, Step};
+pub use path::FieldPath;
 pub use redact::{
     redact_changes, redact_document, restore_kept_secrets, Secret, SecretPaths, REDACTED,
 };

@@ -52,9 +52,12 @@ fn parse_args() -> Result<Args, String> {
 }
 
 async fn run(args: Args) -> Result<serde_json::Value, String> {
-    let store = guildconf::open(&args.url, true)
-        .await
-        .map_err(|e| format!("cannot open the database: {e}"))?;
+    let store = guildconf::open(
+        &args.url,
+        guildconf::OpenOptions::new().create_if_missing(true),
+    )
+    .await
+    .map_err(|e| format!("cannot open the database: {e}"))?;
     let service = ConfigService::new(store);
     let actor = Actor::new(
         &format!("stress-writer-{}", args.writer),
@@ -73,7 +76,11 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         let guild = args.guilds[(index + offset) % args.guilds.len()];
         let value = j + 1;
         match service
-            .update(guild, vec![(path.clone(), json!(value))], vec![], &meta)
+            .update(
+                guild,
+                guildconf_tests::edit(vec![(path.clone(), json!(value))], vec![]),
+                &meta,
+            )
             .await
         {
             Ok(_) => {

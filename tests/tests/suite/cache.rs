@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use guildconf::{
-    Actor, ActorKind, CacheOptions, ConfigService, ConfigStore, Error, GuildId, ReadCache,
-    WriteMeta,
+    Actor, ActorKind, CacheOptions, ConfigService, ConfigStore, Error, FieldEdit, FieldPath,
+    GuildId, ReadCache, WriteMeta,
 };
 use guildconf_domain::{Entry, Operation, Timestamp};
 use guildconf_ports::{
@@ -19,7 +19,7 @@ use guildconf_ports::{
     WatchEvent,
 };
 use guildconf_tests::{contract, Backend, TestDb};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Generous: the documented bound is one 50 ms poll on either backend; this
 /// only has to rule out "never" and "after max_age".
@@ -36,11 +36,11 @@ fn alice() -> WriteMeta {
     )
 }
 
-fn welcome(text: &str) -> Vec<(Vec<String>, Value)> {
-    vec![(
-        vec!["onboarding".into(), "welcome_message".into()],
+fn welcome(text: &str) -> FieldEdit {
+    FieldEdit::new().set(
+        FieldPath::from_segments(["onboarding", "welcome_message"]),
         json!(text),
-    )]
+    )
 }
 
 fn options() -> CacheOptions {
@@ -83,7 +83,7 @@ async fn own_writes_are_visible_at_once(backend: Backend, name: &str) {
         .await
         .expect("create");
     service
-        .update(g, welcome("hi"), vec![], &alice())
+        .update(g, welcome("hi"), &alice())
         .await
         .expect("update");
     let now = cache.get(g).await.expect("reads");
@@ -115,7 +115,7 @@ async fn other_writers_become_visible_within_the_bound(backend: Backend, name: &
         "the other writer's create shows up"
     );
     other
-        .update(g, welcome("from elsewhere"), vec![], &alice())
+        .update(g, welcome("from elsewhere"), &alice())
         .await
         .expect("update");
     assert!(
@@ -387,7 +387,7 @@ async fn postgres_watcher_reconnect_empties_and_refills_the_cache() {
     // The new watcher sees other writers again.
     let other = db.service().await;
     other
-        .update(g, welcome("after reconnect"), vec![], &alice())
+        .update(g, welcome("after reconnect"), &alice())
         .await
         .expect("update");
     assert!(
@@ -432,12 +432,12 @@ async fn postgres_a_write_that_commits_late_is_still_seen() {
     let writer = other.clone();
     let late = tokio::spawn(async move {
         writer
-            .update(slow, welcome("committed late"), vec![], &alice())
+            .update(slow, welcome("committed late"), &alice())
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     other
-        .update(quick, welcome("committed first"), vec![], &alice())
+        .update(quick, welcome("committed first"), &alice())
         .await
         .expect("the quick write lands");
     let mut seen = Vec::new();

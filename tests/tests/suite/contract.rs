@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use guildconf::{
-    Actor, ActorKind, At, ConfigService, Edit, Error, ExportFormat, ExportRequest, GuildId,
-    HistoryRequest, Operation, Outcome, Timestamp, WriteMeta,
+    Actor, ActorKind, At, ConfigService, Edit, Error, ExportFormat, ExportRequest, FieldEdit,
+    FieldPath, GuildId, HistoryRequest, Operation, Outcome, Timestamp, WriteMeta,
 };
 use guildconf_domain::{apply_changes, Change, BODY_KEYS};
 use guildconf_ports::{FaultHook, StoreError, WriteStep};
@@ -29,12 +29,8 @@ fn bob() -> WriteMeta {
     actor("80351110224678913", "bob")
 }
 
-fn p(path: &str) -> Vec<String> {
-    guildconf::json::parse_user_path(path).expect("test paths are valid")
-}
-
-fn set(path: &str, value: Value) -> Vec<(Vec<String>, Value)> {
-    vec![(p(path), value)]
+fn set(path: &str, value: Value) -> FieldEdit {
+    FieldEdit::new().set(path.parse().expect("a valid path"), value)
 }
 
 /// Every entry of a guild, oldest first, through the public history API.
@@ -124,6 +120,57 @@ contract! {
     a_head_at_the_same_seq_with_another_hash_is_read_not_written_past,
     verify_checks_guild_ranges_in_parallel_and_reports_in_guild_order,
     a_float_and_the_integer_it_equals_are_the_same_config,
+    a_typed_modify_is_diffed_validated_and_audited,
+}
+
+/// `modify` edits the typed `GuildConfig`: the diff and audit entry are
+/// computed for the author, an edit that changes nothing writes nothing, an
+/// invalid result is refused with nothing stored, and a missing guild is not
+/// found.
+async fn a_typed_modify_is_diffed_validated_and_audited(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let g = gid(77);
+    assert!(matches!(
+        s.modify(g, &alice(), |cfg| cfg.onboarding.enabled = true).await,
+        Err(Error::NotFound(_))
+    ));
+    s.create(g, json!({}), &alice()).await.expect("v1");
+    let r = s
+        .modify(g, &bob(), |cfg| {
+            cfg.features.insert("beta".into(), true);
+        })
+        .await
+        .expect("v2");
+    assert_eq!((r.outcome, r.version), (Outcome::Updated, 2));
+    let entries = all_entries(&s, g).await;
+    let last = entries.last().expect("an entry");
+    assert_eq!(
+        serde_json::to_value(&last.body.changes).expect("json"),
+        json!([{"op": "add", "path": "/features/beta", "after": true}])
+    );
+    assert_eq!(last.body.actor.label, "bob");
+    let same = s
+        .modify(g, &alice(), |cfg| {
+            cfg.features.insert("beta".into(), true);
+        })
+        .await
+        .expect("no-op");
+    assert_eq!((same.outcome, same.entry_hash), (Outcome::Unchanged, None));
+    // Enabled onboarding needs a welcome channel: refused, nothing stored.
+    let refused = s
+        .modify(g, &alice(), |cfg| cfg.onboarding.enabled = true)
+        .await
+        .expect_err("invalid");
+    match refused {
+        Error::Invalid(v) => assert!(
+            v.to_string().contains("/onboarding/welcome_channel"),
+            "{v}"
+        ),
+        other => panic!("expected invalid input, got {other:?}"),
+    }
+    assert_eq!(all_entries(&s, g).await.len(), 2);
+    assert!(s.verify(Some(g)).await.expect("verify").ok);
 }
 
 async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &str) {
@@ -133,10 +180,7 @@ async fn each_write_appends_exactly_one_complete_entry(backend: Backend, name: &
     let writes: Vec<(Edit, Outcome)> = vec![
         (Edit::Create { input: json!({}) }, Outcome::Created),
         (
-            Edit::Update {
-                sets: set("features.beta", json!(true)),
-                unsets: vec![],
-            },
+            Edit::Update(set("features.beta", json!(true))),
             Outcome::Updated,
         ),
         (
@@ -183,7 +227,7 @@ async fn unchanged_and_dry_run_write_nothing(backend: Backend, name: &str) {
         .expect("created");
     let before = counts(&db, "7").await;
     let r = s
-        .update(g, set("features.a", json!(true)), vec![], &alice())
+        .update(g, set("features.a", json!(true)), &alice())
         .await
         .expect("no-op");
     assert_eq!(
@@ -200,7 +244,7 @@ async fn unchanged_and_dry_run_write_nothing(backend: Backend, name: &str) {
     let mut dry = alice();
     dry.dry_run = true;
     let r = s
-        .update(g, set("features.a", json!(false)), vec![], &dry)
+        .update(g, set("features.a", json!(false)), &dry)
         .await
         .expect("dry run");
     assert!(r.dry_run && r.entry_hash.is_none());
@@ -220,10 +264,10 @@ async fn reads_at_version_and_time_and_diff(backend: Backend, name: &str) {
     let s = db.service().await;
     let g = gid(9);
     s.create(g, json!({}), &alice()).await.expect("v1");
-    s.update(g, set("features.x", json!(true)), vec![], &bob())
+    s.update(g, set("features.x", json!(true)), &bob())
         .await
         .expect("v2");
-    s.update(g, set("features.x", json!(false)), vec![], &alice())
+    s.update(g, set("features.x", json!(false)), &alice())
         .await
         .expect("v3");
     let entries = all_entries(&s, g).await;
@@ -294,10 +338,10 @@ async fn revert_makes_an_old_version_current_as_a_new_entry(backend: Backend, na
     s.create(g, json!({"features": {"a": true}}), &alice())
         .await
         .expect("v1");
-    s.update(g, set("features.b", json!(true)), vec![], &alice())
+    s.update(g, set("features.b", json!(true)), &alice())
         .await
         .expect("v2");
-    s.update(g, set("features.a", json!(false)), vec![], &alice())
+    s.update(g, set("features.a", json!(false)), &alice())
         .await
         .expect("v3");
     let r = s.revert(g, 1, &bob()).await.expect("reverted");
@@ -330,8 +374,7 @@ async fn delete_keeps_history_and_recreate_continues_the_chain(backend: Backend,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        s.update(g, set("features.a", json!(true)), vec![], &alice())
-            .await,
+        s.update(g, set("features.a", json!(true)), &alice()).await,
         Err(Error::NotFound(_))
     ));
     let c = s
@@ -398,21 +441,16 @@ async fn history_is_per_guild_newest_first_and_filters_combine(backend: Backend,
     let (g1, g2) = (gid(20), gid(21));
     s.create(g1, json!({}), &alice()).await.expect("g1 v1");
     s.create(g2, json!({}), &alice()).await.expect("g2 v1");
-    s.update(g1, set("features.a", json!(true)), vec![], &bob())
+    s.update(g1, set("features.a", json!(true)), &bob())
         .await
         .expect("g1 v2");
-    s.update(
-        g1,
-        set("onboarding.welcome_message", json!("hi")),
-        vec![],
-        &alice(),
-    )
-    .await
-    .expect("g1 v3");
-    s.update(g2, set("features.a", json!(true)), vec![], &bob())
+    s.update(g1, set("onboarding.welcome_message", json!("hi")), &alice())
+        .await
+        .expect("g1 v3");
+    s.update(g2, set("features.a", json!(true)), &bob())
         .await
         .expect("g2 v2");
-    s.update(g1, set("features.b", json!(true)), vec![], &bob())
+    s.update(g1, set("features.b", json!(true)), &bob())
         .await
         .expect("g1 v4");
     let q = |f: fn(&mut HistoryRequest)| {
@@ -444,16 +482,18 @@ async fn history_is_per_guild_newest_first_and_filters_combine(backend: Backend,
     let bob_features_a = seqs(
         s.history(&q(|r| {
             r.actor_id = Some("80351110224678913".into());
-            r.path = Some(vec!["features".into(), "a".into()]);
+            r.path = Some(FieldPath::from_segments(["features", "a"]));
         }))
         .await
         .expect("h"),
     );
     assert_eq!(bob_features_a, vec![(g1, 2)], "actor AND path");
     let features = seqs(
-        s.history(&q(|r| r.path = Some(vec!["features".into()])))
-            .await
-            .expect("h"),
+        s.history(&q(|r| {
+            r.path = Some(FieldPath::from_segments(["features"]))
+        }))
+        .await
+        .expect("h"),
     );
     assert_eq!(
         features,
@@ -500,7 +540,7 @@ async fn cursor_pages_never_skip_or_repeat_while_writes_go_on(backend: Backend, 
     let g = gid(30);
     s.create(g, json!({}), &alice()).await.expect("v1");
     for i in 0..24 {
-        s.update(g, set("features.n", json!(i % 2 == 0)), vec![], &alice())
+        s.update(g, set("features.n", json!(i % 2 == 0)), &alice())
             .await
             .expect("update");
     }
@@ -520,7 +560,7 @@ async fn cursor_pages_never_skip_or_repeat_while_writes_go_on(backend: Backend, 
             .expect("page");
         seen.extend(page.entries.iter().map(|e| e.body.seq));
         // Writes land between pages.
-        s.update(g, set("features.n", json!(writes % 2 == 1)), vec![], &bob())
+        s.update(g, set("features.n", json!(writes % 2 == 1)), &bob())
             .await
             .expect("concurrent write");
         writes += 1;
@@ -558,7 +598,7 @@ async fn actor_trail_across_guilds(backend: Backend, name: &str) {
     let s = db.service().await;
     for g in [40, 41, 42] {
         s.create(gid(g), json!({}), &alice()).await.expect("create");
-        s.update(gid(g), set("features.x", json!(true)), vec![], &bob())
+        s.update(gid(g), set("features.x", json!(true)), &bob())
             .await
             .expect("bob");
     }
@@ -605,11 +645,11 @@ async fn request_ids_replay_and_conflict(backend: Backend, name: &str) {
     let mut m = alice();
     m.request_id = Some("interaction-1".into());
     let first = s
-        .update(g, set("features.a", json!(true)), vec![], &m)
+        .update(g, set("features.a", json!(true)), &m)
         .await
         .expect("lands");
     let second = s
-        .update(g, set("features.a", json!(true)), vec![], &m)
+        .update(g, set("features.a", json!(true)), &m)
         .await
         .expect("replayed");
     assert!(second.replayed);
@@ -625,14 +665,14 @@ async fn request_ids_replay_and_conflict(backend: Backend, name: &str) {
     // The replay check comes before the expected-version check.
     m.expect_version = Some(1);
     assert!(
-        s.update(g, set("features.a", json!(true)), vec![], &m)
+        s.update(g, set("features.a", json!(true)), &m)
             .await
             .expect("replayed")
             .replayed
     );
     m.expect_version = None;
     let err = s
-        .update(g, set("features.a", json!(false)), vec![], &m)
+        .update(g, set("features.a", json!(false)), &m)
         .await
         .expect_err("reused id");
     assert!(matches!(err, Error::Conflict(_)));
@@ -659,7 +699,6 @@ async fn expected_version_race_has_one_winner(backend: Backend, name: &str) {
                 s.update(
                     g,
                     set(&format!("role_mapping.w{i}"), json!(round * 10 + i + 1)),
-                    vec![],
                     &m,
                 )
                 .await
@@ -695,7 +734,6 @@ async fn run_writers(db: &TestDb, guilds: &[GuildId], writers: u64, per_writer: 
                     .update(
                         g,
                         set(&format!("role_mapping.w{w}"), json!(j + 1)),
-                        vec![],
                         &alice(),
                     )
                     .await
@@ -783,9 +821,7 @@ async fn a_fault_at_each_step_of_a_write_leaves_everything_as_before(backend: Ba
         db.fail_on(table, event).await;
         let mut m = alice();
         m.request_id = Some(format!("fault-{table}"));
-        let err = s
-            .update(g, set("role_mapping.f", json!(i + 1)), vec![], &m)
-            .await;
+        let err = s.update(g, set("role_mapping.f", json!(i + 1)), &m).await;
         assert!(
             matches!(err, Err(Error::Storage(_))),
             "{table} {event}: the caller gets an error: {err:?}"
@@ -804,7 +840,7 @@ async fn a_fault_at_each_step_of_a_write_leaves_everything_as_before(backend: Ba
         db.heal(table).await;
     }
     // With the faults gone the same write lands, and the chain verifies.
-    s.update(g, set("features.f", json!(true)), vec![], &alice())
+    s.update(g, set("features.f", json!(true)), &alice())
         .await
         .expect("lands");
     assert!(s.verify(None).await.expect("verify").ok);
@@ -836,7 +872,7 @@ async fn a_fault_hook_at_each_write_step_rolls_everything_back(backend: Backend,
         let mut m = alice();
         m.request_id = Some(format!("hook-{step:?}"));
         let edit = set("role_mapping.h", json!(i + 1));
-        let err = faulty.update(g, edit.clone(), vec![], &m).await;
+        let err = faulty.update(g, edit.clone(), &m).await;
         match &err {
             Err(Error::Storage(message)) => assert!(
                 message.contains(&format!("injected fault before {step:?}")),
@@ -860,7 +896,7 @@ async fn a_fault_hook_at_each_write_step_rolls_everything_back(backend: Backend,
             "{step:?}: history as before"
         );
         // The same write without the hook lands, and the chain verifies.
-        let landed = s.update(g, edit, vec![], &m).await.expect("lands");
+        let landed = s.update(g, edit, &m).await.expect("lands");
         assert_eq!(landed.outcome, Outcome::Updated, "{step:?}");
         assert!(
             !landed.replayed,
@@ -889,7 +925,7 @@ async fn verify_is_ok_while_writes_land(backend: Backend, name: &str) {
     let writes = tokio::spawn(async move {
         for j in 0..300u64 {
             writer
-                .update(g, set("role_mapping.v", json!(j + 1)), vec![], &bob())
+                .update(g, set("role_mapping.v", json!(j + 1)), &bob())
                 .await
                 .expect("lands");
             // New guilds appear too, so verify also meets guilds whose head
@@ -1011,10 +1047,10 @@ async fn tampering_with_plain_sql_is_caught(backend: Backend, name: &str) {
         let s = db.service().await;
         let g = gid(5);
         s.create(g, json!({}), &alice()).await.expect("v1");
-        s.update(g, set("features.a", json!(true)), vec![], &bob())
+        s.update(g, set("features.a", json!(true)), &bob())
             .await
             .expect("v2");
-        s.update(g, set("features.b", json!(true)), vec![], &alice())
+        s.update(g, set("features.b", json!(true)), &alice())
             .await
             .expect("v3");
         s.create(gid(6), json!({}), &alice())
@@ -1057,7 +1093,7 @@ async fn verify_and_export_stream_across_guild_and_batch_boundaries(backend: Bac
     for (g, n) in sizes {
         s.create(gid(g), json!({}), &alice()).await.expect("create");
         for j in 1..n {
-            s.update(gid(g), set("role_mapping.v", json!(j)), vec![], &bob())
+            s.update(gid(g), set("role_mapping.v", json!(j)), &bob())
                 .await
                 .expect("update");
         }
@@ -1200,7 +1236,6 @@ async fn export_streams_and_verifies_offline(backend: Backend, name: &str) {
                 "announcements.webhook_url",
                 json!("https://example.com/hook/SECRET"),
             ),
-            vec![],
             &bob(),
         )
         .await
@@ -1265,7 +1300,6 @@ async fn export_is_byte_identical_across_backends() {
         s.update(
             gid(2),
             set("yearly_reset.timezone", json!("Europe/Berlin")),
-            vec![],
             &bob(),
         )
         .await
@@ -1337,17 +1371,17 @@ async fn checkpoints_catch_a_restored_backup_and_a_recomputed_chain(backend: Bac
         s.create(gid(6), json!({}), &alice())
             .await
             .expect("another guild");
-        s.update(g, set("features.a", json!(true)), vec![], &bob())
+        s.update(g, set("features.a", json!(true)), &bob())
             .await
             .expect("v2");
-        s.update(g, set("features.b", json!(true)), vec![], &bob())
+        s.update(g, set("features.b", json!(true)), &bob())
             .await
             .expect("v3");
         let now = Timestamp::parse_stored("2026-06-01T00:00:00.000000Z").expect("valid");
         let checkpoint = s.checkpoint(now).await.expect("checkpoint");
         assert_eq!(checkpoint.heads.len(), 2);
         // The log only grew: still extends the checkpoint.
-        s.update(g, set("features.c", json!(true)), vec![], &bob())
+        s.update(g, set("features.c", json!(true)), &bob())
             .await
             .expect("v4");
         let report = s.verify_checkpoint(&checkpoint).await.expect("verify");
@@ -1405,7 +1439,7 @@ async fn upsert_creates_then_updates_and_replays_across_both(backend: Backend, n
     let mut m = alice();
     m.request_id = Some("interaction-9".into());
     let first = s
-        .upsert(g, set("features.a", json!(true)), vec![], &m)
+        .upsert(g, set("features.a", json!(true)), &m)
         .await
         .expect("creates");
     assert_eq!((first.outcome, first.version), (Outcome::Created, 1));
@@ -1415,17 +1449,17 @@ async fn upsert_creates_then_updates_and_replays_across_both(backend: Backend, n
     );
     // The redelivered interaction replays the create instead of conflicting.
     let again = s
-        .upsert(g, set("features.a", json!(true)), vec![], &m)
+        .upsert(g, set("features.a", json!(true)), &m)
         .await
         .expect("replays");
     assert!(again.replayed && again.outcome == Outcome::Created);
     let second = s
-        .upsert(g, set("features.b", json!(true)), vec![], &bob())
+        .upsert(g, set("features.b", json!(true)), &bob())
         .await
         .expect("updates");
     assert_eq!((second.outcome, second.version), (Outcome::Updated, 2));
     let same = s
-        .upsert(g, set("features.b", json!(true)), vec![], &bob())
+        .upsert(g, set("features.b", json!(true)), &bob())
         .await
         .expect("no-op");
     assert_eq!(same.outcome, Outcome::Unchanged);
@@ -1456,7 +1490,7 @@ async fn pg_connections_cut_while_idle_are_replaced_before_use() {
         "some pool connection was cut"
     );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    s.update(g, set("features.after_cut", json!(true)), vec![], &bob())
+    s.update(g, set("features.after_cut", json!(true)), &bob())
         .await
         .expect("the write after the cut lands");
     assert_eq!(
@@ -1492,7 +1526,7 @@ async fn pg_backend_killed_mid_write_writes_nothing_and_the_pool_recovers() {
     m.request_id = Some("killed".into());
     let write = tokio::spawn(async move {
         writer
-            .update(g, set("features.killed", json!(true)), vec![], &m)
+            .update(g, set("features.killed", json!(true)), &m)
             .await
     });
 
@@ -1542,7 +1576,7 @@ async fn pg_backend_killed_mid_write_writes_nothing_and_the_pool_recovers() {
     let mut m = alice();
     m.request_id = Some("killed".into());
     let landed = s
-        .update(g, set("features.killed", json!(true)), vec![], &m)
+        .update(g, set("features.killed", json!(true)), &m)
         .await
         .expect("the pool recovered and the write lands");
     assert_eq!((landed.outcome, landed.version), (Outcome::Updated, 2));
@@ -1562,7 +1596,7 @@ async fn a_remembered_head_gives_way_to_other_writers(backend: Backend, name: &s
     let write = |s: &ConfigService, key: &str, value: u64, meta: WriteMeta| {
         let s = s.clone();
         let path = format!("role_mapping.{key}");
-        async move { s.update(g, set(&path, json!(value)), vec![], &meta).await }
+        async move { s.update(g, set(&path, json!(value)), &meta).await }
     };
     a.create(g, json!({}), &alice()).await.expect("v1");
     assert_eq!(write(&a, "a", 1, alice()).await.expect("v2").version, 2);
@@ -1600,7 +1634,7 @@ async fn a_remembered_head_gives_way_to_other_writers(backend: Backend, name: &s
     let mut meta = alice();
     meta.expect_version = Some(8);
     let r = a
-        .update(g, set("role_mapping.c", json!(5)), vec![], &meta)
+        .update(g, set("role_mapping.c", json!(5)), &meta)
         .await
         .expect("the expected version is the database's");
     assert_eq!(r.version, 9);
@@ -1608,7 +1642,7 @@ async fn a_remembered_head_gives_way_to_other_writers(backend: Backend, name: &s
     write(&b, "b", 6, bob()).await.expect("v10");
     meta.expect_version = Some(9);
     let err = a
-        .update(g, set("role_mapping.c", json!(6)), vec![], &meta)
+        .update(g, set("role_mapping.c", json!(6)), &meta)
         .await
         .expect_err("at version 10, not 9");
     assert!(
@@ -1639,7 +1673,7 @@ async fn a_head_at_the_same_seq_with_another_hash_is_read_not_written_past(
     let s = db.service().await;
     let g = gid(78);
     s.create(g, json!({}), &alice()).await.expect("v1");
-    s.update(g, set("role_mapping.a", json!(1)), vec![], &alice())
+    s.update(g, set("role_mapping.a", json!(1)), &alice())
         .await
         .expect("v2");
     let other = "f".repeat(64);
@@ -1649,7 +1683,7 @@ async fn a_head_at_the_same_seq_with_another_hash_is_read_not_written_past(
     .await
     .expect("head rewritten");
     let r = s
-        .update(g, set("role_mapping.a", json!(2)), vec![], &alice())
+        .update(g, set("role_mapping.a", json!(2)), &alice())
         .await
         .expect("written");
     assert_eq!(r.version, 3);
@@ -1685,7 +1719,7 @@ async fn verify_checks_guild_ranges_in_parallel_and_reports_in_guild_order(
         t.await.expect("creator joins");
     }
     for j in 1..300u64 {
-        s.update(gid(1), set("role_mapping.v", json!(j)), vec![], &bob())
+        s.update(gid(1), set("role_mapping.v", json!(j)), &bob())
             .await
             .expect("update");
     }
@@ -1766,7 +1800,7 @@ async fn a_float_and_the_integer_it_equals_are_the_same_config(backend: Backend,
         .await
         .expect("v1");
     let r = s
-        .update(g, set("ratio", json!(2.0)), vec![], &alice())
+        .update(g, set("ratio", json!(2.0)), &alice())
         .await
         .expect("v2");
     assert_eq!((r.version, r.outcome), (2, Outcome::Updated));
@@ -1778,7 +1812,7 @@ async fn a_float_and_the_integer_it_equals_are_the_same_config(backend: Backend,
         (json!(25e-1), Outcome::Unchanged, 3),
     ] {
         let r = s
-            .update(g, set("ratio", value.clone()), vec![], &alice())
+            .update(g, set("ratio", value.clone()), &alice())
             .await
             .expect("answered");
         assert_eq!(

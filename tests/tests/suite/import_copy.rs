@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use guildconf::{At, ConfigStore, Error, ExportRequest, GuildId, ImportRefusal, WriteMeta};
-use guildconf_tests::{Backend, TestDb};
+use guildconf_tests::{edit, Backend, TestDb};
 use serde_json::json;
 
 fn gid(n: u64) -> GuildId {
@@ -50,11 +50,13 @@ async fn seeded(backend: Backend, name: &str) -> TestDb {
             .expect("create");
         s.update(
             gid(g),
-            vec![(
-                vec!["announcements".into(), "webhook_url".into()],
-                json!("https://example.com/hook/SECRET"),
-            )],
-            vec![],
+            edit(
+                vec![(
+                    vec!["announcements".into(), "webhook_url".into()],
+                    json!("https://example.com/hook/SECRET"),
+                )],
+                vec![],
+            ),
             &alice,
         )
         .await
@@ -258,8 +260,10 @@ async fn purged_history_checkpoints_and_imports() {
         for i in 0..4 {
             s.update(
                 g,
-                vec![(vec!["features".into(), format!("f{i}")], json!(true))],
-                vec![],
+                edit(
+                    vec![(vec!["features".into(), format!("f{i}")], json!(true))],
+                    vec![],
+                ),
                 &alice,
             )
             .await
@@ -270,8 +274,10 @@ async fn purged_history_checkpoints_and_imports() {
         let checkpoint = s.checkpoint(cp_time).await.expect("checkpoint at seq 5");
         s.update(
             g,
-            vec![(vec!["features".into(), "late".into()], json!(true))],
-            vec![],
+            edit(
+                vec![(vec!["features".into(), "late".into()], json!(true))],
+                vec![],
+            ),
             &alice,
         )
         .await

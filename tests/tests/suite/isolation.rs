@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use guildconf::{
-    Actor, ActorKind, At, ConfigService, Error, ExportFormat, ExportRequest, GuildId,
-    HistoryRequest, Operation, RequestContext, WriteMeta,
+    Actor, ActorKind, At, ConfigService, Error, ExportFormat, ExportRequest, FieldEdit, FieldPath,
+    GuildId, HistoryRequest, Operation, RequestContext, WriteMeta,
 };
 use guildconf_tests::{Backend, TestDb};
 use proptest::prelude::*;
@@ -258,9 +258,14 @@ fn no_query_for_one_guild_returns_another_guilds_data() {
                         let (g, result) = match op {
                             Op::Set(on_a, k, v) => {
                                 let g = if *on_a { a } else { b };
-                                let sets =
-                                    vec![(vec!["features".into(), format!("f{k}")], json!(v))];
-                                (g, s.update(g, sets, vec![], &m).await.map(|_| ()))
+                                let edit = FieldEdit::new().set(
+                                    FieldPath::from_segments([
+                                        "features".to_owned(),
+                                        format!("f{k}"),
+                                    ]),
+                                    json!(v),
+                                );
+                                (g, s.update(g, edit, &m).await.map(|_| ()))
                             }
                             Op::Revert(on_a) => {
                                 let g = if *on_a { a } else { b };
@@ -297,7 +302,7 @@ fn no_query_for_one_guild_returns_another_guilds_data() {
                             },
                             HistoryRequest {
                                 guild_id: Some(mine),
-                                path: Some(vec!["features".into()]),
+                                path: Some(FieldPath::from_segments(["features"])),
                                 limit: Some(1),
                                 ..Default::default()
                             },

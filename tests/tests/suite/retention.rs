@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use guildconf::{
-    Actor, ActorKind, At, ConfigService, Error, ExportRequest, GuildId, HistoryRequest, Operation,
-    Timestamp, WriteMeta,
+    Actor, ActorKind, At, ConfigService, Error, ExportRequest, FieldEdit, GuildId, HistoryRequest,
+    Operation, Timestamp, WriteMeta,
 };
 use guildconf_tests::{contract, guildconf_bin, Backend, StepClock, TestDb};
 use serde_json::{json, Value};
@@ -22,11 +22,8 @@ fn alice() -> WriteMeta {
     )
 }
 
-fn set(path: &str, value: Value) -> Vec<(Vec<String>, Value)> {
-    vec![(
-        guildconf::json::parse_user_path(path).expect("valid path"),
-        value,
-    )]
+fn set(path: &str, value: Value) -> FieldEdit {
+    FieldEdit::new().set(path.parse().expect("a valid path"), value)
 }
 
 fn t(text: &str) -> Timestamp {
@@ -99,18 +96,18 @@ async fn purge_removes_exactly_the_old_rows_and_appends_a_chained_entry(
     let s = db.service().await;
     let (a, b, c) = (gid(10), gid(20), gid(30));
     s.create(a, json!({}), &alice()).await.expect("a1"); // :00 seq 1 v1
-    s.update(a, set("features.x", json!(true)), vec![], &alice())
+    s.update(a, set("features.x", json!(true)), &alice())
         .await
         .expect("a2"); // :01 seq 2 v2
-    s.update(a, set("features.y", json!(true)), vec![], &alice())
+    s.update(a, set("features.y", json!(true)), &alice())
         .await
         .expect("a3"); // :02 seq 3 v3
     s.revert(a, 1, &alice()).await.expect("a4"); // :03 seq 4 v4
-    s.update(a, set("features.z", json!(true)), vec![], &alice())
+    s.update(a, set("features.z", json!(true)), &alice())
         .await
         .expect("a5"); // :04 seq 5 v5
     s.create(b, json!({}), &alice()).await.expect("b1"); // :05 seq 1 v1
-    s.update(b, set("features.x", json!(true)), vec![], &alice())
+    s.update(b, set("features.x", json!(true)), &alice())
         .await
         .expect("b2"); // :06 seq 2 v2
     s.delete(b, &alice()).await.expect("b3"); // :07 seq 3 (v2)
@@ -292,7 +289,7 @@ async fn purge_removes_exactly_the_old_rows_and_appends_a_chained_entry(
     let (ok, text) = python_verifies(&out);
     assert!(ok, "verify_export.py: {text}");
     // Writes continue the chain after a purge.
-    s.update(b, set("features.q", json!(true)), vec![], &alice())
+    s.update(b, set("features.q", json!(true)), &alice())
         .await
         .expect_err("b is deleted");
     s.create(b, json!({}), &alice()).await.expect("b recreated");
@@ -310,7 +307,7 @@ async fn deletes_stay_refused_outside_a_purge(backend: Backend, name: &str) {
         if i == 0 {
             s.create(g, json!({}), &alice()).await.expect("create");
         } else {
-            s.update(g, set("features.x", json!(i % 2 == 0)), vec![], &alice())
+            s.update(g, set("features.x", json!(i % 2 == 0)), &alice())
                 .await
                 .expect("update");
         }
@@ -380,7 +377,6 @@ async fn purge_in_the_middle_of_concurrent_writes_stays_consistent(backend: Back
                     .update(
                         g,
                         set(&format!("role_mapping.w{w}"), json!(j + 1)),
-                        vec![],
                         &alice(),
                     )
                     .await
@@ -450,7 +446,7 @@ async fn old_entries_removed_without_a_purge_entry_fail_verify(backend: Backend,
         let g = gid(60);
         s.create(g, json!({}), &alice()).await.expect("v1");
         for i in 0..4 {
-            s.update(g, set("features.x", json!(i % 2 == 0)), vec![], &alice())
+            s.update(g, set("features.x", json!(i % 2 == 0)), &alice())
                 .await
                 .expect("update");
         }

@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use guildconf::{Actor, ActorKind, Error, GuildId, RequestContext, Timestamp, WriteMeta};
+use guildconf::{
+    Actor, ActorKind, Error, FieldPath, GuildId, RequestContext, Timestamp, WriteMeta,
+};
 use serde_json::Value;
 
 use super::args::{GuardArgs, PurgeActorArgs, WriteArgs};
@@ -47,12 +49,12 @@ pub fn parse_time(name: &str, text: &str) -> Result<Timestamp, Error> {
 }
 
 /// A field path: dotted or a JSON Pointer.
-pub fn parse_path(text: &str) -> Result<Vec<String>, Error> {
-    guildconf::json::parse_user_path(text).map_err(|e| invalid("/path", e))
+pub fn parse_path(text: &str) -> Result<FieldPath, Error> {
+    Ok(text.parse()?)
 }
 
 /// `PATH=VALUE`: VALUE is JSON if it parses, otherwise a string.
-pub fn parse_assignment(text: &str) -> Result<(Vec<String>, Value), Error> {
+pub fn parse_assignment(text: &str) -> Result<(FieldPath, Value), Error> {
     let Some((path, value)) = text.split_once('=') else {
         return Err(invalid(
             "/set",

@@ -14,7 +14,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
-use guildconf::{ConfigService, Error};
+use guildconf::{ConfigService, Error, OpenOptions};
 use serde_json::json;
 
 use args::{Cli, Command};
@@ -128,7 +128,9 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The service on the database, created first when `create` is set.
     pub async fn service(&self, create: bool) -> Result<ConfigService, Error> {
-        Ok(ConfigService::new(guildconf::open(self.url, create).await?))
+        Ok(ConfigService::new(
+            guildconf::open(self.url, OpenOptions::new().create_if_missing(create)).await?,
+        ))
     }
 }
 

@@ -4,8 +4,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use guildconf::{
-    json, Change, Error, GuildId, GuildSummary, HistoryPage, Outcome, PurgeResult, Shown,
-    Timestamp, VerifyReport, WriteResult,
+    json, Change, Error, FieldPath, GuildId, GuildSummary, HistoryPage, Outcome, PurgeResult,
+    Shown, Timestamp, VerifyReport, WriteResult,
 };
 use serde_json::{json, Value};
 
@@ -209,13 +209,10 @@ impl Output {
         &self,
         shown: &Shown,
         document: Value,
-        path: Option<&[String]>,
+        path: Option<&FieldPath>,
     ) -> Result<(), Error> {
         let (document, pointer) = match path {
-            Some(p) => (
-                guildconf::value_at(&document, p)?,
-                Some(json::pointer_from_segments(p)),
-            ),
+            Some(p) => (guildconf::value_at(&document, p)?, Some(p.to_string())),
             None => (document, None),
         };
         if self.json {

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use chrono::Utc;
-use guildconf::Synchronous;
+use guildconf::sqlite::Synchronous;
 use serde_json::{json, Value};
 use sqlx::{Executor, PgPool};
 

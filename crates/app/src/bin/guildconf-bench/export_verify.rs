@@ -4,7 +4,10 @@
 use std::io::Write;
 use std::time::Instant;
 
-use guildconf::{open_with, ConfigService, ExportRequest, SqliteOptions};
+use guildconf::sqlite::SqliteOptions;
+use guildconf::{ConfigService, ExportRequest};
+
+use crate::open_with;
 use serde_json::{json, Value};
 
 use crate::{s, Figures, R};

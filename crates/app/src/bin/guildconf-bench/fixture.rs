@@ -16,6 +16,6 @@ pub fn meta() -> R<WriteMeta> {
     ))
 }
 
-pub fn welcome_path() -> Vec<String> {
-    vec!["onboarding".into(), "welcome_message".into()]
+pub fn welcome_path() -> guildconf::FieldPath {
+    guildconf::FieldPath::from_segments(["onboarding", "welcome_message"])
 }

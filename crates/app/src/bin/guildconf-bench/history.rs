@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use guildconf::{open_with, ConfigService, HistoryRequest, SqliteOptions};
+use guildconf::sqlite::SqliteOptions;
+use guildconf::{ConfigService, HistoryRequest};
+
+use crate::open_with;
 
 use crate::args::Sizes;
 use crate::fixture::gid;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use guildconf::SqliteOptions;
+use guildconf::sqlite::SqliteOptions;
 use guildconf_postgres::PgStore;
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;

@@ -36,7 +36,7 @@ use std::fmt::Display;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use guildconf::Synchronous;
+use guildconf::sqlite::Synchronous;
 
 use crate::args::{parse_args, Args};
 use crate::db::{drop_pg_db, fresh_pg_db, tempfile_dir};
@@ -131,6 +131,18 @@ async fn run(args: Args) -> R<()> {
 
 thread_local! {
     static START: Instant = Instant::now();
+}
+
+/// Opens a store with SQLite's options spelled out (PostgreSQL ignores
+/// them), as the bench's contenders need.
+pub async fn open_with(
+    url: &str,
+    sqlite: guildconf::sqlite::SqliteOptions,
+) -> guildconf::Result<std::sync::Arc<dyn guildconf::ConfigStore>> {
+    let options = guildconf::OpenOptions::new()
+        .create_if_missing(sqlite.create_if_missing)
+        .backend(guildconf::BackendOptions { sqlite });
+    guildconf::open(url, options).await
 }
 
 fn main() {

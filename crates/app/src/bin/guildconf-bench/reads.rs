@@ -2,7 +2,10 @@
 
 use std::time::Instant;
 
-use guildconf::{open_with, CacheOptions, ConfigService, GuildId, ReadCache, SqliteOptions};
+use guildconf::sqlite::SqliteOptions;
+use guildconf::{CacheOptions, ConfigService, GuildId, ReadCache};
+
+use crate::open_with;
 use serde_json::json;
 
 use crate::args::Sizes;

@@ -139,7 +139,7 @@ pub async fn bench_writes_pg(
                         async move {
                             let g = gid(base + w as u64)?;
                             let v = json!(format!("hello {}", offset + i));
-                            svc.update(g, vec![(welcome_path(), v)], vec![], &m)
+                            svc.update(g, guildconf::FieldEdit::new().set(welcome_path(), v), &m)
                                 .await
                                 .map(|_| ())
                                 .map_err(|e| e.to_string())

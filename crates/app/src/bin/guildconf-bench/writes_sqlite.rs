@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use guildconf::{
-    open_with, CacheOptions, ConfigSchema, ConfigService, GuildConfigSchema, ReadCache,
-    SqliteOptions, Synchronous,
-};
+use guildconf::sqlite::{SqliteOptions, Synchronous};
+use guildconf::{CacheOptions, ConfigSchema, ConfigService, GuildConfigSchema, ReadCache};
+
+use crate::open_with;
 use serde_json::json;
 
 use crate::args::Sizes;
@@ -106,7 +106,7 @@ pub async fn bench_writes_sqlite(
             let start = Instant::now();
             for i in from..from + per_round {
                 let v = json!(format!("hello {i}"));
-                svc.update(g, vec![(welcome_path(), v)], vec![], &m)
+                svc.update(g, guildconf::FieldEdit::new().set(welcome_path(), v), &m)
                     .await
                     .map_err(|e| e.to_string())?;
             }

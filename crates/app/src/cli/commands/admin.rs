@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
-use guildconf::{ConfigService, Error, ImportRefusal};
+use guildconf::{ConfigService, Error, ImportRefusal, OpenOptions};
 
 use super::super::args::{CopyArgs, ImportArgs, PurgeArgs};
 use super::super::input::{open_file, optional, parse_guild, parse_time};
@@ -53,7 +53,7 @@ fn confirm(question: &str) -> Result<bool, Error> {
 
 pub async fn import(ctx: &Ctx<'_>, args: ImportArgs) -> Result<u8, Error> {
     let out = ctx.out;
-    let store = guildconf::open(ctx.url, true).await?;
+    let store = guildconf::open(ctx.url, OpenOptions::new().create_if_missing(true)).await?;
     let bar = progress::bar(None, "importing", out.is_json());
     let result = guildconf::import(
         store.as_ref(),
@@ -81,8 +81,8 @@ pub async fn import(ctx: &Ctx<'_>, args: ImportArgs) -> Result<u8, Error> {
 }
 
 pub async fn copy(ctx: &Ctx<'_>, args: CopyArgs) -> Result<u8, Error> {
-    let from = guildconf::open(ctx.url, false).await?;
-    let dest = guildconf::open(&args.to, true).await?;
+    let from = guildconf::open(ctx.url, OpenOptions::new()).await?;
+    let dest = guildconf::open(&args.to, OpenOptions::new().create_if_missing(true)).await?;
     let bar = progress::bar(None, "copying", ctx.out.is_json());
     let report = guildconf::copy(from.as_ref(), dest.as_ref(), |n| bar.set_position(n)).await;
     bar.finish_and_clear();

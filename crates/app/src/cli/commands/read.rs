@@ -22,7 +22,7 @@ pub async fn show(ctx: &Ctx<'_>, args: ShowArgs) -> Result<u8, Error> {
     } else {
         service.redact(&shown.document)
     };
-    ctx.out.show(&shown, document, path.as_deref())?;
+    ctx.out.show(&shown, document, path.as_ref())?;
     Ok(exit::OK)
 }
 

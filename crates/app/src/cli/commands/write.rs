@@ -1,6 +1,6 @@
 //! The writes: `create`, `set`, `apply`, `revert`, `delete`.
 
-use guildconf::{Error, WriteResult};
+use guildconf::{Error, FieldEdit, WriteResult};
 use serde_json::json;
 
 use super::super::args::{ApplyArgs, CreateArgs, DeleteArgs, RevertArgs, SetArgs};
@@ -23,7 +23,8 @@ pub async fn create(ctx: &Ctx<'_>, args: CreateArgs) -> Result<u8, Error> {
     };
     for assignment in &args.set {
         let (path, value) = parse_assignment(assignment)?;
-        guildconf::json::set_at(&mut input, &path, value).map_err(|e| invalid("/set", e))?;
+        guildconf::json::set_at(&mut input, path.segments(), value)
+            .map_err(|e| invalid("/set", e))?;
     }
     let meta = args.write.meta(None, args.dry_run)?;
     let service = ctx.service(!args.dry_run).await?;
@@ -48,12 +49,13 @@ pub async fn set(ctx: &Ctx<'_>, args: SetArgs) -> Result<u8, Error> {
             "give at least one PATH=VALUE or --unset PATH",
         ));
     }
+    let edit = unsets.into_iter().fold(FieldEdit::new(), FieldEdit::unset);
+    let edit = sets
+        .into_iter()
+        .fold(edit, |edit, (path, value)| edit.set(path, value));
     let meta = args.guard.meta()?;
     let service = ctx.service(false).await?;
-    Ok(written(
-        ctx,
-        &service.update(guild, sets, unsets, &meta).await?,
-    ))
+    Ok(written(ctx, &service.update(guild, edit, &meta).await?))
 }
 
 pub async fn apply(ctx: &Ctx<'_>, args: ApplyArgs) -> Result<u8, Error> {
