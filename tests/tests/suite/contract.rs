@@ -132,7 +132,8 @@ async fn a_typed_modify_is_diffed_validated_and_audited(backend: Backend, name: 
     let s = db.service().await;
     let g = gid(77);
     assert!(matches!(
-        s.modify(g, &alice(), |cfg| cfg.onboarding.enabled = true).await,
+        s.modify(g, &alice(), |cfg| cfg.onboarding.enabled = true)
+            .await,
         Err(Error::NotFound(_))
     ));
     s.create(g, json!({}), &alice()).await.expect("v1");
@@ -163,10 +164,7 @@ async fn a_typed_modify_is_diffed_validated_and_audited(backend: Backend, name: 
         .await
         .expect_err("invalid");
     match refused {
-        Error::Invalid(v) => assert!(
-            v.to_string().contains("/onboarding/welcome_channel"),
-            "{v}"
-        ),
+        Error::Invalid(v) => assert!(v.to_string().contains("/onboarding/welcome_channel"), "{v}"),
         other => panic!("expected invalid input, got {other:?}"),
     }
     assert_eq!(all_entries(&s, g).await.len(), 2);
