@@ -31,6 +31,10 @@ pub(crate) fn db_err(error: rusqlite::Error) -> StoreError {
                 {
                     StoreError::Conflict(format!("{detail} (sqlite error {extended})"))
                 }
+                // A full disk shows as SQLITE_FULL, or, when the shared
+                // memory file cannot grow, as SQLITE_IOERR_SHMSIZE.
+                ErrorCode::DiskFull => disk_full(extended),
+                _ if extended == ffi::SQLITE_IOERR_SHMSIZE => disk_full(extended),
                 ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Storage(format!(
                     "database is busy (another writer holds the lock; sqlite error {extended}: {detail})"
                 )),
@@ -56,6 +60,12 @@ pub(crate) fn db_err(error: rusqlite::Error) -> StoreError {
         // column index or name) whose messages hold no row data.
         other => StoreError::Storage(format!("sqlite: {other}")),
     }
+}
+
+fn disk_full(extended: i32) -> StoreError {
+    StoreError::Storage(format!(
+        "disk full: the database could not grow (sqlite error {extended}); nothing was written"
+    ))
 }
 
 #[cfg(test)]
@@ -86,6 +96,12 @@ mod tests {
             )),
             StoreError::Storage(_)
         ));
+        for code in [ffi::SQLITE_FULL, ffi::SQLITE_IOERR_SHMSIZE] {
+            match db_err(failure(code, "database or disk is full")) {
+                StoreError::Storage(m) => assert!(m.starts_with("disk full"), "{m}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
         match db_err(failure(ffi::SQLITE_BUSY, "database is locked")) {
             StoreError::Storage(m) => assert!(m.starts_with("database is busy"), "{m}"),
             other => panic!("unexpected {other:?}"),

@@ -38,7 +38,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::NotFound(_) => "not_found",
             Error::Storage(_) => "storage",
-            Error::Corrupt(_) => "storage",
+            Error::Corrupt(_) => "corrupt",
         }
     }
 }

@@ -284,21 +284,26 @@ pub async fn import<R: BufRead>(
 
 /// Turns export lines into change sets, one at a time.
 struct LineReplay<R> {
-    lines: std::iter::Enumerate<std::io::Lines<R>>,
+    lines: std::iter::Enumerate<crate::input::Lines<R>>,
     current: Option<GuildReplay>,
 }
 
 impl<R: BufRead> LineReplay<R> {
     fn new(reader: R) -> Self {
         Self {
-            lines: reader.lines().enumerate(),
+            lines: crate::input::Lines::new(reader).enumerate(),
             current: None,
         }
     }
 
     fn next_change(&mut self) -> Result<Option<ChangeSet>> {
         for (index, line) in self.lines.by_ref() {
-            let line = line.map_err(|e| Error::Storage(format!("cannot read the file: {e}")))?;
+            let line = line.map_err(|e| match e {
+                crate::input::InputError::Io(e) => {
+                    Error::Storage(format!("cannot read the file: {e}"))
+                }
+                other => Error::invalid("/file", format!("line {} {other}", index + 1)),
+            })?;
             if line.is_empty() {
                 continue;
             }

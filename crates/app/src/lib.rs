@@ -32,6 +32,7 @@ mod export;
 mod hints;
 mod history;
 mod import;
+pub mod input;
 mod purge;
 mod service;
 mod stream;

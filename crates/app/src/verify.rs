@@ -252,8 +252,24 @@ impl ConfigService {
 pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut current: Option<(GuildId, ChainVerifier)> = None;
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Error::Storage(format!("cannot read the export: {e}")))?;
+    for (index, line) in crate::input::Lines::new(reader).enumerate() {
+        let line = match line {
+            Ok(line) => line,
+            Err(crate::input::InputError::Io(e)) => {
+                return Err(Error::Storage(format!("cannot read the export: {e}")))
+            }
+            // Bytes guildconf never writes: a verification failure (exit 6),
+            // as a line that is not JSON is.
+            Err(other) => {
+                report.problems.push(VerifyProblem {
+                    guild_id: current.as_ref().map(|(g, _)| *g),
+                    seq: None,
+                    problem: "entry_hash".into(),
+                    message: format!("line {} {other}", index + 1),
+                });
+                continue;
+            }
+        };
         if line.is_empty() {
             continue;
         }

@@ -556,6 +556,11 @@ fn check_https_url(text: &str) -> Result<(), String> {
     if text.len() > 2048 {
         return Err("must be an https URL of at most 2048 bytes".into());
     }
+    // The URL parser quietly drops tabs and line breaks; a stored URL
+    // holds exactly what was checked, so they are refused instead.
+    if text.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
     match url::Url::parse(text) {
         Ok(u) if u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
         Ok(_) => Err("must be an https URL with a host".into()),

@@ -1284,7 +1284,7 @@ async fn export_is_byte_identical_across_backends() {
         let db = TestDb::new(backend, "byte_identical_export").await;
         let s = db.service().await;
         let mut m = alice();
-        m.reason = Some("line\r\nbreak, \"quotes\" and 🎉".into());
+        m.reason = Some("tab-free, \"quotes\", \u{2028} and 🎉".into());
         m.request_id = Some("req-1".into());
         m.context = guildconf::RequestContext::new().with("source", "test");
         s.create(

@@ -85,6 +85,15 @@ fn hostile_strings_round_trip_exactly_and_cannot_forge_rows() {
                 let guild = GuildId::from_u64(next.fetch_add(1, Ordering::SeqCst)).map_err(TestCaseError::fail)?;
                 rt.block_on(async {
                     let mut m = meta("80351110224678912");
+                    // A reason follows the rule labels follow: a control
+                    // character is refused, and nothing is stored.
+                    if reason.chars().any(char::is_control) {
+                        m.reason = Some(reason.clone());
+                        let refused = s.create(guild, json!({}), &m).await;
+                        prop_assert!(matches!(refused, Err(guildconf::Error::Invalid(_))));
+                        prop_assert_eq!(db.count("audit_entries", &guild.to_string()).await, 0);
+                    }
+                    let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
                     m.reason = Some(reason.clone());
                     m.context = RequestContext::new().with("source", "test").with("user_agent", &reason);
                     let role_key: String = role_key.chars().filter(|c| !c.is_control()).take(64).collect();

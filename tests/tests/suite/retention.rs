@@ -538,11 +538,14 @@ async fn purge_command_line(backend: Backend, name: &str) {
     // --before is the time of seq 3: seq 1 and 2 go, seq 3 stays.
     let cut = list[2]["occurred_at"].as_str().expect("time").to_owned();
 
-    // Without --yes and not on a terminal: the plan, exit 0, nothing written.
+    // Without --yes and not on a terminal: the plan, then a refusal (exit
+    // 2, so a cron job that forgot --yes does not believe it purged), and
+    // nothing written.
     let mut args = vec!["purge", "--before", cut.as_str()];
     args.extend(actor);
     let (code, plan, err) = cli(&db, &args);
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
     assert_eq!(
         plan,
         json!({"dry_run": true, "guilds": [{"guild_id": g, "through_seq": 2, "entries_removed": 2, "snapshots_removed": 2, "entry_hash": null}]})
@@ -555,7 +558,7 @@ async fn purge_command_line(backend: Backend, name: &str) {
         .expect("runs");
     let text = String::from_utf8_lossy(&people.stdout);
     assert!(
-        people.status.success() && text.contains("nothing purged"),
+        people.status.code() == Some(2) && text.contains("nothing purged"),
         "{text}"
     );
     assert_eq!(counts(&db, g).await, (5, 5));

@@ -68,8 +68,9 @@ pub fn parse_assignment(text: &str) -> Result<(FieldPath, Value), Error> {
 
 /// The whole text of the file given by the argument at `arg` (e.g. `/file`).
 pub fn read_text(arg: &str, path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path)
-        .map_err(|e| invalid(arg, format!("cannot read {}: {e}", path.display())))
+    let file = File::open(path)
+        .map_err(|e| invalid(arg, format!("cannot read {}: {e}", path.display())))?;
+    guildconf::input::read_capped(file).map_err(|e| invalid(arg, format!("{} {e}", path.display())))
 }
 
 /// The JSON document of `--file`.

@@ -44,13 +44,15 @@ fn exit_code(e: &Error) -> u8 {
         Error::Invalid(_) => exit::INVALID,
         Error::Conflict(_) => exit::CONFLICT,
         Error::NotFound(_) => exit::NOT_FOUND,
-        Error::Storage(_) | Error::Corrupt(_) => exit::STORAGE,
+        Error::Storage(_) => exit::STORAGE,
+        // Data guildconf did not write: what `verify` reports, so its code.
+        Error::Corrupt(_) => exit::VERIFY_FAILED,
     }
 }
 
 /// Parses, runs and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let wants_json = std::env::args().skip(1).any(|a| a == "--json");
+    let wants_json = std::env::args_os().skip(1).any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -73,7 +75,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    init_logging();
+    init_logging(cli.json);
     let out = Output::new(cli.json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -107,9 +109,14 @@ fn error_message(e: &Error) -> String {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`). With `--json`
+/// and no `RUST_LOG`, nothing is logged: stderr then holds exactly the one
+/// JSON error object of a failure (a driver's warning while the runtime
+/// shuts down would otherwise follow it).
+fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let default = if json { "off" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)

@@ -505,7 +505,12 @@ pub(crate) fn backoff(attempt: u32) -> std::time::Duration {
 fn apply_edits(mut doc: Value, edit: &FieldEdit) -> Result<Value> {
     let mut problems = Vec::new();
     for path in &edit.unsets {
-        json::remove_at(&mut doc, path.segments());
+        // As a set of an unknown field is refused, so is its unset.
+        if path.is_root() {
+            problems.push(Violation::new("", "cannot unset the whole document"));
+        } else if !json::remove_at(&mut doc, path.segments()) {
+            problems.push(Violation::new(path.to_string(), "nothing to unset here"));
+        }
     }
     for (path, value) in &edit.sets {
         if let Err(e) = json::set_at(&mut doc, path.segments(), value.clone()) {
@@ -528,8 +533,13 @@ pub(crate) fn check_meta(meta: &WriteMeta) -> Result<()> {
                 format!("must be at most {MAX_REASON} characters"),
             ));
         }
-        if reason.contains('\0') {
-            problems.push(Violation::new("/reason", "must not contain U+0000"));
+        // The rule labels follow: CR, LF, ESC and the rest would reach CSV
+        // exports and terminals raw.
+        if reason.chars().any(char::is_control) {
+            problems.push(Violation::new(
+                "/reason",
+                "must not contain control characters",
+            ));
         }
     }
     if let Some(id) = &meta.request_id {

@@ -29,7 +29,7 @@ fn seven_entries(db: &TestDb) {
             "--actor-label",
             "Zoë \"z\", admin",
             "--reason",
-            "first, \"quoted\"\nsecond line",
+            "first, \"quoted\"; second part",
         ],
     )
     .ok();
@@ -321,7 +321,7 @@ async fn csv_export_quotes_text_and_filters_by_guild(backend: Backend, name: &st
     let records = csv_records(&db, dir.path());
     let create_large = &records[4];
     assert_eq!(create_large[7], "Zoë \"z\", admin");
-    assert_eq!(create_large[10], "first, \"quoted\"\nsecond line");
+    assert_eq!(create_large[10], "first, \"quoted\"; second part");
     let csv_one = gc(&db, &["export", "--format", "csv", "--guild", SMALL])
         .ok()
         .stdout;

@@ -17,8 +17,16 @@ pub async fn purge(ctx: &Ctx<'_>, args: PurgeArgs) -> Result<u8, Error> {
     let service = ctx.service(false).await?;
     if !args.yes {
         let plan = service.purge_plan(before, guild).await?;
-        let interactive = io::stdin().is_terminal();
-        if !interactive || plan.iter().all(|p| p.entries_removed == 0) {
+        if !io::stdin().is_terminal() {
+            // A cron job that forgot --yes must not believe it purged.
+            out.purge(before, &plan, true);
+            out.error(
+                "usage",
+                "purge removes history: without a terminal to confirm on, give --yes",
+            );
+            return Ok(exit::USAGE);
+        }
+        if plan.iter().all(|p| p.entries_removed == 0) {
             out.purge(before, &plan, true);
             return Ok(exit::OK);
         }
