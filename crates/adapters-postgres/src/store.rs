@@ -740,7 +740,7 @@ impl ConfigStore for PgStore {
         // of that name.
         let row = sqlx::query(
             "WITH cap AS ( \
-                 SELECT seq FROM audit_entries WHERE guild_id = $1 \
+                 SELECT seq FROM audit_entries WHERE guild_id = $1 AND seq <= $4 \
                  AND operation IN ('create', 'update', 'revert') ORDER BY seq DESC LIMIT 1), \
              through AS ( \
                  SELECT seq, entry_hash FROM audit_entries \
@@ -766,6 +766,7 @@ impl ConfigStore for PgStore {
         .bind(guild.as_i64())
         .bind(before.to_string())
         .bind(to_i64(head.version, "version")?)
+        .bind(to_i64(head.seq, "seq")?)
         .fetch_one(&self.pool)
         .await
         .map_err(map_sqlx)?;

@@ -632,11 +632,12 @@ pub(crate) fn purge_candidate(
     let Some(head) = head(conn, guild)? else {
         return Ok(None);
     };
-    let version = to_i64(head.version, "version")?;
+    let (version, seq) = (to_i64(head.version, "version")?, to_i64(head.seq, "seq")?);
     let facts = conn
         .prepare_cached(&format!(
             "WITH cap AS (
-                 SELECT seq FROM audit_entries WHERE guild_id = ?1 AND operation IN {VERSION_OPS}
+                 SELECT seq FROM audit_entries WHERE guild_id = ?1 AND seq <= ?4
+                   AND operation IN {VERSION_OPS}
                  ORDER BY seq DESC LIMIT 1),
              through AS (
                  SELECT seq, entry_hash FROM audit_entries
@@ -660,7 +661,7 @@ pub(crate) fn purge_candidate(
         ))
         .and_then(|mut s| {
             s.query_row(
-                params![guild.as_i64(), before.to_string(), version],
+                params![guild.as_i64(), before.to_string(), version, seq],
                 |row| {
                     let through_seq: Option<i64> = row.get(1)?;
                     let through_hash: Option<String> = row.get(2)?;

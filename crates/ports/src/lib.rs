@@ -287,9 +287,12 @@ pub struct PurgeCandidate {
 /// `revert` ([`Operation::makes_version`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PurgeFacts {
-    /// `seq` of the guild's last entry that made a version (`None`: none
-    /// did). That entry made the current version; it stays, and so does
-    /// everything after it.
+    /// `seq` of the guild's last entry that made a version, among those up
+    /// to the head's `seq` (`None`: none did). That entry made the current
+    /// version; it stays, and so does everything after it. Bounding it by the
+    /// head read with the facts keeps them about that head: an entry written
+    /// since (which stays anyway) cannot move the cut past the purge's own
+    /// position.
     pub cap_seq: Option<i64>,
     /// `seq` and `entry_hash` of the last entry with `occurred_at` before the
     /// cut-off and `seq` below `cap_seq` (`None`: there is none). Since
