@@ -1,33 +1,21 @@
 //! The [`ConfigStore`] implementation.
 
 use async_trait::async_trait;
-use guildconf_domain::{
-    Actor, ActorKind, Entry, EntryBody, GuildId, Operation, SealedEntry, Timestamp,
+use guildconf_domain::{Actor, Entry, GuildId, Operation, SealedEntry, Timestamp};
+use guildconf_ports::codec::{
+    request_result_text, stored_actor, stored_entry_body, stored_guild, stored_json,
+    stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PurgeCandidate,
-    PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry,
-    StoredHead, WriteStep,
+    PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
+    StoredEntry, StoredHead, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::error::map_sqlx;
 use crate::PgStore;
-
-/// Stored integer → `u64`; a negative value is corrupt data.
-pub(crate) fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("stored {what} is negative")))
-}
-
-/// `u64` → `BIGINT`; values beyond `i64::MAX` cannot be stored.
-fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(value).map_err(|_| StoreError::Storage(format!("{what} is out of range")))
-}
-
-pub(crate) fn guild_from_db(value: i64) -> StoreResult<GuildId> {
-    GuildId::from_i64(value).map_err(|_| StoreError::Corrupt("stored guild id is invalid".into()))
-}
 
 fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
 where
@@ -36,24 +24,28 @@ where
     row.try_get(column).map_err(map_sqlx)
 }
 
-fn timestamp(text: &str, what: &str) -> StoreResult<Timestamp> {
-    Timestamp::parse_stored(text)
-        .map_err(|_| StoreError::Corrupt(format!("stored {what} is not a stored timestamp")))
+/// A `BIGINT` column as `u64`; `what` is `table.column`.
+fn get_u64(row: &PgRow, column: &str, what: &str) -> StoreResult<u64> {
+    stored_u64(get(row, column)?, what)
 }
 
-fn operation(text: &str) -> StoreResult<Operation> {
-    Operation::parse(text).map_err(|_| StoreError::Corrupt("stored operation is unknown".into()))
+fn get_guild(row: &PgRow) -> StoreResult<GuildId> {
+    stored_guild(get(row, "guild_id")?)
 }
 
-/// The actor columns (`actor_id`, `actor_kind`, `actor_label`) of a head row.
-fn actor(row: &PgRow) -> StoreResult<Actor> {
-    let kind: String = get(row, "actor_kind")?;
-    Ok(Actor {
-        id: get(row, "actor_id")?,
-        kind: ActorKind::parse(&kind)
-            .map_err(|_| StoreError::Corrupt("stored actor kind is unknown".into()))?,
-        label: get(row, "actor_label")?,
-    })
+fn get_time(row: &PgRow, column: &str, what: &str) -> StoreResult<Timestamp> {
+    stored_timestamp(&get::<String>(row, column)?, what)
+}
+
+/// The actor columns (`actor_id`, `actor_kind`, `actor_label`) of a row of
+/// `table`.
+fn get_actor(row: &PgRow, table: &str) -> StoreResult<Actor> {
+    stored_actor(
+        get(row, "actor_id")?,
+        &get::<String>(row, "actor_kind")?,
+        get(row, "actor_label")?,
+        table,
+    )
 }
 
 /// The SQL of one streaming batch, after `prefix` (empty, or `EXPLAIN `):
@@ -306,10 +298,7 @@ impl PgStore {
         let request_result = change
             .request
             .as_ref()
-            .map(|r| {
-                guildconf_domain::json::canonical(&r.result)
-                    .map_err(|_| StoreError::Storage("cannot serialise the request result".into()))
-            })
+            .map(|r| request_result_text(&r.result))
             .transpose()?;
         let (version, seq) = (to_i64(head.version, "version")?, to_i64(head.seq, "seq")?);
         let updated_at = head.updated_at.to_string();
@@ -433,17 +422,6 @@ impl PgStore {
 /// Rows a purge deletes per statement.
 const PURGE_BATCH: i64 = 1000;
 
-/// One optional `BIGINT` from a query.
-async fn optional_i64(
-    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
-    exec: impl sqlx::PgExecutor<'_>,
-) -> StoreResult<Option<i64>> {
-    let row = query.fetch_optional(exec).await.map_err(map_sqlx)?;
-    row.map(|r| r.try_get::<Option<i64>, _>(0).map_err(map_sqlx))
-        .transpose()
-        .map(Option::flatten)
-}
-
 impl PgStore {
     /// The purge inside `tx`: head first (its row lock serialises this with
     /// every writer of the guild), then the gate, the batched deletes, the
@@ -551,14 +529,13 @@ impl ConfigStore for PgStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let updated_at: String = get(&row, "updated_at")?;
         Ok(Some(Head {
             guild_id: guild,
-            version: to_u64(get(&row, "version")?, "version")?,
-            seq: to_u64(get(&row, "seq")?, "seq")?,
+            version: get_u64(&row, "version", "guild_heads.version")?,
+            seq: get_u64(&row, "seq", "guild_heads.seq")?,
             last_hash: get(&row, "last_hash")?,
-            updated_at: timestamp(&updated_at, "head time")?,
-            actor: actor(&row)?,
+            updated_at: get_time(&row, "updated_at", "guild_heads.updated_at")?,
+            actor: get_actor(&row, "guild_heads")?,
             document: get(&row, "document")?,
         }))
     }
@@ -589,8 +566,7 @@ impl ConfigStore for PgStore {
         Ok(Some(RequestRecord {
             request_id: request_id.to_owned(),
             fingerprint: get(&row, "fingerprint")?,
-            result: serde_json::from_str(&result)
-                .map_err(|_| StoreError::Corrupt("stored request result is not JSON".into()))?,
+            result: stored_json(result.as_bytes(), "audit_requests.result")?,
         }))
     }
 
@@ -632,10 +608,9 @@ impl ConfigStore for PgStore {
         .await
         .map_err(map_sqlx)?;
         row.map(|row| {
-            let op: String = get(&row, "operation")?;
             Ok((
-                to_u64(get(&row, "config_version")?, "config version")?,
-                operation(&op)?,
+                get_u64(&row, "config_version", "audit_entries.config_version")?,
+                stored_operation(&get::<String>(&row, "operation")?)?,
             ))
         })
         .transpose()
@@ -651,13 +626,12 @@ impl ConfigStore for PgStore {
         .map_err(map_sqlx)?;
         rows.iter()
             .map(|row| {
-                let updated_at: String = get(row, "updated_at")?;
                 Ok(GuildSummary {
-                    guild_id: guild_from_db(get(row, "guild_id")?)?,
-                    version: to_u64(get(row, "version")?, "version")?,
+                    guild_id: get_guild(row)?,
+                    version: get_u64(row, "version", "guild_heads.version")?,
                     deleted: get(row, "deleted")?,
-                    updated_at: timestamp(&updated_at, "head time")?,
-                    actor: actor(row)?,
+                    updated_at: get_time(row, "updated_at", "guild_heads.updated_at")?,
+                    actor: get_actor(row, "guild_heads")?,
                 })
             })
             .collect()
@@ -668,12 +642,8 @@ impl ConfigStore for PgStore {
         let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
         rows.iter()
             .map(|row| {
-                let body: String = get(row, "body")?;
-                let body: EntryBody = serde_json::from_str(&body).map_err(|_| {
-                    StoreError::Corrupt("a stored audit entry body does not parse".into())
-                })?;
                 Ok(Entry {
-                    body,
+                    body: stored_entry_body(&get::<String>(row, "body")?)?,
                     entry_hash: get(row, "entry_hash")?,
                 })
             })
@@ -693,9 +663,7 @@ impl ConfigStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_sqlx)?;
-        rows.iter()
-            .map(|row| guild_from_db(get(row, "guild_id")?))
-            .collect()
+        rows.iter().map(get_guild).collect()
     }
 
     async fn entries_between(
@@ -711,14 +679,14 @@ impl ConfigStore for PgStore {
         rows.iter()
             .map(|row| {
                 Ok(StoredEntry {
-                    guild_id: guild_from_db(get(row, "guild_id")?)?,
-                    seq: to_u64(get(row, "seq")?, "seq")?,
+                    guild_id: get_guild(row)?,
+                    seq: get_u64(row, "seq", "audit_entries.seq")?,
                     actor_id: get(row, "actor_id")?,
                     occurred_at: get(row, "occurred_at")?,
                     operation: get(row, "operation")?,
                     body: get(row, "body")?,
                     entry_hash: get(row, "entry_hash")?,
-                    config_version: to_u64(get(row, "config_version")?, "config version")?,
+                    config_version: get_u64(row, "config_version", "audit_entries.config_version")?,
                     snapshot: get(row, "snapshot")?,
                 })
             })
@@ -742,10 +710,10 @@ impl ConfigStore for PgStore {
         rows.iter()
             .map(|row| {
                 Ok((
-                    guild_from_db(get(row, "guild_id")?)?,
+                    get_guild(row)?,
                     StoredHead {
-                        seq: to_u64(get(row, "seq")?, "seq")?,
-                        version: to_u64(get(row, "version")?, "version")?,
+                        seq: get_u64(row, "seq", "guild_heads.seq")?,
+                        version: get_u64(row, "version", "guild_heads.version")?,
                         last_hash: get(row, "last_hash")?,
                         document: get(row, "document")?,
                     },
@@ -768,80 +736,51 @@ impl ConfigStore for PgStore {
         let Some(head) = self.head(guild).await? else {
             return Ok(None);
         };
-        let g = guild.as_i64();
-        // The entry that made the current version (the last one that made
-        // any version) stays, and so does everything after it.
-        let Some(cap) = optional_i64(
-            sqlx::query(
-                "SELECT seq FROM audit_entries WHERE guild_id = $1 \
-                 AND operation IN ('create', 'update', 'revert') ORDER BY seq DESC LIMIT 1",
-            )
-            .bind(g),
-            &self.pool,
-        )
-        .await?
-        else {
-            return Ok(None);
-        };
-        // occurred_at strictly increases with seq within a guild.
+        // The `PurgeFacts` in one statement: each CTE and column is the field
+        // of that name.
         let row = sqlx::query(
-            "SELECT seq, entry_hash FROM audit_entries \
-             WHERE guild_id = $1 AND occurred_at < $2 AND seq < $3 \
-             ORDER BY occurred_at DESC LIMIT 1",
+            "WITH cap AS ( \
+                 SELECT seq FROM audit_entries WHERE guild_id = $1 AND seq <= $4 \
+                 AND operation IN ('create', 'update', 'revert') ORDER BY seq DESC LIMIT 1), \
+             through AS ( \
+                 SELECT seq, entry_hash FROM audit_entries \
+                 WHERE guild_id = $1 AND occurred_at < $2 AND seq < (SELECT seq FROM cap) \
+                 ORDER BY occurred_at DESC LIMIT 1), \
+             next AS ( \
+                 SELECT config_version FROM audit_entries \
+                 WHERE guild_id = $1 AND seq > (SELECT seq FROM through) \
+                 AND operation IN ('create', 'update', 'revert') ORDER BY seq LIMIT 1) \
+             SELECT (SELECT seq FROM cap) AS cap_seq, \
+                    (SELECT seq FROM through) AS through_seq, \
+                    (SELECT entry_hash FROM through) AS through_hash, \
+                    (SELECT COUNT(*) FROM audit_entries \
+                     WHERE guild_id = $1 AND seq <= (SELECT seq FROM through)) AS entries, \
+                    (SELECT config_version FROM next) AS next_version, \
+                    (SELECT COUNT(*) FROM guild_snapshots WHERE guild_id = $1 \
+                     AND version < (SELECT config_version FROM next) AND version <> $3) \
+                     AS snapshots_below_next, \
+                    (SELECT COUNT(*) FROM guild_snapshots WHERE guild_id = $1 \
+                     AND version < $3 AND EXISTS (SELECT 1 FROM through)) \
+                     AS snapshots_below_head",
         )
-        .bind(g)
+        .bind(guild.as_i64())
         .bind(before.to_string())
-        .bind(cap)
-        .fetch_optional(&self.pool)
+        .bind(to_i64(head.version, "version")?)
+        .bind(to_i64(head.seq, "seq")?)
+        .fetch_one(&self.pool)
         .await
         .map_err(map_sqlx)?;
-        let Some(row) = row else {
-            return Ok(None);
+        let through_seq: Option<i64> = get(&row, "through_seq")?;
+        let through_hash: Option<String> = get(&row, "through_hash")?;
+        let facts = PurgeFacts {
+            cap_seq: get(&row, "cap_seq")?,
+            through: through_seq.zip(through_hash),
+            entries: get(&row, "entries")?,
+            next_version: get(&row, "next_version")?,
+            snapshots_below_next: get(&row, "snapshots_below_next")?,
+            snapshots_below_head: get(&row, "snapshots_below_head")?,
         };
-        let through_seq: i64 = get(&row, "seq")?;
-        let through_hash: String = get(&row, "entry_hash")?;
-        let entries = optional_i64(
-            sqlx::query("SELECT COUNT(*) FROM audit_entries WHERE guild_id = $1 AND seq <= $2")
-                .bind(g)
-                .bind(through_seq),
-            &self.pool,
-        )
-        .await?
-        .unwrap_or(0);
-        let keep_from = optional_i64(
-            sqlx::query(
-                "SELECT config_version FROM audit_entries WHERE guild_id = $1 AND seq > $2 \
-                 AND operation IN ('create', 'update', 'revert') ORDER BY seq LIMIT 1",
-            )
-            .bind(g)
-            .bind(through_seq),
-            &self.pool,
-        )
-        .await?;
-        let keep_from_version = match keep_from {
-            Some(v) => to_u64(v, "config version")?,
-            None => head.version,
-        };
-        let snapshots = optional_i64(
-            sqlx::query(
-                "SELECT COUNT(*) FROM guild_snapshots WHERE guild_id = $1 \
-                 AND version < $2 AND version <> $3",
-            )
-            .bind(g)
-            .bind(to_i64(keep_from_version, "version")?)
-            .bind(to_i64(head.version, "version")?),
-            &self.pool,
-        )
-        .await?
-        .unwrap_or(0);
-        Ok(Some(PurgeCandidate {
-            head,
-            through_seq: to_u64(through_seq, "seq")?,
-            through_hash,
-            entries: to_u64(entries, "count")?,
-            keep_from_version,
-            snapshots: to_u64(snapshots, "count")?,
-        }))
+        PurgeCandidate::from_facts(head, facts)
     }
 
     async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {

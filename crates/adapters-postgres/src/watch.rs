@@ -17,12 +17,12 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use guildconf_ports::codec::{stored_guild, stored_u64};
 use guildconf_ports::{ChangeWatcher, HeadChange, StoreResult, WatchEvent};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Row};
 
 use crate::error::map_sqlx;
-use crate::store::{guild_from_db, to_u64};
 
 /// How long the low-water mark trails the newest `change_id` seen.
 const LOOKBACK: Duration = Duration::from_secs(2);
@@ -160,9 +160,12 @@ impl PgWatcher {
                 out.push((
                     change_id,
                     HeadChange {
-                        guild_id: guild_from_db(row.try_get(1).map_err(map_sqlx)?)?,
-                        version: to_u64(row.try_get(2).map_err(map_sqlx)?, "version")?,
-                        seq: to_u64(row.try_get(3).map_err(map_sqlx)?, "seq")?,
+                        guild_id: stored_guild(row.try_get(1).map_err(map_sqlx)?)?,
+                        version: stored_u64(
+                            row.try_get(2).map_err(map_sqlx)?,
+                            "guild_heads.version",
+                        )?,
+                        seq: stored_u64(row.try_get(3).map_err(map_sqlx)?, "guild_heads.seq")?,
                     },
                 ));
                 after = change_id;

@@ -2,25 +2,24 @@
 //! a blocking thread with a connection it has to itself; none of them ever
 //! sees an `.await`.
 
-use guildconf_domain::json::canonical_json;
-use guildconf_domain::{
-    Actor, ActorKind, Entry, EntryBody, GuildId, Operation, SealedEntry, Timestamp,
+use guildconf_domain::{Actor, Entry, GuildId, Operation, SealedEntry, Timestamp};
+use guildconf_ports::codec::{
+    request_result_text, stored_actor, stored_entry_body, stored_guild, stored_json,
+    stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
-    ChangeSet, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome, PurgeSet,
-    RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
+    ChangeSet, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeFacts, PurgeOutcome,
+    PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
 };
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
 use rusqlite::{Transaction, TransactionBehavior};
-use serde_json::Value;
 
 use crate::error::db_err;
 
 /// Reads a non-negative integer column as `u64`.
 pub(crate) fn get_u64(row: &Row<'_>, index: usize, what: &str) -> StoreResult<u64> {
-    let raw: i64 = row.get(index).map_err(db_err)?;
-    u64::try_from(raw).map_err(|_| StoreError::Corrupt(format!("stored {what} is negative")))
+    stored_u64(row.get(index).map_err(db_err)?, what)
 }
 
 fn get_text(row: &Row<'_>, index: usize) -> StoreResult<String> {
@@ -28,46 +27,21 @@ fn get_text(row: &Row<'_>, index: usize) -> StoreResult<String> {
 }
 
 pub(crate) fn get_guild(row: &Row<'_>, index: usize) -> StoreResult<GuildId> {
-    let raw: i64 = row.get(index).map_err(db_err)?;
-    GuildId::from_i64(raw)
-        .map_err(|_| StoreError::Corrupt("stored guild_id is not a snowflake".into()))
+    stored_guild(row.get(index).map_err(db_err)?)
 }
 
-fn parse_time(text: &str, what: &str) -> StoreResult<Timestamp> {
-    Timestamp::parse_stored(text)
-        .map_err(|_| StoreError::Corrupt(format!("stored {what} is not a guildconf timestamp")))
-}
-
-fn parse_json(text: &str, what: &str) -> StoreResult<Value> {
-    serde_json::from_str(text)
-        .map_err(|_| StoreError::Corrupt(format!("stored {what} is not valid JSON")))
-}
-
-fn parse_operation(text: &str) -> StoreResult<Operation> {
-    Operation::parse(text)
-        .map_err(|_| StoreError::Corrupt("stored audit_entries.operation is unknown".into()))
+fn get_time(row: &Row<'_>, index: usize, what: &str) -> StoreResult<Timestamp> {
+    stored_timestamp(&get_text(row, index)?, what)
 }
 
 /// Reads the actor from three consecutive columns: id, kind, label.
 fn get_actor(row: &Row<'_>, first: usize, table: &str) -> StoreResult<Actor> {
-    let id = get_text(row, first)?;
-    let kind = get_text(row, first + 1)?;
-    let kind = ActorKind::parse(&kind)
-        .map_err(|_| StoreError::Corrupt(format!("stored {table}.actor_kind is unknown")))?;
-    let label = get_text(row, first + 2)?;
-    Ok(Actor { id, kind, label })
-}
-
-/// A `u64` from the caller as SQLite's signed integer.
-fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(value)
-        .map_err(|_| StoreError::Storage(format!("{what} does not fit in a signed 64-bit integer")))
-}
-
-/// Canonical JSON text of a value, without quoting the value on failure.
-fn canonical_text(value: &Value, what: &str) -> StoreResult<String> {
-    canonical_json(value)
-        .map_err(|_| StoreError::Storage(format!("cannot canonicalise the {what}")))
+    stored_actor(
+        get_text(row, first)?,
+        &get_text(row, first + 1)?,
+        get_text(row, first + 2)?,
+        table,
+    )
 }
 
 /// Collects the rows of a query through a fallible row mapper.
@@ -103,9 +77,7 @@ pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head
         // Parsed straight from SQLite's buffer: no copy of the text first.
         let document = match row.get_ref(7).map_err(db_err)? {
             ValueRef::Null => None,
-            ValueRef::Text(text) => Some(serde_json::from_slice(text).map_err(|_| {
-                StoreError::Corrupt("stored guild_heads.document is not valid JSON".into())
-            })?),
+            ValueRef::Text(text) => Some(stored_json(text, "guild_heads.document")?),
             _ => {
                 return Err(StoreError::Storage(
                     "column 7 holds a value of unexpected type".into(),
@@ -117,7 +89,7 @@ pub(crate) fn head(conn: &Connection, guild: GuildId) -> StoreResult<Option<Head
             version: get_u64(row, 0, "guild_heads.version")?,
             seq: get_u64(row, 1, "guild_heads.seq")?,
             last_hash: get_text(row, 2)?,
-            updated_at: parse_time(&get_text(row, 3)?, "guild_heads.updated_at")?,
+            updated_at: get_time(row, 3, "guild_heads.updated_at")?,
             actor: get_actor(row, 4, "guild_heads")?,
             document,
         })
@@ -169,7 +141,7 @@ pub(crate) fn request(
         Ok(RequestRecord {
             request_id: get_text(row, 0)?,
             fingerprint: get_text(row, 1)?,
-            result: parse_json(&get_text(row, 2)?, "audit_requests.result")?,
+            result: stored_json(get_text(row, 2)?.as_bytes(), "audit_requests.result")?,
         })
     })
 }
@@ -195,7 +167,7 @@ pub(crate) fn snapshot(
     first(&mut rows, |row| {
         Ok(Snapshot {
             version: get_u64(row, 0, "guild_snapshots.version")?,
-            document: parse_json(&get_text(row, 1)?, "guild_snapshots.document")?,
+            document: stored_json(get_text(row, 1)?.as_bytes(), "guild_snapshots.document")?,
             sha256: get_text(row, 2)?,
         })
     })
@@ -219,7 +191,7 @@ pub(crate) fn entry_at(
     first(&mut rows, |row| {
         Ok((
             get_u64(row, 0, "audit_entries.config_version")?,
-            parse_operation(&get_text(row, 1)?)?,
+            stored_operation(&get_text(row, 1)?)?,
         ))
     })
 }
@@ -237,7 +209,7 @@ pub(crate) fn list_guilds(conn: &Connection) -> StoreResult<Vec<GuildSummary>> {
             guild_id: get_guild(row, 0)?,
             version: get_u64(row, 1, "guild_heads.version")?,
             deleted: row.get(2).map_err(db_err)?,
-            updated_at: parse_time(&get_text(row, 3)?, "guild_heads.updated_at")?,
+            updated_at: get_time(row, 3, "guild_heads.updated_at")?,
             actor: get_actor(row, 4, "guild_heads")?,
         })
     })
@@ -312,12 +284,8 @@ pub(crate) fn history(conn: &Connection, query: &HistoryQuery) -> StoreResult<Ve
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
     collect(&mut rows, |row| {
-        let body_text = get_text(row, 0)?;
-        let body: EntryBody = serde_json::from_str(&body_text).map_err(|_| {
-            StoreError::Corrupt("a stored audit_entries.body is not a valid entry body".into())
-        })?;
         Ok(Entry {
-            body,
+            body: stored_entry_body(&get_text(row, 0)?)?,
             entry_hash: get_text(row, 1)?,
         })
     })
@@ -439,7 +407,7 @@ pub(crate) fn commit(
             Ok::<_, StoreError>((
                 r.request_id.as_str(),
                 r.fingerprint.as_str(),
-                canonical_text(&r.result, "request result")?,
+                request_result_text(&r.result)?,
             ))
         })
         .transpose()?;
@@ -546,11 +514,7 @@ fn check_head(
         })
         .map_err(db_err)?;
     let current = current
-        .map(|(seq, hash)| {
-            u64::try_from(seq)
-                .map(|seq| (seq, hash))
-                .map_err(|_| StoreError::Corrupt("stored guild_heads.seq is negative".into()))
-        })
+        .map(|(seq, hash)| Ok::<_, StoreError>((stored_u64(seq, "guild_heads.seq")?, hash)))
         .transpose()?;
     let at_expected = match (&current, expected) {
         (None, None) => true,
@@ -657,20 +621,9 @@ const PURGE_BATCH: i64 = 1000;
 /// The operations that make a version (and so need its snapshot).
 const VERSION_OPS: &str = "('create', 'update', 'revert')";
 
-fn optional_i64(
-    conn: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> StoreResult<Option<i64>> {
-    conn.prepare_cached(sql)
-        .and_then(|mut s| s.query_row(args, |row| row.get(0)).optional())
-        .map_err(db_err)
-}
-
-fn as_u64(value: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("stored {what} is negative")))
-}
-
+/// What a purge of entries before `before` would remove: the head, then the
+/// [`PurgeFacts`] in one statement (each CTE and column is the field of that
+/// name), judged by [`PurgeCandidate::from_facts`].
 pub(crate) fn purge_candidate(
     conn: &Connection,
     guild: GuildId,
@@ -679,74 +632,52 @@ pub(crate) fn purge_candidate(
     let Some(head) = head(conn, guild)? else {
         return Ok(None);
     };
-    let g = guild.as_i64();
-    // The entry that made the current version (the last one that made any
-    // version) stays, and so does everything after it.
-    let Some(cap) = optional_i64(
-        conn,
-        &format!(
-            "SELECT seq FROM audit_entries WHERE guild_id = ?1 AND operation IN {VERSION_OPS}
-             ORDER BY seq DESC LIMIT 1"
-        ),
-        [g],
-    )?
-    else {
-        return Ok(None);
-    };
-    // occurred_at strictly increases with seq within a guild.
-    let through: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT seq, entry_hash FROM audit_entries
-             WHERE guild_id = ?1 AND occurred_at < ?2 AND seq < ?3
-             ORDER BY occurred_at DESC LIMIT 1",
-        )
+    let (version, seq) = (to_i64(head.version, "version")?, to_i64(head.seq, "seq")?);
+    let facts = conn
+        .prepare_cached(&format!(
+            "WITH cap AS (
+                 SELECT seq FROM audit_entries WHERE guild_id = ?1 AND seq <= ?4
+                   AND operation IN {VERSION_OPS}
+                 ORDER BY seq DESC LIMIT 1),
+             through AS (
+                 SELECT seq, entry_hash FROM audit_entries
+                 WHERE guild_id = ?1 AND occurred_at < ?2 AND seq < (SELECT seq FROM cap)
+                 ORDER BY occurred_at DESC LIMIT 1),
+             next AS (
+                 SELECT config_version FROM audit_entries
+                 WHERE guild_id = ?1 AND seq > (SELECT seq FROM through)
+                   AND operation IN {VERSION_OPS}
+                 ORDER BY seq LIMIT 1)
+             SELECT (SELECT seq FROM cap),
+                    (SELECT seq FROM through),
+                    (SELECT entry_hash FROM through),
+                    (SELECT COUNT(*) FROM audit_entries
+                     WHERE guild_id = ?1 AND seq <= (SELECT seq FROM through)),
+                    (SELECT config_version FROM next),
+                    (SELECT COUNT(*) FROM guild_snapshots WHERE guild_id = ?1
+                     AND version < (SELECT config_version FROM next) AND version <> ?3),
+                    (SELECT COUNT(*) FROM guild_snapshots WHERE guild_id = ?1
+                     AND version < ?3 AND EXISTS (SELECT 1 FROM through))"
+        ))
         .and_then(|mut s| {
-            s.query_row(params![g, before.to_string(), cap], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()
+            s.query_row(
+                params![guild.as_i64(), before.to_string(), version, seq],
+                |row| {
+                    let through_seq: Option<i64> = row.get(1)?;
+                    let through_hash: Option<String> = row.get(2)?;
+                    Ok(PurgeFacts {
+                        cap_seq: row.get(0)?,
+                        through: through_seq.zip(through_hash),
+                        entries: row.get(3)?,
+                        next_version: row.get(4)?,
+                        snapshots_below_next: row.get(5)?,
+                        snapshots_below_head: row.get(6)?,
+                    })
+                },
+            )
         })
         .map_err(db_err)?;
-    let Some((through_seq, through_hash)) = through else {
-        return Ok(None);
-    };
-    let entries = optional_i64(
-        conn,
-        "SELECT COUNT(*) FROM audit_entries WHERE guild_id = ?1 AND seq <= ?2",
-        params![g, through_seq],
-    )?
-    .unwrap_or(0);
-    let keep_from = optional_i64(
-        conn,
-        &format!(
-            "SELECT config_version FROM audit_entries
-             WHERE guild_id = ?1 AND seq > ?2 AND operation IN {VERSION_OPS}
-             ORDER BY seq LIMIT 1"
-        ),
-        params![g, through_seq],
-    )?;
-    let keep_from_version = match keep_from {
-        Some(v) => as_u64(v, "audit_entries.config_version")?,
-        None => head.version,
-    };
-    let snapshots = optional_i64(
-        conn,
-        "SELECT COUNT(*) FROM guild_snapshots WHERE guild_id = ?1 AND version < ?2 AND version <> ?3",
-        params![
-            g,
-            to_i64(keep_from_version, "version")?,
-            to_i64(head.version, "version")?
-        ],
-    )?
-    .unwrap_or(0);
-    Ok(Some(PurgeCandidate {
-        head,
-        through_seq: as_u64(through_seq, "audit_entries.seq")?,
-        through_hash,
-        entries: as_u64(entries, "count")?,
-        keep_from_version,
-        snapshots: as_u64(snapshots, "count")?,
-    }))
+    PurgeCandidate::from_facts(head, facts)
 }
 
 /// Deletes in batches of [`PURGE_BATCH`] until a statement removes fewer;

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Snowflake;
-use crate::schema::{Violation, Violations};
+use crate::violation::{Violation, Violations};
 
 /// The kind of actor behind a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

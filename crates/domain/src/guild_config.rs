@@ -9,8 +9,10 @@ use serde_json::{json, Map, Value};
 
 use crate::ids::{json_kind, Snowflake};
 use crate::json::escape_token;
-use crate::redact::{Secret, SecretPaths};
-use crate::schema::{ConfigSchema, Violation, Violations};
+use crate::redact::Secret;
+use crate::schema::ConfigSchema;
+use crate::secret_paths::SecretPaths;
+use crate::violation::{Violation, Violations};
 
 /// The longest welcome message, in Unicode scalar values.
 pub const MAX_WELCOME_MESSAGE: usize = 2000;

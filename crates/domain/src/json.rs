@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::schema::Violation;
+use crate::violation::Violation;
 
 /// The largest canonical document accepted, in bytes (64 KiB).
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;

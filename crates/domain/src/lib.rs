@@ -23,8 +23,10 @@ mod link;
 mod path;
 mod redact;
 mod schema;
+mod secret_paths;
 mod summary;
 mod time;
+mod violation;
 
 pub use actor::{Actor, ActorKind};
 pub use chain::{
@@ -43,9 +45,9 @@ pub use guild_config::{
 pub use ids::{GuildId, Snowflake};
 pub use link::{link, CanonicalDocument, Head, Link, LinkError, LinkMeta, SealedSnapshot, Step};
 pub use path::FieldPath;
-pub use redact::{
-    redact_changes, redact_document, restore_kept_secrets, Secret, SecretPaths, REDACTED,
-};
-pub use schema::{ConfigSchema, Violation, Violations};
+pub use redact::{redact_changes, redact_document, restore_kept_secrets, Secret, REDACTED};
+pub use schema::ConfigSchema;
+pub use secret_paths::SecretPaths;
 pub use summary::{summarise, summarise_purge};
 pub use time::Timestamp;
+pub use violation::{Violation, Violations};

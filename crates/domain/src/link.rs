@@ -20,7 +20,8 @@ use crate::diff::diff;
 use crate::entry::{EntryBody, Operation, SealedEntry, ENTRY_FORMAT_VERSION, GENESIS_HASH};
 use crate::ids::GuildId;
 use crate::json::{canonical_json, sha256_hex};
-use crate::redact::{redact_changes, SecretPaths};
+use crate::redact::redact_changes;
+use crate::secret_paths::SecretPaths;
 use crate::summary::{summarise, summarise_purge};
 use crate::time::Timestamp;
 

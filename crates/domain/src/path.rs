@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::json::{parse_user_path, pointer_from_segments};
-use crate::schema::Violations;
+use crate::violation::Violations;
 
 /// A path to a field of a config document: parsed from a JSON Pointer
 /// (`/onboarding/enabled`, RFC 6901) or dotted segments

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::diff::Change;
 use crate::json::{get_at, parse_pointer, pointer_from_segments};
-use crate::schema::Violation;
+use crate::secret_paths::SecretPaths;
+use crate::violation::Violation;
 
 /// What a redacted value shows as.
 pub const REDACTED: &str = "[redacted]";
@@ -53,55 +54,6 @@ impl<T: Serialize> Serialize for Secret<T> {
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         T::deserialize(deserializer).map(Self)
-    }
-}
-
-/// The secret paths of a schema: JSON Pointers whose `*` segments match any
-/// key. A value at a secret path, or anywhere below one, is a secret.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SecretPaths(Vec<Vec<String>>);
-
-impl SecretPaths {
-    /// Builds the set from pointers. An invalid pointer is kept as a literal
-    /// single segment, so it can never silently widen or narrow the set.
-    pub fn new<I, S>(pointers: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        Self(
-            pointers
-                .into_iter()
-                .map(|p| parse_pointer(p.as_ref()).unwrap_or_else(|_| vec![p.as_ref().to_owned()]))
-                .collect(),
-        )
-    }
-
-    /// Whether a value at `segments` is (inside) a secret.
-    pub fn covers(&self, segments: &[String]) -> bool {
-        self.0.iter().any(|pattern| {
-            pattern.len() <= segments.len()
-                && pattern
-                    .iter()
-                    .zip(segments)
-                    .all(|(p, s)| p == "*" || p == s)
-        })
-    }
-
-    /// Whether some secret lies strictly below `segments`.
-    fn below(&self, segments: &[String]) -> bool {
-        self.0.iter().any(|pattern| {
-            pattern.len() > segments.len()
-                && pattern
-                    .iter()
-                    .zip(segments)
-                    .all(|(p, s)| p == "*" || p == s)
-        })
-    }
-
-    /// The patterns, as pointers (for documentation and tests).
-    pub fn pointers(&self) -> Vec<String> {
-        self.0.iter().map(|p| pointer_from_segments(p)).collect()
     }
 }
 

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod codec;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 
@@ -274,6 +275,79 @@ pub struct PurgeCandidate {
     pub keep_from_version: u64,
     /// How many snapshots would go.
     pub snapshots: u64,
+}
+
+/// The facts about one guild's log that decide its retention purge, read by
+/// an adapter in one statement (each field says exactly what to select) and
+/// turned into a [`PurgeCandidate`] by [`PurgeCandidate::from_facts`], the
+/// one place the retention policy lives. Integers are as stored (`BIGINT`),
+/// so the checks on them are made here too.
+///
+/// "Makes a version" means an entry whose operation is `create`, `update` or
+/// `revert` ([`Operation::makes_version`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PurgeFacts {
+    /// `seq` of the guild's last entry that made a version, among those up
+    /// to the head's `seq` (`None`: none did). That entry made the current
+    /// version; it stays, and so does everything after it. Bounding it by the
+    /// head read with the facts keeps them about that head: an entry written
+    /// since (which stays anyway) cannot move the cut past the purge's own
+    /// position.
+    pub cap_seq: Option<i64>,
+    /// `seq` and `entry_hash` of the last entry with `occurred_at` before the
+    /// cut-off and `seq` below `cap_seq` (`None`: there is none). Since
+    /// `occurred_at` strictly increases with `seq` within a guild, "last by
+    /// `occurred_at`" and "last by `seq`" are the same entry.
+    pub through: Option<(i64, String)>,
+    /// How many entries have `seq` ≤ that entry's (0 without one).
+    pub entries: i64,
+    /// `config_version` of the first entry after `through` that made a
+    /// version (`None`: there is none, or no `through`).
+    pub next_version: Option<i64>,
+    /// How many snapshots have a version below `next_version` other than the
+    /// head's (0 without a `next_version`).
+    pub snapshots_below_next: i64,
+    /// How many snapshots have a version below the head's.
+    pub snapshots_below_head: i64,
+}
+
+impl PurgeCandidate {
+    /// The retention policy: what a purge of `head`'s guild would remove,
+    /// given the facts read with it; `None` when nothing may go.
+    ///
+    /// The entry that made the current version, and everything after it,
+    /// stays; of the entries before it, those before the cut-off go. The
+    /// snapshots that go are those below the first version a kept entry
+    /// makes, never the current version's; without such an entry (the cap
+    /// entry always is one, so only a store that changed between its reads
+    /// has none), the head's version stands in.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a stored integer is negative.
+    pub fn from_facts(head: Head, facts: PurgeFacts) -> StoreResult<Option<Self>> {
+        use codec::stored_u64;
+        if facts.cap_seq.is_none() {
+            return Ok(None);
+        }
+        let Some((through_seq, through_hash)) = facts.through else {
+            return Ok(None);
+        };
+        let (keep_from_version, snapshots) = match facts.next_version {
+            Some(version) => (
+                stored_u64(version, "audit_entries.config_version")?,
+                facts.snapshots_below_next,
+            ),
+            None => (head.version, facts.snapshots_below_head),
+        };
+        Ok(Some(Self {
+            head,
+            through_seq: stored_u64(through_seq, "audit_entries.seq")?,
+            through_hash,
+            entries: stored_u64(facts.entries, "count")?,
+            keep_from_version,
+            snapshots: stored_u64(snapshots, "count")?,
+        }))
+    }
 }
 
 /// One guild's retention purge, computed by the app: remove the entries
@@ -639,5 +713,92 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guildconf_domain::ActorKind;
+
+    fn head(version: u64) -> Head {
+        Head {
+            guild_id: GuildId::from_u64(80_351_110_224_678_912).expect("valid id"),
+            version,
+            seq: 9,
+            last_hash: "h9".into(),
+            updated_at: Timestamp::parse_stored("2026-06-01T00:00:09.000000Z").expect("valid time"),
+            actor: Actor {
+                id: "1".into(),
+                kind: ActorKind::System,
+                label: "test".into(),
+            },
+            document: None,
+        }
+    }
+
+    fn facts() -> PurgeFacts {
+        PurgeFacts {
+            cap_seq: Some(8),
+            through: Some((5, "h5".into())),
+            entries: 5,
+            next_version: Some(3),
+            snapshots_below_next: 2,
+            snapshots_below_head: 4,
+        }
+    }
+
+    #[test]
+    fn a_purge_candidate_keeps_from_the_first_version_a_kept_entry_makes() {
+        let candidate = PurgeCandidate::from_facts(head(5), facts()).expect("not corrupt");
+        assert_eq!(
+            candidate,
+            Some(PurgeCandidate {
+                head: head(5),
+                through_seq: 5,
+                through_hash: "h5".into(),
+                entries: 5,
+                keep_from_version: 3,
+                snapshots: 2,
+            })
+        );
+    }
+
+    #[test]
+    fn without_a_kept_version_entry_the_head_version_stands_in() {
+        let facts = PurgeFacts {
+            next_version: None,
+            ..facts()
+        };
+        let candidate = PurgeCandidate::from_facts(head(5), facts)
+            .expect("not corrupt")
+            .expect("a candidate");
+        assert_eq!((candidate.keep_from_version, candidate.snapshots), (5, 4));
+    }
+
+    #[test]
+    fn nothing_is_purged_without_a_version_entry_or_an_entry_before_the_cut_off() {
+        let no_cap = PurgeFacts {
+            cap_seq: None,
+            ..facts()
+        };
+        assert_eq!(PurgeCandidate::from_facts(head(5), no_cap), Ok(None));
+        let nothing_old = PurgeFacts {
+            through: None,
+            ..facts()
+        };
+        assert_eq!(PurgeCandidate::from_facts(head(5), nothing_old), Ok(None));
+    }
+
+    #[test]
+    fn a_negative_stored_count_is_corrupt() {
+        let facts = PurgeFacts {
+            entries: -1,
+            ..facts()
+        };
+        assert_eq!(
+            PurgeCandidate::from_facts(head(5), facts),
+            Err(StoreError::Corrupt("stored count is negative".into()))
+        );
     }
 }

@@ -1,0 +1,147 @@
+//! What a stored row holds, as the port's types, and the two conversions the
+//! other way: the one set of decoders both storage adapters use, so a
+//! corrupt row reads as the same [`StoreError`] on every backend.
+//!
+//! Each adapter reads its columns with its own driver (by index or by name)
+//! and hands the raw values here. `what` names the column as
+//! `table.column` (`guild_heads.seq`); messages never carry the stored
+//! value, which may be a secret.
+
+use guildconf_domain::json::canonical_json;
+use guildconf_domain::{Actor, ActorKind, EntryBody, GuildId, Operation, Timestamp};
+use serde_json::Value;
+
+use crate::{StoreError, StoreResult};
+
+/// A stored integer as `u64`; a negative one is corrupt data.
+///
+/// # Errors
+/// [`StoreError::Corrupt`]: "stored {what} is negative".
+pub fn stored_u64(value: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("stored {what} is negative")))
+}
+
+/// A stored `guild_id` as a [`GuildId`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when it is not a snowflake.
+pub fn stored_guild(value: i64) -> StoreResult<GuildId> {
+    GuildId::from_i64(value)
+        .map_err(|_| StoreError::Corrupt("stored guild_id is not a snowflake".into()))
+}
+
+/// A stored timestamp text (as `Timestamp`'s `Display` writes it).
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when it is not a guildconf timestamp.
+pub fn stored_timestamp(text: &str, what: &str) -> StoreResult<Timestamp> {
+    Timestamp::parse_stored(text)
+        .map_err(|_| StoreError::Corrupt(format!("stored {what} is not a guildconf timestamp")))
+}
+
+/// A stored `audit_entries.operation`.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when it names no operation.
+pub fn stored_operation(text: &str) -> StoreResult<Operation> {
+    Operation::parse(text)
+        .map_err(|_| StoreError::Corrupt("stored audit_entries.operation is unknown".into()))
+}
+
+/// The actor of a row of `table`, from its `actor_id`, `actor_kind` and
+/// `actor_label` columns.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when the kind is unknown.
+pub fn stored_actor(id: String, kind: &str, label: String, table: &str) -> StoreResult<Actor> {
+    let kind = ActorKind::parse(kind)
+        .map_err(|_| StoreError::Corrupt(format!("stored {table}.actor_kind is unknown")))?;
+    Ok(Actor { id, kind, label })
+}
+
+/// A stored JSON text (as bytes, so a driver's buffer parses without a copy).
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when it is not JSON.
+pub fn stored_json(text: &[u8], what: &str) -> StoreResult<Value> {
+    serde_json::from_slice(text)
+        .map_err(|_| StoreError::Corrupt(format!("stored {what} is not valid JSON")))
+}
+
+/// A stored `audit_entries.body` as an [`EntryBody`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when it is not a valid entry body.
+pub fn stored_entry_body(text: &str) -> StoreResult<EntryBody> {
+    serde_json::from_str(text).map_err(|_| {
+        StoreError::Corrupt("a stored audit_entries.body is not a valid entry body".into())
+    })
+}
+
+/// A `u64` from the caller as the databases' signed 64-bit integer.
+///
+/// # Errors
+/// [`StoreError::Storage`] when it is beyond `i64::MAX`: it cannot be stored.
+pub fn to_stored_i64(value: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Storage(format!("{what} does not fit in a signed 64-bit integer")))
+}
+
+/// The canonical JSON text a request record's result is stored as.
+///
+/// # Errors
+/// [`StoreError::Storage`] when it cannot be canonicalised (the value is not
+/// quoted in the message).
+pub fn request_result_text(result: &Value) -> StoreResult<String> {
+    canonical_json(result)
+        .map_err(|_| StoreError::Storage("cannot canonicalise the request result".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corrupt(message: &str) -> StoreError {
+        StoreError::Corrupt(message.into())
+    }
+
+    #[test]
+    fn each_decoder_names_the_column_and_never_the_value() {
+        assert_eq!(
+            stored_u64(-1, "guild_heads.seq"),
+            Err(corrupt("stored guild_heads.seq is negative"))
+        );
+        assert_eq!(stored_u64(7, "guild_heads.seq"), Ok(7));
+        assert_eq!(
+            stored_guild(-5),
+            Err(corrupt("stored guild_id is not a snowflake"))
+        );
+        assert_eq!(
+            stored_timestamp("yesterday", "guild_heads.updated_at"),
+            Err(corrupt(
+                "stored guild_heads.updated_at is not a guildconf timestamp"
+            ))
+        );
+        assert_eq!(
+            stored_operation("drop"),
+            Err(corrupt("stored audit_entries.operation is unknown"))
+        );
+        assert_eq!(
+            stored_actor("1".into(), "robot", "x".into(), "guild_heads"),
+            Err(corrupt("stored guild_heads.actor_kind is unknown"))
+        );
+        assert_eq!(
+            stored_json(b"{\"secret\":", "audit_requests.result"),
+            Err(corrupt("stored audit_requests.result is not valid JSON"))
+        );
+        let err = stored_entry_body("{\"secret\":\"hunter2\"}").expect_err("not an entry body");
+        assert_eq!(
+            err,
+            corrupt("a stored audit_entries.body is not a valid entry body")
+        );
+        assert!(matches!(
+            to_stored_i64(u64::MAX, "entry seq"),
+            Err(StoreError::Storage(_))
+        ));
+    }
+}
