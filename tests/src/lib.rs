@@ -2,8 +2,12 @@
 //! plain-SQL access for tampering and fault injection, a deterministic clock,
 //! and the [`contract!`] macro that instantiates every test once per backend.
 //!
-//! Adding a backend takes a module in [`contract!`] and an arm in each
-//! `match` on `Backend`, here and in the suite modules that match on it.
+//! Everything backend-specific sits behind one trait, [`TestBackend`], with
+//! one implementation per backend in `src/backend/`. Adding a backend takes
+//! its adapter crate, one `impl TestBackend`, and one line in [`registry!`],
+//! which both [`contract!`] and [`BACKENDS`] read.
+
+pub mod backend;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,41 +16,38 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use guildconf::{ConfigService, ConfigStore};
 use guildconf_ports::{Clock, FaultHook};
-use guildconf_postgres::PgStore;
-use guildconf_sqlite::{SqliteOptions, SqliteStore};
-use sqlx::{Connection, Executor, Row};
 
-/// The storage backends under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// Embedded SQLite file.
-    Sqlite,
-    /// The local PostgreSQL server.
-    Postgres,
-}
+pub use backend::{pg_admin_url, Backend, Postgres, Sqlite, TestBackend};
 
-/// The PostgreSQL server tests use: `GUILDCONF_TEST_PG_URL`, or the local
-/// default. Tests that need it fail when it does not answer; they never skip.
-pub fn pg_admin_url() -> String {
-    std::env::var("GUILDCONF_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Replaces the database name of a PostgreSQL URL.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
+/// The registry: every backend under test, once, as `module => backend`
+/// (the module names the tests [`contract!`] makes for it). Hands the list
+/// to the exported macro `$then` before the rest of the input.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! registry {
+    ($then:ident! { $($input:tt)* }) => {
+        $crate::$then! {
+            [
+                sqlite => $crate::Sqlite,
+                postgres => $crate::Postgres
+            ]
+            $($input)*
+        }
     };
-    let prefix = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{prefix}/{db}?{q}"),
-        None => format!("{prefix}/{db}"),
-    }
 }
+
+/// The registered backends as a slice.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! backend_list {
+    ([$($module:ident => $backend:path),*]) => {
+        &[$(&$backend),*]
+    };
+}
+
+/// Every registered backend, in registry order: for tests that loop over
+/// backends or move data between them.
+pub static BACKENDS: &[Backend] = registry!(backend_list! {});
 
 /// A clock that starts at 2026-01-01T00:00:00Z and moves one second per
 /// reading, so the same operations give the same timestamps on every backend.
@@ -85,8 +86,7 @@ pub struct TestDb {
     /// The backend.
     pub backend: Backend,
     url: String,
-    _dir: Option<tempfile::TempDir>,
-    sqlite_path: Option<PathBuf>,
+    _keep: backend::KeepAlive,
 }
 
 impl TestDb {
@@ -95,59 +95,17 @@ impl TestDb {
     /// # Panics
     /// When PostgreSQL does not answer: a missing server is a failed test.
     pub async fn new(backend: Backend, name: &str) -> Self {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("a temporary directory should be creatable");
-                let path = dir.path().join("guildconf.db");
-                Self {
-                    backend,
-                    url: format!("sqlite://{}", path.display()),
-                    _dir: Some(dir),
-                    sqlite_path: Some(path),
-                }
-            }
-            Backend::Postgres => {
-                let db: String = format!("gct_{name}")
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() {
-                            c.to_ascii_lowercase()
-                        } else {
-                            '_'
-                        }
-                    })
-                    .take(63)
-                    .collect();
-                let admin = pg_admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL at {admin} is unreachable ({e}); start it (see README) or set GUILDCONF_TEST_PG_URL"
-                    )
-                });
-                conn.execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
-                    .await
-                    .expect("dropping a leftover test database should work");
-                conn.execute(format!("CREATE DATABASE {db}").as_str())
-                    .await
-                    .expect("creating a test database should work");
-                Self {
-                    backend,
-                    url: with_database(&admin, &db),
-                    _dir: None,
-                    sqlite_path: None,
-                }
-            }
+        let (url, keep) = backend.create(name).await;
+        Self {
+            backend,
+            url,
+            _keep: keep,
         }
     }
 
     /// The database URL, as the CLI takes it.
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// The SQLite file, for the sqlite3 shell.
-    pub fn sqlite_path(&self) -> Option<&PathBuf> {
-        self.sqlite_path.as_ref()
     }
 
     /// A new store on this database (its own connections).
@@ -163,26 +121,7 @@ impl TestDb {
     /// A new store on this database whose commits call `hook` before each
     /// write step (the adapters' fault-injection seam).
     pub async fn store_with_fault_hook(&self, hook: FaultHook) -> Arc<dyn ConfigStore> {
-        match self.backend {
-            Backend::Sqlite => {
-                let path = self.sqlite_path.clone().expect("sqlite test db has a path");
-                let options = SqliteOptions {
-                    create_if_missing: true,
-                    ..SqliteOptions::default()
-                };
-                Arc::new(
-                    SqliteStore::open(path, options)
-                        .expect("the test database should open")
-                        .with_fault_hook(hook),
-                )
-            }
-            Backend::Postgres => Arc::new(
-                PgStore::connect(&self.url)
-                    .await
-                    .expect("the test database should open")
-                    .with_fault_hook(hook),
-            ),
-        }
+        self.backend.open_with_fault_hook(&self.url, hook).await
     }
 
     /// Every row of the four tables for one guild, all columns as text, in
@@ -229,78 +168,13 @@ impl TestDb {
     /// # Errors
     /// The database's error message.
     pub async fn exec(&self, sql: &str) -> Result<(), String> {
-        match self.backend {
-            Backend::Sqlite => {
-                let path = self.sqlite_path.clone().ok_or("no sqlite path")?;
-                let sql = sql.to_owned();
-                tokio::task::spawn_blocking(move || {
-                    let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
-                    conn.busy_timeout(std::time::Duration::from_secs(5))
-                        .map_err(|e| e.to_string())?;
-                    conn.execute_batch(&sql).map_err(|e| e.to_string())
-                })
-                .await
-                .map_err(|e| e.to_string())?
-            }
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                conn.execute(sqlx::raw_sql(sql))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        }
+        self.backend.exec(&self.url, sql).await
     }
 
     /// Rows of a query whose columns are all read as text (`CAST(… AS TEXT)`
     /// in the SQL where needed), through a separate connection.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        match self.backend {
-            Backend::Sqlite => {
-                let path = self.sqlite_path.clone().expect("sqlite test db has a path");
-                let sql = sql.to_owned();
-                tokio::task::spawn_blocking(move || {
-                    let conn = rusqlite::Connection::open(path).expect("sqlite opens");
-                    let mut stmt = conn.prepare(&sql).expect("query prepares");
-                    let n = stmt.column_count();
-                    let rows = stmt
-                        .query_map([], |row| {
-                            (0..n)
-                                .map(|i| {
-                                    row.get::<_, Option<String>>(i)
-                                        .map(Option::unwrap_or_default)
-                                })
-                                .collect::<Result<Vec<_>, _>>()
-                        })
-                        .expect("query runs");
-                    rows.collect::<Result<Vec<_>, _>>().expect("rows read")
-                })
-                .await
-                .expect("blocking task joins")
-            }
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("postgres connects");
-                let rows = sqlx::query(sql)
-                    .fetch_all(&mut conn)
-                    .await
-                    .expect("query runs");
-                rows.iter()
-                    .map(|row| {
-                        (0..row.len())
-                            .map(|i| {
-                                row.try_get::<Option<String>, _>(i)
-                                    .expect("text column")
-                                    .unwrap_or_default()
-                            })
-                            .collect()
-                    })
-                    .collect()
-            }
-        }
+        self.backend.rows(&self.url, sql).await
     }
 
     /// `SELECT COUNT(*)` of a table for one guild.
@@ -319,29 +193,12 @@ impl TestDb {
     /// Drops the append-only triggers, as an attacker with SQL access would
     /// before tampering.
     pub async fn drop_triggers(&self) {
-        let sql = match self.backend {
-            Backend::Sqlite => {
-                let names = self
-                    .rows("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-                    .await;
-                names
-                    .iter()
-                    .map(|r| format!("DROP TRIGGER IF EXISTS \"{}\";", r[0]))
-                    .collect::<String>()
-            }
-            Backend::Postgres => {
-                let names = self
-                    .rows(
-                        "SELECT tgname::text, c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-                         WHERE NOT t.tgisinternal",
-                    )
-                    .await;
-                names
-                    .iter()
-                    .map(|r| format!("DROP TRIGGER IF EXISTS \"{}\" ON \"{}\";", r[0], r[1]))
-                    .collect::<String>()
-            }
-        };
+        let sql = self
+            .rows(self.backend.triggers_sql())
+            .await
+            .iter()
+            .map(|row| self.backend.drop_trigger_sql(row))
+            .collect::<String>();
         self.exec(&sql).await.expect("dropping triggers works");
     }
 
@@ -349,27 +206,14 @@ impl TestDb {
     /// updates of) `table` fail: a real database fault at that step of a
     /// write.
     pub async fn fail_on(&self, table: &str, event: &str) {
-        let sql = match self.backend {
-            Backend::Sqlite => format!(
-                "CREATE TRIGGER fault_{table} BEFORE {event} ON {table} BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
-            ),
-            Backend::Postgres => format!(
-                "CREATE OR REPLACE FUNCTION fault_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
-                 CREATE TRIGGER fault_{table} BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION fault_fn();"
-            ),
-        };
-        self.exec(&sql)
+        self.exec(&self.backend.fault_trigger_sql(table, event))
             .await
             .expect("creating a fault trigger works");
     }
 
     /// Removes a trigger made by [`TestDb::fail_on`].
     pub async fn heal(&self, table: &str) {
-        let sql = match self.backend {
-            Backend::Sqlite => format!("DROP TRIGGER fault_{table};"),
-            Backend::Postgres => format!("DROP TRIGGER fault_{table} ON {table};"),
-        };
-        self.exec(&sql)
+        self.exec(&self.backend.drop_fault_trigger_sql(table))
             .await
             .expect("dropping a fault trigger works");
     }
@@ -394,27 +238,35 @@ pub fn guildconf_bin() -> PathBuf {
     bin
 }
 
-/// Instantiates each named contract test once per backend. Each test is an
-/// `async fn name(backend: Backend, test_name: &str)` in the calling module.
+/// Instantiates each named contract test once per registered backend, in
+/// a module named after it (`sqlite::name`, `postgres::name`). Each test is
+/// an `async fn name(backend: Backend, test_name: &str)` in the calling
+/// module; `test_name` is the backend's [`TestBackend::test_prefix`], `_`,
+/// and the test's name.
 #[macro_export]
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        $crate::registry!(contract_modules! { $($name),* });
+    };
+}
+
+/// One module of tests per backend of the list, recursively.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! contract_modules {
+    ([] $($name:ident),*) => {};
+    ([$module:ident => $backend:path $(, $more:ident => $more_backend:path)*] $($name:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::Backend::Sqlite, concat!("sqlite_", stringify!($name))).await;
+                    let backend: $crate::Backend = &$backend;
+                    let test_name = format!("{}_{}", backend.test_prefix(), stringify!($name));
+                    super::$name(backend, &test_name).await;
                 }
             )*
         }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::Backend::Postgres, concat!("pg_", stringify!($name))).await;
-                }
-            )*
-        }
+        $crate::contract_modules!([$($more => $more_backend),*] $($name),*);
     };
 }
 

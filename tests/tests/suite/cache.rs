@@ -18,7 +18,7 @@ use guildconf_ports::{
     PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead,
     WatchEvent,
 };
-use guildconf_tests::{contract, Backend, TestDb};
+use guildconf_tests::{contract, Backend, Postgres, Sqlite, TestDb};
 use serde_json::json;
 
 /// Generous: the documented bound is one 50 ms poll on either backend; this
@@ -310,7 +310,7 @@ impl ConfigStore for Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_unreachable_database_serves_stale_cached_configs() {
-    let db = TestDb::new(Backend::Sqlite, "cache_unreachable").await;
+    let db = TestDb::new(&Sqlite, "cache_unreachable").await;
     let plain = db.service().await;
     let (cached, uncached) = (gid(21), gid(22));
     plain
@@ -355,7 +355,7 @@ async fn sqlite_unreachable_database_serves_stale_cached_configs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_watcher_reconnect_empties_and_refills_the_cache() {
-    let db = TestDb::new(Backend::Postgres, "cache_watcher_reconnect").await;
+    let db = TestDb::new(&Postgres, "cache_watcher_reconnect").await;
     let service = db.service().await;
     let g = gid(31);
     service
@@ -402,7 +402,7 @@ async fn postgres_watcher_reconnect_empties_and_refills_the_cache() {
 /// before it committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_write_that_commits_late_is_still_seen() {
-    let db = TestDb::new(Backend::Postgres, "cache_commits_late").await;
+    let db = TestDb::new(&Postgres, "cache_commits_late").await;
     let service = db.service().await;
     let (slow, quick) = (gid(41), gid(42));
     for g in [slow, quick] {

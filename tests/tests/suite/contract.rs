@@ -10,7 +10,7 @@ use guildconf::{
 };
 use guildconf_domain::{apply_changes, Change, BODY_KEYS};
 use guildconf_ports::{FaultHook, StoreError, WriteStep};
-use guildconf_tests::{contract, Backend, StepClock, TestDb};
+use guildconf_tests::{contract, Backend, Postgres, StepClock, TestDb, BACKENDS};
 use serde_json::{json, Value};
 
 fn gid(n: u64) -> GuildId {
@@ -964,11 +964,7 @@ async fn audit_tables_are_append_only(backend: Backend, name: &str) {
         "UPDATE guild_snapshots SET sha256 = 'x'".to_string(),
         "DELETE FROM guild_snapshots".to_string(),
     ];
-    if backend == Backend::Postgres {
-        statements.push("TRUNCATE audit_entries".into());
-        statements.push("TRUNCATE guild_snapshots".into());
-        statements.push("SET session_replication_role = replica; DELETE FROM audit_entries".into());
-    }
+    statements.extend(backend.append_only_bypasses());
     for sql in &statements {
         let result = db.exec(sql).await;
         assert!(result.is_err(), "{sql} must be refused");
@@ -1023,19 +1019,19 @@ async fn tampering_with_plain_sql_is_caught(backend: Backend, name: &str) {
         ),
         (
             "snapshot",
-            match backend {
-                Backend::Sqlite => "UPDATE guild_snapshots SET document = REPLACE(document, '\"a\":true', '\"a\":false') WHERE guild_id = 5 AND version = 2".into(),
-                Backend::Postgres => "UPDATE guild_snapshots SET document = jsonb_set(document, '{features,a}', 'false') WHERE guild_id = 5 AND version = 2".into(),
-            },
+            format!(
+                "UPDATE guild_snapshots SET document = {} WHERE guild_id = 5 AND version = 2",
+                backend.set_json_bool_sql("document", &["features", "a"], false)
+            ),
             Some(2),
             "snapshot",
         ),
         (
             "current_document",
-            match backend {
-                Backend::Sqlite => "UPDATE guild_heads SET document = REPLACE(document, '\"b\":true', '\"b\":false') WHERE guild_id = 5".into(),
-                Backend::Postgres => "UPDATE guild_heads SET document = jsonb_set(document, '{features,b}', 'false') WHERE guild_id = 5".into(),
-            },
+            format!(
+                "UPDATE guild_heads SET document = {} WHERE guild_id = 5",
+                backend.set_json_bool_sql("document", &["features", "b"], false)
+            ),
             Some(3),
             "head",
         ),
@@ -1280,7 +1276,7 @@ async fn export_streams_and_verifies_offline(backend: Backend, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_is_byte_identical_across_backends() {
     let mut exports = Vec::new();
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    for &backend in BACKENDS {
         let db = TestDb::new(backend, "byte_identical_export").await;
         let s = db.service().await;
         let mut m = alice();
@@ -1470,7 +1466,7 @@ async fn upsert_creates_then_updates_and_replays_across_both(backend: Backend, n
 /// replaced before use, so the next reads and writes succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_connections_cut_while_idle_are_replaced_before_use() {
-    let db = TestDb::new(Backend::Postgres, "pg_connections_cut_while_idle").await;
+    let db = TestDb::new(&Postgres, "pg_connections_cut_while_idle").await;
     let s = db.service().await;
     let g = gid(84);
     s.create(g, json!({}), &alice()).await.expect("v1");
@@ -1503,7 +1499,7 @@ async fn pg_connections_cut_while_idle_are_replaced_before_use() {
 /// service (its pool) writes again once the trigger is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_backend_killed_mid_write_writes_nothing_and_the_pool_recovers() {
-    let db = TestDb::new(Backend::Postgres, "pg_backend_killed_mid_write").await;
+    let db = TestDb::new(&Postgres, "pg_backend_killed_mid_write").await;
     let s = db.service().await;
     let g = gid(82);
     s.create(g, json!({}), &alice()).await.expect("v1");

@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use guildconf_tests::{guildconf_bin, Backend, TestDb};
+use guildconf_tests::{guildconf_bin, Sqlite, TestDb};
 
 const GUILD: &str = "424242";
 const ACTOR: &str = "80351110224678912";
@@ -20,7 +20,7 @@ fn random_below(n: u64, salt: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_writes_loses_nothing_reported_done() {
-    let db = TestDb::new(Backend::Sqlite, "crash").await;
+    let db = TestDb::new(&Sqlite, "crash").await;
     let bin = guildconf_bin();
     let url = db.url().to_owned();
     let created = Command::new(&bin)

@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use guildconf::{At, ConfigStore, Error, ExportRequest, GuildId, ImportRefusal, WriteMeta};
-use guildconf_tests::{edit, Backend, TestDb};
+use guildconf_tests::{edit, Backend, TestDb, BACKENDS};
 use serde_json::json;
 
 fn gid(n: u64) -> GuildId {
@@ -72,10 +72,14 @@ async fn seeded(backend: Backend, name: &str) -> TestDb {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_with_snapshots_imports_into_either_backend() {
-    for (from, to) in [
-        (Backend::Sqlite, Backend::Postgres),
-        (Backend::Postgres, Backend::Sqlite),
-    ] {
+    // Every ordered pair of distinct backends.
+    let pairs = BACKENDS.iter().flat_map(|&from| {
+        BACKENDS
+            .iter()
+            .filter(move |to| to.name() != from.name())
+            .map(move |&to| (from, to))
+    });
+    for (from, to) in pairs {
         let source = seeded(from, &format!("import_src_{from:?}")).await;
         let plain = export(source.store().await, false).await;
         let full = export(source.store().await, true).await;
@@ -140,53 +144,59 @@ async fn an_export_with_snapshots_imports_into_either_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_moves_a_database_between_backends_and_back() {
-    let source = seeded(Backend::Sqlite, "copy_src").await;
+    // From the first backend to each other one, and back to a fresh
+    // database of the first.
+    let (&home, others) = BACKENDS.split_first().expect("a backend is registered");
+    let source = seeded(home, "copy_src").await;
     let original = export(source.store().await, false).await;
-    let pg = TestDb::new(Backend::Postgres, "copy_mid").await;
-    let report = guildconf::copy(
-        source.store().await.as_ref(),
-        pg.store().await.as_ref(),
-        |_| {},
-    )
-    .await
-    .expect("copy");
-    assert_eq!((report.guilds, report.entries), (2, 8));
-    assert_eq!(
-        export(pg.store().await, false).await,
-        original,
-        "SQLite to PostgreSQL keeps every hash"
-    );
-    let back = TestDb::new(Backend::Sqlite, "copy_back").await;
-    guildconf::copy(
-        pg.store().await.as_ref(),
-        back.store().await.as_ref(),
-        |_| {},
-    )
-    .await
-    .expect("copy back");
-    assert_eq!(
-        export(back.store().await, false).await,
-        original,
-        "and back again"
-    );
-    assert!(back.service().await.verify(None).await.expect("verify").ok);
-    let again = guildconf::copy(
-        pg.store().await.as_ref(),
-        back.store().await.as_ref(),
-        |_| {},
-    )
-    .await;
-    assert!(
-        matches!(again, Err(Error::Conflict(_))),
-        "copy needs an empty destination"
-    );
+    for &away in others {
+        let mid = TestDb::new(away, &format!("copy_mid_{away:?}")).await;
+        let report = guildconf::copy(
+            source.store().await.as_ref(),
+            mid.store().await.as_ref(),
+            |_| {},
+        )
+        .await
+        .expect("copy");
+        assert_eq!((report.guilds, report.entries), (2, 8));
+        assert_eq!(
+            export(mid.store().await, false).await,
+            original,
+            "{home:?} to {away:?} keeps every hash"
+        );
+        let back = TestDb::new(home, &format!("copy_back_{away:?}")).await;
+        guildconf::copy(
+            mid.store().await.as_ref(),
+            back.store().await.as_ref(),
+            |_| {},
+        )
+        .await
+        .expect("copy back");
+        assert_eq!(
+            export(back.store().await, false).await,
+            original,
+            "and back again"
+        );
+        assert!(back.service().await.verify(None).await.expect("verify").ok);
+        let again = guildconf::copy(
+            mid.store().await.as_ref(),
+            back.store().await.as_ref(),
+            |_| {},
+        )
+        .await;
+        assert!(
+            matches!(again, Err(Error::Conflict(_))),
+            "copy needs an empty destination"
+        );
+    }
 }
 
 /// Through the command line: a tampered file exits 6 and stores nothing; the
 /// real one imports; piped output carries no progress bar.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_import_verifies_first_and_stays_quiet_when_piped() {
-    let source = seeded(Backend::Sqlite, "cli_import_src").await;
+    // Any backend serves as the source; each one is a destination.
+    let source = seeded(BACKENDS[0], "cli_import_src").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("export.jsonl");
     let bin = guildconf_tests::guildconf_bin();
@@ -207,7 +217,7 @@ async fn cli_import_verifies_first_and_stays_quiet_when_piped() {
     let tampered_path = dir.path().join("tampered.jsonl");
     let text = std::fs::read_to_string(&file).expect("export written");
     std::fs::write(&tampered_path, text.replacen("alice", "mallory", 1)).expect("write");
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    for &backend in BACKENDS {
         let dest = TestDb::new(backend, &format!("cli_import_dst_{backend:?}")).await;
         let bad = run(
             dest.url(),
@@ -251,7 +261,7 @@ async fn cli_import_verifies_first_and_stays_quiet_when_piped() {
 /// imports only with its snapshots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purged_history_checkpoints_and_imports() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    for &backend in BACKENDS {
         let db = TestDb::new(backend, &format!("purged_import_{backend:?}")).await;
         let s = db.service().await;
         let alice = meta("80351110224678912", "alice");
@@ -375,7 +385,7 @@ fn forge(export: &[u8], index: usize, edit: impl Fn(&mut guildconf::EntryBody)) 
 /// one maker of links, naming the line and the field; nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consistently_rehashed_forgery_is_refused() {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    for &backend in BACKENDS {
         let source = seeded(backend, &format!("forge_src_{backend:?}")).await;
         let full = export(source.store().await, true).await;
         let dest = TestDb::new(backend, &format!("forge_dst_{backend:?}")).await;

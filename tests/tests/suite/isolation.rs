@@ -8,7 +8,7 @@ use guildconf::{
     Actor, ActorKind, At, ConfigService, Error, ExportFormat, ExportRequest, FieldEdit, FieldPath,
     GuildId, HistoryRequest, Operation, RequestContext, WriteMeta,
 };
-use guildconf_tests::{Backend, TestDb};
+use guildconf_tests::{Backend, TestDb, BACKENDS};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
@@ -60,7 +60,7 @@ fn config_text() -> impl Strategy<Value = String> {
 }
 
 fn for_each_backend(name: &str, body: impl Fn(Backend, &str)) {
-    for backend in [Backend::Sqlite, Backend::Postgres] {
+    for &backend in BACKENDS {
         body(backend, &format!("{name}_{backend:?}"));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 use guildconf::{Actor, ActorKind, At, GuildId, WriteMeta};
-use guildconf_tests::{Backend, TestDb};
+use guildconf_tests::{Backend, Postgres, Sqlite, TestDb};
 use serde_json::{json, Value};
 
 const WRITERS: u64 = 8;
@@ -133,20 +133,20 @@ async fn run(backend: Backend, name: &str, guild_count: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_processes_on_one_guild() {
-    run(Backend::Sqlite, "sqlite_processes_one_guild", 1).await;
+    run(&Sqlite, "sqlite_processes_one_guild", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_processes_on_many_guilds() {
-    run(Backend::Sqlite, "sqlite_processes_many_guilds", 16).await;
+    run(&Sqlite, "sqlite_processes_many_guilds", 16).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_processes_on_one_guild() {
-    run(Backend::Postgres, "pg_processes_one_guild", 1).await;
+    run(&Postgres, "pg_processes_one_guild", 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_processes_on_many_guilds() {
-    run(Backend::Postgres, "pg_processes_many_guilds", 16).await;
+    run(&Postgres, "pg_processes_many_guilds", 16).await;
 }

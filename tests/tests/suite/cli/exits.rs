@@ -32,16 +32,7 @@ async fn usage_errors_exit_2(backend: Backend, name: &str) {
 async fn read_only_commands_never_create_a_database(backend: Backend, name: &str) {
     let db = TestDb::new(backend, name).await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let missing = match backend {
-        Backend::Sqlite => format!("sqlite://{}", tmp.path().join("missing.db").display()),
-        Backend::Postgres => {
-            let (prefix, _) = db.url().rsplit_once('/').expect("a database name");
-            format!(
-                "{prefix}/gct_missing_{}",
-                name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-            )
-        }
-    };
+    let missing = backend.missing_database_url(db.url(), tmp.path(), name);
     for args in [
         vec!["list"],
         vec!["show", G],

@@ -21,7 +21,7 @@ mod writes;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use guildconf_tests::{guildconf_bin, Backend, TestDb};
+use guildconf_tests::{guildconf_bin, TestDb};
 use serde_json::{json, Value};
 
 /// The human actor of most writes.
@@ -231,28 +231,14 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
 
-/// Runs SQL with the database's own shell (`sqlite3` or `psql`), as an admin
+/// Runs SQL with the backend's own shell (`sqlite3`, `psql`), as an admin
 /// or attacker with SQL access would.
 fn shell_sql(db: &TestDb, sql: &str) {
-    let out = match db.backend {
-        Backend::Sqlite => Command::new("/usr/bin/sqlite3")
-            .arg(db.sqlite_path().expect("sqlite has a path"))
-            .arg(sql)
-            .output(),
-        Backend::Postgres => Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                db.url(),
-                "-c",
-                sql,
-            ])
-            .output(),
-    }
-    .expect("the database shell runs");
+    let out = db
+        .backend
+        .shell(db.url(), sql)
+        .output()
+        .expect("the database shell runs");
     assert!(
         out.status.success(),
         "{sql} failed: {}",

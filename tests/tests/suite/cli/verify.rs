@@ -43,22 +43,18 @@ async fn tamper(db: &TestDb) {
         "the body was altered: {}",
         body[0][0]
     );
-    let (snapshot, head) = match db.backend {
-        Backend::Sqlite => (
-            "UPDATE guild_snapshots SET document = replace(document, '\"enabled\":true', '\"enabled\":false') \
-             WHERE guild_id = 1002 AND version = 2",
-            "UPDATE guild_heads SET document = replace(document, '\"x\":true', '\"x\":false') \
-             WHERE guild_id = 1003",
-        ),
-        Backend::Postgres => (
-            "UPDATE guild_snapshots SET document = jsonb_set(document, '{onboarding,enabled}', 'false') \
-             WHERE guild_id = 1002 AND version = 2",
-            "UPDATE guild_heads SET document = jsonb_set(document, '{features,x}', 'false') \
-             WHERE guild_id = 1003",
-        ),
-    };
-    shell_sql(db, snapshot);
-    shell_sql(db, head);
+    let snapshot = format!(
+        "UPDATE guild_snapshots SET document = {} WHERE guild_id = 1002 AND version = 2",
+        db.backend
+            .set_json_bool_sql("document", &["onboarding", "enabled"], false)
+    );
+    let head = format!(
+        "UPDATE guild_heads SET document = {} WHERE guild_id = 1003",
+        db.backend
+            .set_json_bool_sql("document", &["features", "x"], false)
+    );
+    shell_sql(db, &snapshot);
+    shell_sql(db, &head);
     assert_eq!(
         show_doc(db, "1002", &["--version", "2"])["onboarding"]["enabled"],
         json!(false),
