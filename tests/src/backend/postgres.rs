@@ -40,6 +40,37 @@ fn with_database(url: &str, db: &str) -> String {
     }
 }
 
+/// A test's database, dropped when the test is done (passed or failed; set
+/// `GUILDCONF_KEEP_TEST_DB=1` to keep it for a look). `Drop` cannot await,
+/// so it asks `psql`; `WITH (FORCE)` ends the connections still open.
+#[derive(Debug)]
+struct DropDatabase {
+    admin: String,
+    db: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os("GUILDCONF_KEEP_TEST_DB").is_some() {
+            return;
+        }
+        let dropped = Command::new("psql")
+            .arg(&self.admin)
+            .args(["-qX", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
+            .output();
+        match dropped {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "could not drop test database {}: {}",
+                self.db,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("could not run psql to drop test database {}: {e}", self.db),
+        }
+    }
+}
+
 #[async_trait]
 impl TestBackend for Postgres {
     fn name(&self) -> &'static str {
@@ -74,7 +105,10 @@ impl TestBackend for Postgres {
         conn.execute(format!("CREATE DATABASE {db}").as_str())
             .await
             .expect("creating a test database should work");
-        (with_database(&admin, &db), Box::new(()))
+        (
+            with_database(&admin, &db),
+            Box::new(DropDatabase { admin, db }),
+        )
     }
 
     async fn open_with_fault_hook(&self, url: &str, hook: FaultHook) -> Arc<dyn ConfigStore> {

@@ -239,8 +239,12 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 fn no_query_for_one_guild_returns_another_guilds_data() {
     for_each_backend("tenant_isolation", |backend, name| {
         let rt = runtime();
-        let s: ConfigService =
-            rt.block_on(async { TestDb::new(backend, name).await.service().await });
+        // The database lives as long as `_db` (it is dropped with it).
+        let (_db, s): (TestDb, ConfigService) = rt.block_on(async {
+            let db = TestDb::new(backend, name).await;
+            let s = db.service().await;
+            (db, s)
+        });
         let next = AtomicU64::new(10_000);
         let mut runner = TestRunner::new(Config {
             cases: DB_CASES / 2,
