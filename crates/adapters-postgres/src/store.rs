@@ -7,9 +7,9 @@ use guildconf_ports::codec::{
     stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
-    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PurgeCandidate,
-    PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
-    StoredEntry, StoredHead, WriteStep,
+    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PastHead,
+    PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError,
+    StoreResult, StoredEntry, StoredHead, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -63,7 +63,7 @@ fn entries_between_sql(
     let after_seq = i64::try_from(after.1).unwrap_or(i64::MAX);
     let mut sql: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
         "{prefix}SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, \
-         e.entry_hash, e.config_version, "
+         e.entry_hash, e.config_version, e.request_id, e.prev_hash, "
     ));
     if with_snapshots {
         // A primary-key lookup per returned row: a join let the planner
@@ -72,10 +72,14 @@ fn entries_between_sql(
             "CASE WHEN e.operation <> 'delete' THEN \
              (SELECT s.document::text FROM guild_snapshots s \
              WHERE s.guild_id = e.guild_id AND s.version = e.config_version) \
-             END AS snapshot FROM audit_entries e",
+             END AS snapshot, \
+             CASE WHEN e.operation <> 'delete' THEN \
+             (SELECT s.sha256 FROM guild_snapshots s \
+             WHERE s.guild_id = e.guild_id AND s.version = e.config_version) \
+             END AS snapshot_sha256 FROM audit_entries e",
         );
     } else {
-        sql.push("NULL::text AS snapshot FROM audit_entries e");
+        sql.push("NULL::text AS snapshot, NULL::text AS snapshot_sha256 FROM audit_entries e");
     }
     sql.push(" WHERE (e.guild_id, e.seq) > (")
         .push_bind(after.0.as_i64())
@@ -687,7 +691,10 @@ impl ConfigStore for PgStore {
                     body: get(row, "body")?,
                     entry_hash: get(row, "entry_hash")?,
                     config_version: get_u64(row, "config_version", "audit_entries.config_version")?,
+                    request_id: get(row, "request_id")?,
+                    prev_hash: get(row, "prev_hash")?,
                     snapshot: get(row, "snapshot")?,
+                    snapshot_sha256: get(row, "snapshot_sha256")?,
                 })
             })
             .collect()
@@ -699,7 +706,8 @@ impl ConfigStore for PgStore {
         through: GuildId,
     ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
         let rows = sqlx::query(
-            "SELECT guild_id, seq, version, last_hash, document::text AS document \
+            "SELECT guild_id, seq, version, last_hash, document::text AS document, updated_at, \
+             actor_id, actor_kind, actor_label \
              FROM guild_heads WHERE guild_id BETWEEN $1 AND $2 ORDER BY guild_id",
         )
         .bind(from.as_i64())
@@ -716,8 +724,50 @@ impl ConfigStore for PgStore {
                         version: get_u64(row, "version", "guild_heads.version")?,
                         last_hash: get(row, "last_hash")?,
                         document: get(row, "document")?,
+                        updated_at: get(row, "updated_at")?,
+                        actor_id: get(row, "actor_id")?,
+                        actor_kind: get(row, "actor_kind")?,
+                        actor_label: get(row, "actor_label")?,
                     },
                 ))
+            })
+            .collect()
+    }
+
+    async fn rows_past_heads(&self, from: GuildId, through: GuildId) -> StoreResult<Vec<PastHead>> {
+        let rows = sqlx::query(
+            "SELECT g.guild_id, g.entry_seq, g.snapshot_version FROM ( \
+               SELECT h.guild_id, \
+                      (SELECT max(e.seq) FROM audit_entries e \
+                        WHERE e.guild_id = h.guild_id AND e.seq > h.seq) AS entry_seq, \
+                      (SELECT max(s.version) FROM guild_snapshots s \
+                        WHERE s.guild_id = h.guild_id AND s.version > h.version) AS snapshot_version \
+               FROM guild_heads h WHERE h.guild_id BETWEEN $1 AND $2 \
+               UNION ALL \
+               SELECT s.guild_id, NULL::bigint, max(s.version) FROM guild_snapshots s \
+               WHERE s.guild_id BETWEEN $1 AND $2 \
+                 AND NOT EXISTS (SELECT 1 FROM guild_heads h WHERE h.guild_id = s.guild_id) \
+               GROUP BY s.guild_id \
+             ) g WHERE g.entry_seq IS NOT NULL OR g.snapshot_version IS NOT NULL \
+             ORDER BY g.guild_id",
+        )
+        .bind(from.as_i64())
+        .bind(through.as_i64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                let optional = |column: &str, what: &str| -> StoreResult<Option<u64>> {
+                    get::<Option<i64>>(row, column)?
+                        .map(|v| guildconf_ports::codec::stored_u64(v, what))
+                        .transpose()
+                };
+                Ok(PastHead {
+                    guild_id: get_guild(row)?,
+                    entry_seq: optional("entry_seq", "audit_entries.seq")?,
+                    snapshot_version: optional("snapshot_version", "guild_snapshots.version")?,
+                })
             })
             .collect()
     }

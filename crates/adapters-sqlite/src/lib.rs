@@ -39,7 +39,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
 use guildconf_ports::{
-    ChangeSet, ChangeWatcher, ConfigStore, FaultHook, GuildSummary, Head, HistoryQuery,
+    ChangeSet, ChangeWatcher, ConfigStore, FaultHook, GuildSummary, Head, HistoryQuery, PastHead,
     PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
     StoredEntry, StoredHead, WriteStep,
 };
@@ -458,6 +458,11 @@ impl ConfigStore for SqliteStore {
         through: GuildId,
     ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
         self.read(move |conn| queries::stored_heads(conn, from, through))
+            .await
+    }
+
+    async fn rows_past_heads(&self, from: GuildId, through: GuildId) -> StoreResult<Vec<PastHead>> {
+        self.read(move |conn| queries::rows_past_heads(conn, from, through))
             .await
     }
 

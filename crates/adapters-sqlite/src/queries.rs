@@ -8,8 +8,9 @@ use guildconf_ports::codec::{
     stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
-    ChangeSet, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeFacts, PurgeOutcome,
-    PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
+    ChangeSet, GuildSummary, Head, HistoryQuery, PastHead, PurgeCandidate, PurgeFacts,
+    PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry,
+    StoredHead, WriteStep,
 };
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -103,7 +104,8 @@ pub(crate) fn stored_heads(
 ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT guild_id, seq, version, last_hash, document FROM guild_heads
+            "SELECT guild_id, seq, version, last_hash, document, updated_at,
+                    actor_id, actor_kind, actor_label FROM guild_heads
              WHERE guild_id BETWEEN ?1 AND ?2 ORDER BY guild_id",
         )
         .map_err(db_err)?;
@@ -118,8 +120,53 @@ pub(crate) fn stored_heads(
                 version: get_u64(row, 2, "guild_heads.version")?,
                 last_hash: get_text(row, 3)?,
                 document: row.get(4).map_err(db_err)?,
+                updated_at: get_text(row, 5)?,
+                actor_id: get_text(row, 6)?,
+                actor_kind: get_text(row, 7)?,
+                actor_label: get_text(row, 8)?,
             },
         ))
+    })
+}
+
+pub(crate) fn rows_past_heads(
+    conn: &Connection,
+    from: GuildId,
+    through: GuildId,
+) -> StoreResult<Vec<PastHead>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT g.guild_id, g.entry_seq, g.snapshot_version FROM (
+               SELECT h.guild_id,
+                      (SELECT max(e.seq) FROM audit_entries e
+                        WHERE e.guild_id = h.guild_id AND e.seq > h.seq) AS entry_seq,
+                      (SELECT max(s.version) FROM guild_snapshots s
+                        WHERE s.guild_id = h.guild_id AND s.version > h.version) AS snapshot_version
+               FROM guild_heads h WHERE h.guild_id BETWEEN ?1 AND ?2
+               UNION ALL
+               SELECT s.guild_id, NULL, max(s.version) FROM guild_snapshots s
+               WHERE s.guild_id BETWEEN ?1 AND ?2
+                 AND NOT EXISTS (SELECT 1 FROM guild_heads h WHERE h.guild_id = s.guild_id)
+               GROUP BY s.guild_id
+             ) g
+             WHERE g.entry_seq IS NOT NULL OR g.snapshot_version IS NOT NULL
+             ORDER BY g.guild_id",
+        )
+        .map_err(db_err)?;
+    let mut rows = stmt
+        .query([from.as_i64(), through.as_i64()])
+        .map_err(db_err)?;
+    collect(&mut rows, |row| {
+        let optional = |i: usize, what: &str| -> StoreResult<Option<u64>> {
+            let v: Option<i64> = row.get(i).map_err(db_err)?;
+            v.map(|v| guildconf_ports::codec::stored_u64(v, what))
+                .transpose()
+        };
+        Ok(PastHead {
+            guild_id: get_guild(row, 0)?,
+            entry_seq: optional(1, "audit_entries.seq")?,
+            snapshot_version: optional(2, "guild_snapshots.version")?,
+        })
     })
 }
 
@@ -337,16 +384,16 @@ pub(crate) fn entries_between(
         Err(_) => (after.0.as_i64(), i64::MAX),
     };
     let snapshot_join = if with_snapshots {
-        "s.document FROM audit_entries e
+        "s.document, s.sha256 FROM audit_entries e
          LEFT JOIN guild_snapshots s
            ON e.operation <> 'delete'
           AND s.guild_id = e.guild_id AND s.version = e.config_version"
     } else {
-        "NULL FROM audit_entries e"
+        "NULL, NULL FROM audit_entries e"
     };
     let sql = format!(
         "SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, e.entry_hash,
-                e.config_version, {snapshot_join}
+                e.config_version, e.request_id, e.prev_hash, {snapshot_join}
          WHERE (e.guild_id, e.seq) > (:guild, :after) AND e.guild_id <= :through
            AND (:since IS NULL OR e.occurred_at >= :since)
          ORDER BY e.guild_id, e.seq LIMIT :limit"
@@ -371,7 +418,10 @@ pub(crate) fn entries_between(
             body: get_text(row, 5)?,
             entry_hash: get_text(row, 6)?,
             config_version: get_u64(row, 7, "audit_entries.config_version")?,
-            snapshot: row.get(8).map_err(db_err)?,
+            request_id: row.get(8).map_err(db_err)?,
+            prev_hash: get_text(row, 9)?,
+            snapshot: row.get(10).map_err(db_err)?,
+            snapshot_sha256: row.get(11).map_err(db_err)?,
         })
     })
 }

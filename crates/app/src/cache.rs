@@ -515,6 +515,14 @@ impl ConfigStore for WriteThrough {
         self.cache.store.stored_heads(from, through).await
     }
 
+    async fn rows_past_heads(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<guildconf_ports::PastHead>> {
+        self.cache.store.rows_past_heads(from, through).await
+    }
+
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
         self.cache.store.watch().await
     }

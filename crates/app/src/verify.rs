@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use guildconf_domain::json::{text_sha256, value_sha256};
-use guildconf_domain::{ChainVerifier, GuildId, HeadFacts, Problem, RowFacts, SnapshotEvidence};
-use guildconf_ports::{StoredEntry, StoredHead};
+use guildconf_domain::{
+    ChainVerifier, GuildId, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence,
+};
+use guildconf_ports::{PastHead, StoredEntry, StoredHead};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -83,6 +85,25 @@ fn head_facts(head: StoredHead) -> HeadFacts {
         version: head.version,
         last_hash: head.last_hash,
         document_sha256: head.document.as_deref().and_then(text_sha256),
+        updated_at: head.updated_at,
+        actor_id: head.actor_id,
+        actor_kind: head.actor_kind,
+        actor_label: head.actor_label,
+    }
+}
+
+/// The problem of a guild holding rows past its head.
+fn past_head_problem(past: &PastHead) -> Problem {
+    let message = match (past.entry_seq, past.snapshot_version) {
+        (Some(seq), _) => format!("entry seq {seq} is stored past the guild's head"),
+        (None, Some(v)) => format!("a snapshot of version {v} is stored past the guild's head"),
+        (None, None) => "rows are stored past the guild's head".to_owned(),
+    };
+    Problem {
+        guild_id: past.guild_id,
+        seq: past.entry_seq,
+        problem: ProblemCode::PastHead,
+        message,
     }
 }
 
@@ -93,6 +114,10 @@ fn feed(verifier: &mut ChainVerifier, row: &StoredEntry) {
         occurred_at: &row.occurred_at,
         operation: &row.operation,
         entry_hash: &row.entry_hash,
+        config_version: row.config_version,
+        request_id: row.request_id.as_deref(),
+        prev_hash: &row.prev_hash,
+        snapshot_sha256: row.snapshot_sha256.as_deref(),
     };
     // Canonical stored text (SQLite) is hashed as it is; PostgreSQL's jsonb
     // output is rewritten in canonical order (see `text_sha256`).
@@ -180,7 +205,17 @@ impl ConfigService {
         last: GuildId,
         report: &mut VerifyReport,
     ) -> Result<()> {
-        for (guild, verifier, head) in self.check_range(first, last).await? {
+        let checked = self.check_range(first, last).await?;
+        // Read after the chains: a row past the head then is past the head
+        // now, whatever writes landed meanwhile (see `rows_past_heads`).
+        let mut past: BTreeMap<GuildId, PastHead> = self
+            .store
+            .rows_past_heads(first, last)
+            .await?
+            .into_iter()
+            .map(|p| (p.guild_id, p))
+            .collect();
+        for (guild, verifier, head) in checked {
             let (verifier, head) = match (verifier, head) {
                 (Some(_), None) => {
                     tracing::debug!(guild = %guild, "entries but no head; reading the head again");
@@ -193,7 +228,19 @@ impl ConfigService {
                 other => other,
             };
             let verifier = verifier.unwrap_or_else(|| ChainVerifier::new(guild));
-            report.finish_guild(verifier.finish(head.map(head_facts).as_ref(), true));
+            // One problem per guild: the chain's first, else rows past the head.
+            let past_here = past.remove(&guild);
+            let result = verifier
+                .finish(head.map(head_facts).as_ref(), true)
+                .and_then(|n| match past_here {
+                    Some(p) => Err(past_head_problem(&p)),
+                    None => Ok(n),
+                });
+            report.finish_guild(result);
+        }
+        // Snapshots of a guild with neither a head nor entries.
+        for p in past.into_values() {
+            report.finish_guild(Err(past_head_problem(&p)));
         }
         Ok(())
     }

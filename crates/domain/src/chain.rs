@@ -28,6 +28,9 @@ pub enum ProblemCode {
     Snapshot,
     /// The guild's head does not match its last entry.
     Head,
+    /// An entry or a snapshot is stored past the guild's head (the head was
+    /// moved back, or a row was slipped in after it).
+    PastHead,
 }
 
 impl ProblemCode {
@@ -39,6 +42,7 @@ impl ProblemCode {
             ProblemCode::EntryHash => "entry_hash",
             ProblemCode::Snapshot => "snapshot",
             ProblemCode::Head => "head",
+            ProblemCode::PastHead => "past_head",
         }
     }
 }
@@ -62,7 +66,8 @@ pub struct Problem {
     pub message: String,
 }
 
-/// What the store says a guild's head is.
+/// What the store says a guild's head is: every column of the head row, each
+/// of which the last entry implies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeadFacts {
     /// Last seq.
@@ -73,6 +78,14 @@ pub struct HeadFacts {
     pub last_hash: String,
     /// SHA-256 of the canonical current document, `None` when deleted.
     pub document_sha256: Option<String>,
+    /// The stored time of the last change, as text.
+    pub updated_at: String,
+    /// The last actor's id.
+    pub actor_id: String,
+    /// The last actor's kind, as stored.
+    pub actor_kind: String,
+    /// The last actor's label.
+    pub actor_label: String,
 }
 
 /// What the store holds for an entry's snapshot.
@@ -87,7 +100,7 @@ pub enum SnapshotEvidence {
 }
 
 /// What the storage row says beside the hashed body; a disagreement means
-/// someone edited a column.
+/// someone edited a column. Every column of an entry row outside its body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowFacts<'a> {
     /// The row's seq column.
@@ -100,6 +113,16 @@ pub struct RowFacts<'a> {
     pub operation: &'a str,
     /// The row's stored entry hash.
     pub entry_hash: &'a str,
+    /// The row's config_version column.
+    pub config_version: u64,
+    /// The row's request_id column.
+    pub request_id: Option<&'a str>,
+    /// The row's prev_hash column.
+    pub prev_hash: &'a str,
+    /// The `sha256` column of the snapshot of the row's version, when one is
+    /// stored (it must equal both the hash of the snapshot's text and the
+    /// body's `snapshot_sha256`).
+    pub snapshot_sha256: Option<&'a str>,
 }
 
 /// The fields of an entry the chain checks read, borrowed from a parsed
@@ -111,6 +134,9 @@ struct Link<'a> {
     operation: Operation,
     occurred_at: Cow<'a, str>,
     actor_id: &'a str,
+    actor_kind: ActorKind,
+    actor_label: &'a str,
+    request_id: Option<&'a str>,
     snapshot_sha256: Option<&'a str>,
     prev_hash: &'a str,
     /// A purge entry's `(through_seq, through_hash)`.
@@ -126,6 +152,9 @@ impl<'a> Link<'a> {
             operation: body.operation,
             occurred_at: Cow::Owned(body.occurred_at.to_string()),
             actor_id: &body.actor.id,
+            actor_kind: body.actor.kind,
+            actor_label: &body.actor.label,
+            request_id: body.request_id.as_deref(),
             snapshot_sha256: body.snapshot_sha256.as_deref(),
             prev_hash: &body.prev_hash,
             through: if body.operation == Operation::Purge {
@@ -146,6 +175,10 @@ struct Last {
     operation: Option<Operation>,
     snapshot_sha256: Option<String>,
     hash: String,
+    occurred_at: String,
+    actor_id: String,
+    actor_kind: Option<ActorKind>,
+    actor_label: String,
 }
 
 /// A stored body read without building an [`EntryBody`]: exactly the 15
@@ -173,8 +206,8 @@ struct StoredBody<'a> {
     snapshot_sha256: Option<&'a str>,
     #[serde(rename = "reason")]
     _reason: Option<String>,
-    #[serde(rename = "request_id")]
-    _request_id: Option<String>,
+    #[serde(borrow)]
+    request_id: Option<Cow<'a, str>>,
     #[serde(rename = "context")]
     _context: Object,
     detail: Object,
@@ -186,10 +219,9 @@ struct StoredBody<'a> {
 struct StoredActor<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
-    #[serde(rename = "kind")]
-    _kind: ActorKind,
-    #[serde(borrow, rename = "label")]
-    _label: Cow<'a, str>,
+    kind: ActorKind,
+    #[serde(borrow)]
+    label: Cow<'a, str>,
 }
 
 /// Any JSON object; keeps `through_seq` and `through_hash` when they are a
@@ -372,6 +404,9 @@ impl ChainVerifier {
                         operation: parsed.operation,
                         occurred_at: Cow::Borrowed(parsed.occurred_at),
                         actor_id: &parsed.actor.id,
+                        actor_kind: parsed.actor.kind,
+                        actor_label: &parsed.actor.label,
+                        request_id: parsed.request_id.as_deref(),
                         snapshot_sha256: parsed.snapshot_sha256,
                         prev_hash: parsed.prev_hash,
                         through: match (parsed.operation, &parsed.detail) {
@@ -449,12 +484,27 @@ impl ChainVerifier {
                 && row.actor_id == link.actor_id
                 && row.occurred_at == link.occurred_at
                 && row.operation == link.operation.as_str()
-                && row.entry_hash == claimed;
+                && row.entry_hash == claimed
+                && row.config_version == link.config_version
+                && row.request_id == link.request_id
+                && row.prev_hash == link.prev_hash;
             if !agrees {
                 return self.fail(
                     Some(seq),
                     ProblemCode::EntryHash,
                     "the stored row's columns disagree with its hashed body",
+                );
+            }
+        }
+        if let (Some(row), SnapshotEvidence::Sha256(text_sha)) = (row, snapshot) {
+            if row.snapshot_sha256 != Some(text_sha.as_str()) {
+                return self.fail(
+                    Some(seq),
+                    ProblemCode::Snapshot,
+                    format!(
+                        "the stored sha256 of version {}'s snapshot is not the hash of its text",
+                        link.config_version
+                    ),
                 );
             }
         }
@@ -507,6 +557,13 @@ impl ChainVerifier {
         }
         last.hash.clear();
         last.hash.push_str(claimed);
+        last.occurred_at.clear();
+        last.occurred_at.push_str(&link.occurred_at);
+        last.actor_id.clear();
+        last.actor_id.push_str(link.actor_id);
+        last.actor_kind = Some(link.actor_kind);
+        last.actor_label.clear();
+        last.actor_label.push_str(link.actor_label);
     }
 
     /// Ends the guild: checks the head (when given) against the last entry and
@@ -577,6 +634,21 @@ impl ChainVerifier {
                         Some(last.seq),
                         ProblemCode::Head,
                         "the current document does not match the last entry's snapshot",
+                    );
+                } else if h.updated_at != last.occurred_at {
+                    self.fail(
+                        Some(last.seq),
+                        ProblemCode::Head,
+                        "the head's updated_at is not the last entry's occurred_at",
+                    );
+                } else if h.actor_id != last.actor_id
+                    || Some(h.actor_kind.as_str()) != last.actor_kind.map(ActorKind::as_str)
+                    || h.actor_label != last.actor_label
+                {
+                    self.fail(
+                        Some(last.seq),
+                        ProblemCode::Head,
+                        "the head's actor is not the last entry's actor",
                     );
                 }
             }
@@ -738,15 +810,32 @@ mod tests {
             occurred_at,
             operation,
             entry_hash: &hash,
+            config_version: 1,
+            request_id: None,
+            prev_hash: GENESIS_HASH,
+            snapshot_sha256: None,
         };
         let good = row("system", "2026-01-01T00:00:01.000000Z", "update");
         let mut v = ChainVerifier::new(guild());
         v.push_stored(&body, &hash, |_| SnapshotEvidence::Unknown, Some(&good));
         assert_eq!(v.finish(None, false), Ok(1));
+        let zeros = "1".repeat(64);
         for bad in [
             row("mallory", "2026-01-01T00:00:01.000000Z", "update"),
             row("system", "2026-01-01T00:00:02.000000Z", "update"),
             row("system", "2026-01-01T00:00:01.000000Z", "delete"),
+            RowFacts {
+                config_version: 2,
+                ..good
+            },
+            RowFacts {
+                request_id: Some("forged"),
+                ..good
+            },
+            RowFacts {
+                prev_hash: &zeros,
+                ..good
+            },
         ] {
             let mut v = ChainVerifier::new(guild());
             v.push_stored(&body, &hash, |_| SnapshotEvidence::Unknown, Some(&bad));

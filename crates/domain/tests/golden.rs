@@ -324,6 +324,10 @@ fn verifier_checks_snapshots_and_heads_when_given() {
             version: last.body.config_version,
             last_hash: last.entry_hash.clone(),
             document_sha256: last.body.snapshot_sha256.clone(),
+            updated_at: last.body.occurred_at.to_string(),
+            actor_id: last.body.actor.id.clone(),
+            actor_kind: last.body.actor.kind.as_str().to_owned(),
+            actor_label: last.body.actor.label.clone(),
         };
         assert_eq!(verifier.finish(Some(&head), true), Ok(last.body.seq));
     }

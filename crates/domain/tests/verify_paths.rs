@@ -176,6 +176,10 @@ fn the_stored_fast_path_agrees_with_the_general_path_on_generated_chains() {
                 version: start + n - 1,
                 last_hash: prev.clone(),
                 document_sha256: Some("a".repeat(64)),
+                updated_at: String::new(),
+                actor_id: "system".into(),
+                actor_kind: "system".into(),
+                actor_label: "system".into(),
             })
         };
         let mut a = ChainVerifier::new(g);

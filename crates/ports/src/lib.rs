@@ -488,6 +488,23 @@ pub struct StoredEntry {
     /// The stored snapshot text of `config_version`, when asked for and
     /// present (never for delete entries).
     pub snapshot: Option<String>,
+    /// That snapshot's stored `sha256` column, with it.
+    pub snapshot_sha256: Option<String>,
+    /// The request id (row column).
+    pub request_id: Option<String>,
+    /// The previous entry's hash (row column).
+    pub prev_hash: String,
+}
+
+/// Rows a guild holds past its head: what verify reports as `past_head`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PastHead {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// The highest seq of an entry past the head's seq, if any.
+    pub entry_seq: Option<u64>,
+    /// The highest version of a snapshot past the head's version, if any.
+    pub snapshot_version: Option<u64>,
 }
 
 /// The head as stored, for verification: the document as stored text.
@@ -501,6 +518,14 @@ pub struct StoredHead {
     pub last_hash: String,
     /// The stored current document, `None` when deleted.
     pub document: Option<String>,
+    /// The stored `updated_at` text.
+    pub updated_at: String,
+    /// The stored actor id.
+    pub actor_id: String,
+    /// The stored actor kind.
+    pub actor_kind: String,
+    /// The stored actor label.
+    pub actor_label: String,
 }
 
 /// One guild's head moved: a write committed somewhere (this process or
@@ -662,6 +687,15 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
         from: GuildId,
         through: GuildId,
     ) -> StoreResult<Vec<(GuildId, StoredHead)>>;
+
+    /// The guilds from `from` through `through` that hold an entry past
+    /// their head's seq or a snapshot past their head's version, read in one
+    /// statement (one consistent view: a write moves its head in the same
+    /// transaction as it adds its rows, so a concurrent write never shows).
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn rows_past_heads(&self, from: GuildId, through: GuildId) -> StoreResult<Vec<PastHead>>;
 
     /// A feed of committed changes by every writer of this database, for a
     /// read cache. The default answers that the store cannot be watched.

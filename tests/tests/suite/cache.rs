@@ -298,6 +298,15 @@ impl ConfigStore for Flaky {
         self.inner.stored_heads(from, through).await
     }
 
+    async fn rows_past_heads(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<guildconf_ports::PastHead>> {
+        self.check()?;
+        self.inner.rows_past_heads(from, through).await
+    }
+
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
         self.check()?;
         Ok(Box::new(FlakyWatcher {

@@ -121,6 +121,160 @@ contract! {
     verify_checks_guild_ranges_in_parallel_and_reports_in_guild_order,
     a_float_and_the_integer_it_equals_are_the_same_config,
     a_typed_modify_is_diffed_validated_and_audited,
+    every_stored_column_is_proven_by_verify,
+}
+
+/// The tamper matrix: every column of every table guildconf reads back
+/// (entries, snapshots, heads), edited with plain SQL by the database's owner
+/// with the append-only triggers dropped, each on a guild of its own, and
+/// each caught by verify with the guild, the seq and the problem code.
+async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let ones = "1".repeat(64);
+    let hash_of = |g: u64, seq: u64| {
+        format!("(SELECT entry_hash FROM audit_entries WHERE guild_id = {g} AND seq = {seq})")
+    };
+    // (what, sql with {g} for the guild, [(guild offset, seq, code)]).
+    type Case = (&'static str, String, Vec<(u64, Option<u64>, &'static str)>);
+    let e = |col: &str, value: &str| {
+        format!("UPDATE audit_entries SET {col} = {value} WHERE guild_id = {{g}} AND seq = 2")
+    };
+    let h = |set: &str| format!("UPDATE guild_heads SET {set} WHERE guild_id = {{g}}");
+    let cases: Vec<Case> = vec![
+        ("entries.seq", e("seq", "7"), vec![(0, Some(3), "seq_gap")]),
+        ("entries.config_version", e("config_version", "9"), vec![(0, Some(2), "entry_hash")]),
+        ("entries.operation", e("operation", "'delete'"), vec![(0, Some(2), "entry_hash")]),
+        (
+            "entries.occurred_at",
+            e("occurred_at", "'2020-01-01T00:00:00.000000Z'"),
+            vec![(0, Some(2), "entry_hash")],
+        ),
+        ("entries.actor_id", e("actor_id", "'mallory'"), vec![(0, Some(2), "entry_hash")]),
+        ("entries.request_id", e("request_id", "'forged'"), vec![(0, Some(2), "entry_hash")]),
+        ("entries.prev_hash", e("prev_hash", &format!("'{ones}'")), vec![(0, Some(2), "entry_hash")]),
+        ("entries.entry_hash", e("entry_hash", &format!("'{ones}'")), vec![(0, Some(2), "entry_hash")]),
+        (
+            "entries.body",
+            e("body", "REPLACE(body, '\"summary\":\"', '\"summary\":\"x')"),
+            vec![(0, Some(2), "entry_hash")],
+        ),
+        (
+            "entries.guild_id",
+            "UPDATE audit_entries SET guild_id = {g} + 500 WHERE guild_id = {g} AND seq = 3".into(),
+            vec![(0, Some(2), "head"), (500, Some(3), "entry_hash")],
+        ),
+        (
+            "snapshots.document",
+            format!(
+                "UPDATE guild_snapshots SET document = {} WHERE guild_id = {{g}} AND version = 2",
+                backend.set_json_bool_sql("document", &["features", "a"], false)
+            ),
+            vec![(0, Some(2), "snapshot")],
+        ),
+        (
+            "snapshots.sha256",
+            format!("UPDATE guild_snapshots SET sha256 = '{ones}' WHERE guild_id = {{g}} AND version = 2"),
+            vec![(0, Some(2), "snapshot")],
+        ),
+        (
+            "snapshots.version",
+            "UPDATE guild_snapshots SET version = 9 WHERE guild_id = {g} AND version = 2".into(),
+            vec![(0, Some(2), "snapshot")],
+        ),
+        (
+            "snapshots.guild_id",
+            "UPDATE guild_snapshots SET guild_id = {g} + 500 WHERE guild_id = {g} AND version = 2"
+                .into(),
+            vec![(0, Some(2), "snapshot"), (500, None, "past_head")],
+        ),
+        ("heads.version", h("version = 2"), vec![(0, Some(3), "head")]),
+        ("heads.last_hash", h(&format!("last_hash = '{ones}'")), vec![(0, Some(3), "head")]),
+        (
+            "heads.updated_at",
+            h("updated_at = '2099-01-01T00:00:00.000000Z'"),
+            vec![(0, Some(3), "head")],
+        ),
+        ("heads.actor_id", h("actor_id = '80351110224678913'"), vec![(0, Some(3), "head")]),
+        ("heads.actor_kind", h("actor_kind = 'system'"), vec![(0, Some(3), "head")]),
+        ("heads.actor_label", h("actor_label = 'mallory'"), vec![(0, Some(3), "head")]),
+        (
+            "heads.document",
+            format!("UPDATE guild_heads SET document = {} WHERE guild_id = {{g}}",
+                backend.set_json_bool_sql("document", &["features", "b"], false)),
+            vec![(0, Some(3), "head")],
+        ),
+        (
+            "heads.seq (rollback)",
+            format!(
+                "UPDATE guild_heads SET version = 2, seq = 2, last_hash = {}, document = \
+                 (SELECT document FROM guild_snapshots WHERE guild_id = {{g}} AND version = 2), \
+                 updated_at = (SELECT occurred_at FROM audit_entries WHERE guild_id = {{g}} AND seq = 2), \
+                 actor_id = '80351110224678913', actor_label = 'bob' WHERE guild_id = {{g}}",
+                hash_of(0, 2).replace("guild_id = 0", "guild_id = {g}")
+            ),
+            vec![(0, Some(3), "past_head")],
+        ),
+        (
+            "heads.guild_id",
+            h("guild_id = {g} + 500"),
+            vec![(0, Some(3), "head"), (500, None, "head")],
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (i, (what, _sql, problems)) in cases.iter().enumerate() {
+        let g = 1000 + i as u64;
+        s.create(gid(g), json!({}), &alice()).await.expect("v1");
+        let mut m = bob();
+        m.request_id = Some("r2".into());
+        s.update(gid(g), set("features.a", json!(true)), &m)
+            .await
+            .expect("v2");
+        s.update(gid(g), set("features.b", json!(true)), &alice())
+            .await
+            .expect("v3");
+        for (offset, seq, code) in problems {
+            expected.push((g + offset, *seq, code.to_string(), *what));
+        }
+    }
+    assert!(
+        s.verify(None).await.expect("verify").ok,
+        "untouched, it verifies"
+    );
+    db.drop_triggers().await;
+    for (i, (what, sql, _)) in cases.iter().enumerate() {
+        let g = 1000 + i as u64;
+        db.exec(&sql.replace("{g}", &g.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the tampering SQL runs: {e}"));
+    }
+    let report = s.verify(None).await.expect("verify runs");
+    let mut found: Vec<(u64, Option<u64>, String)> = report
+        .problems
+        .iter()
+        .map(|p| {
+            let g = p
+                .guild_id
+                .expect("a guild")
+                .to_string()
+                .parse::<u64>()
+                .expect("a number");
+            (g, p.seq, p.problem.clone())
+        })
+        .collect();
+    found.sort();
+    let mut want: Vec<(u64, Option<u64>, String)> = expected
+        .iter()
+        .map(|(g, seq, code, _)| (*g, *seq, code.clone()))
+        .collect();
+    want.sort();
+    for (g, seq, code, what) in &expected {
+        assert!(
+            found.contains(&(*g, *seq, code.clone())),
+            "{what}: expected guild {g} seq {seq:?} {code}; verify found {found:?}"
+        );
+    }
+    assert_eq!(found, want, "nothing else is reported");
 }
 
 /// `modify` edits the typed `GuildConfig`: the diff and audit entry are
@@ -1399,7 +1553,8 @@ async fn checkpoints_catch_a_restored_backup_and_a_recomputed_chain(backend: Bac
                      DELETE FROM guild_snapshots WHERE guild_id = 5 AND version >= 3; \
                      UPDATE guild_heads SET seq = 2, version = 2, \
                        last_hash = (SELECT entry_hash FROM audit_entries WHERE guild_id = 5 AND seq = 2), \
-                       document = (SELECT document FROM guild_snapshots WHERE guild_id = 5 AND version = 2) \
+                       document = (SELECT document FROM guild_snapshots WHERE guild_id = 5 AND version = 2), \
+                       updated_at = (SELECT occurred_at FROM audit_entries WHERE guild_id = 5 AND seq = 2) \
                      WHERE guild_id = 5;",
                 )
                 .await
