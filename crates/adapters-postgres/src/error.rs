@@ -23,6 +23,24 @@ pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             match code.as_str() {
+                // The chain guards (migration 0004): a head and its chain
+                // that disagree are not a race to retry.
+                "GC001" => StoreError::Corrupt(format!(
+                    "{}: the guild's head and its chain disagree; run guildconf verify",
+                    db.message()
+                )),
+                // An entry already stored at the next seq while the head was
+                // where the write expected it: a row past the head.
+                "23505"
+                    if matches!(
+                        db.constraint(),
+                        Some("audit_entries_pkey" | "guild_snapshots_pkey")
+                    ) =>
+                {
+                    StoreError::Corrupt(
+                        "a row is stored past the guild's head; run guildconf verify".into(),
+                    )
+                }
                 "23505" => StoreError::Conflict(format!(
                     "unique constraint {} is taken",
                     db.constraint().unwrap_or("(unnamed)")

@@ -156,6 +156,16 @@ impl contract::StoreFixture for PgFixture {
         self.execute(sql).await.unwrap();
     }
 
+    async fn drop_chain_guards(&self) {
+        self.execute(
+            "DROP TRIGGER audit_entries_extend_chain ON audit_entries; \
+             DROP TRIGGER guild_heads_forward ON guild_heads; \
+             DROP TRIGGER guild_heads_onto_entry ON guild_heads;",
+        )
+        .await
+        .unwrap();
+    }
+
     async fn finish(self) {
         drop_schema(self.store, &self.schema).await;
     }
@@ -182,8 +192,8 @@ async fn migrations_apply_twice() {
         .await
         .unwrap();
     assert_eq!(
-        applied, 3,
-        "0001_initial, 0002_purge_gate and 0003_change_feed"
+        applied, 4,
+        "0001_initial, 0002_purge_gate, 0003_change_feed and 0004_chain_guards"
     );
     second.pool().close().await;
     third.pool().close().await;

@@ -25,6 +25,28 @@ pub(crate) fn db_err(error: rusqlite::Error) -> StoreError {
             let extended = code.extended_code;
             let detail = message.unwrap_or_else(|| code.to_string());
             match code.code {
+                // The chain guards (migration 0003): a head and its chain
+                // that disagree are not a race to retry.
+                ErrorCode::ConstraintViolation
+                    if extended == ffi::SQLITE_CONSTRAINT_TRIGGER
+                        && (detail.contains("must extend its guild")
+                            || detail.contains("a head m")) =>
+                {
+                    StoreError::Corrupt(format!(
+                        "{detail}: the guild's head and its chain disagree; run guildconf verify"
+                    ))
+                }
+                // An entry already stored at the next seq while the head
+                // was where the write expected it: a row past the head.
+                ErrorCode::ConstraintViolation
+                    if extended == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                        && (detail.contains("audit_entries.")
+                            || detail.contains("guild_snapshots.")) =>
+                {
+                    StoreError::Corrupt(
+                        "a row is stored past the guild's head; run guildconf verify".into(),
+                    )
+                }
                 ErrorCode::ConstraintViolation
                     if extended == ffi::SQLITE_CONSTRAINT_UNIQUE
                         || extended == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
@@ -78,10 +100,19 @@ mod tests {
 
     #[test]
     fn maps_codes() {
+        // An entry or snapshot already at the next position while the head
+        // check passed is a row past the head: corrupt, not a race.
         assert!(matches!(
             db_err(failure(
                 ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
                 "UNIQUE constraint failed: audit_entries.guild_id, audit_entries.seq"
+            )),
+            StoreError::Corrupt(_)
+        ));
+        assert!(matches!(
+            db_err(failure(
+                ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
+                "UNIQUE constraint failed: audit_requests.guild_id, audit_requests.request_id"
             )),
             StoreError::Conflict(_)
         ));

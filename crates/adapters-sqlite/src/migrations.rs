@@ -21,10 +21,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_purge_gate",
         include_str!("../migrations/0002_purge_gate.sql"),
     ),
+    (
+        "0003_chain_guards",
+        include_str!("../migrations/0003_chain_guards.sql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 // The constant must follow the migration list.
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);

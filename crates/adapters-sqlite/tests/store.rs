@@ -59,6 +59,17 @@ impl contract::StoreFixture for SqliteFixture {
             .expect("the fault trigger changes");
     }
 
+    async fn drop_chain_guards(&self) {
+        plain(self.store.path())
+            .and_then(|c| {
+                c.execute_batch(
+                    "DROP TRIGGER audit_entries_extend_chain; DROP TRIGGER guild_heads_onto_entry; \
+                     DROP TRIGGER guild_heads_forward;",
+                )
+            })
+            .expect("the guards drop");
+    }
+
     async fn finish(self) {}
 }
 
@@ -453,6 +464,8 @@ async fn a_body_that_does_not_parse_is_corrupt() -> TestResult {
     let store = open_new(&dir)?;
     let g = guild(5);
     seed(&store, g, &actor("80351110224678912"), 0).await?;
+    // The chain guard would refuse this row: drop it first, as an owner can.
+    plain(store.path())?.execute_batch("DROP TRIGGER audit_entries_extend_chain")?;
     plain(store.path())?.execute(
         "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at,
                                     actor_id, request_id, body, entry_hash, prev_hash)

@@ -44,6 +44,11 @@ pub trait StoreFixture: Send + Sync + Sized {
     /// does (`false`).
     async fn fail_entry_inserts(&self, on: bool);
 
+    /// Drops the chain guards (the triggers that keep heads moving forward
+    /// onto stored entries and entries extending their chain), as an
+    /// attacker with the owner role could.
+    async fn drop_chain_guards(&self);
+
     /// Drops the test's database or schema.
     async fn finish(self);
 }
@@ -429,6 +434,92 @@ pub async fn a_failing_audit_insert_rolls_back_the_whole_write<F: StoreFixture>(
     fx.finish().await;
 }
 
+/// With the triggers on, the database itself refuses, from plain SQL as the
+/// owner runs it, what no guildconf write does: a head moved back (the
+/// rollback of the live config), a head onto an entry that is not stored, an
+/// entry that skips a seq, and one that names another hash than its
+/// predecessor's.
+pub async fn the_database_refuses_what_no_write_does<F: StoreFixture>() {
+    let fx = F::new("chain_guards").await;
+    let g = guild(21);
+    let head = seed(fx.store(), g).await;
+    let first = format!("(SELECT entry_hash FROM audit_entries WHERE guild_id = {g} AND seq = 1)");
+    let ones = "1".repeat(64);
+    let entry = |seq: u64, prev: &str| {
+        format!(
+            "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
+             actor_id, request_id, body, entry_hash, prev_hash) VALUES ({g}, {seq}, 2, 'update', \
+             '2027-01-01T00:00:00.000000Z', 'mallory', NULL, '{{}}', '{ones}', {prev})"
+        )
+    };
+    let cases = [
+        (
+            "head moved back",
+            format!("UPDATE guild_heads SET seq = 1, version = 1, last_hash = {first} WHERE guild_id = {g}"),
+            "guildconf: a head m",
+        ),
+        (
+            "head onto no entry",
+            format!("UPDATE guild_heads SET last_hash = '{ones}' WHERE guild_id = {g}"),
+            "guildconf: a head m",
+        ),
+        (
+            "head of another guild",
+            format!("UPDATE guild_heads SET guild_id = {} WHERE guild_id = {g}", g.as_i64() + 1),
+            "guildconf: a head m",
+        ),
+        (
+            "entry skipping a seq",
+            entry(5, &format!("'{}'", head.last_hash)),
+            "an entry must extend its guild's last entry",
+        ),
+        (
+            "entry naming another hash",
+            entry(3, &format!("'{ones}'")),
+            "an entry must extend its guild's last entry",
+        ),
+    ];
+    for (name, sql, message) in cases {
+        let err = fx.execute(&sql).await.expect_err(name);
+        assert!(err.contains(message), "{name}: {err}");
+    }
+    assert_eq!(fx.store().head(g).await.expect("reads"), Some(head));
+    assert_eq!(fx.count("audit_entries").await, 2);
+    fx.finish().await;
+}
+
+/// A write that finds its guild's head and chain disagreeing (an owner
+/// dropped the guards and moved the head back) stops at once as corrupt
+/// data, never as a race to retry.
+pub async fn a_head_behind_its_chain_is_corrupt_not_a_conflict<F: StoreFixture>() {
+    let fx = F::new("head_behind").await;
+    let store = fx.store();
+    let g = guild(22);
+    seed(store, g).await;
+    fx.drop_chain_guards().await;
+    fx.execute(&format!(
+        "UPDATE guild_heads SET seq = 1, version = 1, last_hash = \
+         (SELECT entry_hash FROM audit_entries WHERE guild_id = {g} AND seq = 1) WHERE guild_id = {g}"
+    ))
+    .await
+    .expect("the owner can move the head once the guards are gone");
+    let stale = store.head(g).await.expect("reads").expect("a head");
+    let next = change_set(
+        g,
+        Some(&stale),
+        Some(with_feature("gamma")),
+        &alice(),
+        second(60),
+        None,
+    );
+    match store.commit(next).await {
+        Err(StoreError::Corrupt(m)) => assert!(m.contains("run guildconf verify"), "{m}"),
+        other => panic!("expected corrupt data, got {other:?}"),
+    }
+    assert_eq!(fx.count("audit_entries").await, 2);
+    fx.finish().await;
+}
+
 /// Instantiates every test of the [`ConfigStore`] contract for a
 /// [`StoreFixture`] type: one `#[tokio::test]` per contract test, in a
 /// module named `config_store_contract`.
@@ -456,6 +547,16 @@ macro_rules! config_store_contract_tests {
             #[tokio::test]
             async fn the_database_refuses_to_rewrite_history() {
                 c::the_database_refuses_to_rewrite_history::<$fixture>().await;
+            }
+
+            #[tokio::test]
+            async fn the_database_refuses_what_no_write_does() {
+                c::the_database_refuses_what_no_write_does::<$fixture>().await;
+            }
+
+            #[tokio::test]
+            async fn a_head_behind_its_chain_is_corrupt_not_a_conflict() {
+                c::a_head_behind_its_chain_is_corrupt_not_a_conflict::<$fixture>().await;
             }
 
             #[tokio::test]

@@ -118,18 +118,27 @@ pub fn raw_sqlite_open(path: &Path, sync: Synchronous) -> R<rusqlite::Connection
 }
 
 /// One hand-written write transaction: the same three rows, no diff or hash.
-pub fn raw_sqlite_write(conn: &mut rusqlite::Connection, doc: &Value, i: usize) -> R<()> {
+/// Write `i` (from 0) of `guild` is its seq `i + 1`, naming the previous
+/// seq's made-up hash, and goes in the order the schema's chain guards ask
+/// (entry, snapshot, then the head), as guildconf's own writes do.
+pub fn raw_sqlite_write(
+    conn: &mut rusqlite::Connection,
+    guild: i64,
+    doc: &Value,
+    i: usize,
+) -> R<()> {
     let (doc, body) = raw_rows(doc, i);
     let doc = doc.to_string();
-    let seq = (i + 2) as i64;
+    let seq = (i + 1) as i64;
     let now = Utc::now().to_rfc3339();
-    let hash = "f".repeat(64);
+    let hash = format!("{seq:064x}");
+    let prev = format!("{:064x}", seq - 1);
     let tx = s(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate))?;
-    s(tx.prepare_cached(SQLITE_RAW_HEAD)
-        .and_then(|mut st| st.execute(rusqlite::params![seq, hash, now, doc])))?;
-    s(tx.prepare_cached(SQLITE_RAW_SNAPSHOT)
-        .and_then(|mut st| st.execute(rusqlite::params![seq, doc, hash])))?;
     s(tx.prepare_cached(SQLITE_RAW_ENTRY)
-        .and_then(|mut st| st.execute(rusqlite::params![seq, now, body, hash])))?;
+        .and_then(|mut st| st.execute(rusqlite::params![seq, now, body, hash, guild, prev])))?;
+    s(tx.prepare_cached(SQLITE_RAW_SNAPSHOT)
+        .and_then(|mut st| st.execute(rusqlite::params![seq, doc, hash, guild])))?;
+    s(tx.prepare_cached(SQLITE_RAW_HEAD)
+        .and_then(|mut st| st.execute(rusqlite::params![seq, hash, now, doc, guild])))?;
     s(tx.commit())
 }

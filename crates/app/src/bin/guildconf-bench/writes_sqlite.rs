@@ -117,7 +117,7 @@ pub async fn bench_writes_sqlite(
             let (conn, doc) = (Arc::clone(&conn), doc.clone());
             s(tokio::task::spawn_blocking(move || {
                 let mut conn = conn.lock().map_err(|_| "raw connection poisoned")?;
-                raw_sqlite_write(&mut conn, &doc, 2 * i)
+                raw_sqlite_write(&mut conn, 1, &doc, i)
             })
             .await)??;
         }
@@ -126,7 +126,7 @@ pub async fn bench_writes_sqlite(
         let start = Instant::now();
         s(tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().map_err(|_| "raw connection poisoned")?;
-            (from..from + per_round).try_for_each(|i| raw_sqlite_write(&mut conn, &doc, 2 * i + 1))
+            (from..from + per_round).try_for_each(|i| raw_sqlite_write(&mut conn, 2, &doc, i))
         })
         .await)??;
         t_loop += start.elapsed();

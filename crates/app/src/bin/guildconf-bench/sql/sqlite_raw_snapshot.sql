@@ -1,1 +1,1 @@
-INSERT INTO guild_snapshots (guild_id, version, document, sha256) VALUES (1, ?1, ?2, ?3)
+INSERT INTO guild_snapshots (guild_id, version, document, sha256) VALUES (?4, ?1, ?2, ?3)
