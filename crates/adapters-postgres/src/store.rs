@@ -296,7 +296,12 @@ impl PgStore {
     /// One round trip instead of six (`BEGIN`, four statements, `COMMIT`);
     /// the head's row lock still serialises writers on one guild, and nothing
     /// is written unless the head was where the change set expects.
-    async fn write_change(&self, change: &ChangeSet, guild: i64) -> StoreResult<()> {
+    async fn write_change<'e>(
+        &self,
+        change: &ChangeSet,
+        guild: i64,
+        exec: impl sqlx::PgExecutor<'e>,
+    ) -> StoreResult<()> {
         let head = &change.head;
         let body = change.entry.body();
         let request_result = change
@@ -408,7 +413,7 @@ impl PgStore {
         self.fault(WriteStep::Commit)?;
         let moved: i64 = sql
             .build()
-            .fetch_one(&self.pool)
+            .fetch_one(exec)
             .await
             .and_then(|row| row.try_get(0))
             .map_err(map_sqlx)?;
@@ -546,7 +551,27 @@ impl ConfigStore for PgStore {
 
     async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
         change.check()?;
-        self.write_change(&change, change.guild_id.as_i64()).await
+        self.write_change(&change, change.guild_id.as_i64(), &self.pool)
+            .await
+    }
+
+    async fn commit_all(
+        &self,
+        changes: Box<dyn Iterator<Item = StoreResult<ChangeSet>> + Send>,
+    ) -> StoreResult<u64> {
+        // One transaction: a failure, or a process killed midway, leaves
+        // nothing of it behind.
+        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        let mut written = 0;
+        for change in changes {
+            let change = change?;
+            change.check()?;
+            self.write_change(&change, change.guild_id.as_i64(), &mut *tx)
+                .await?;
+            written += 1;
+        }
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(written)
     }
 
     async fn request(

@@ -400,6 +400,17 @@ impl ConfigStore for SqliteStore {
         .await
     }
 
+    async fn commit_all(
+        &self,
+        changes: Box<dyn Iterator<Item = StoreResult<ChangeSet>> + Send>,
+    ) -> StoreResult<u64> {
+        self.write(move |conn| {
+            let mut changes = changes;
+            queries::commit_all(conn, &mut changes)
+        })
+        .await
+    }
+
     async fn request(
         &self,
         guild: GuildId,

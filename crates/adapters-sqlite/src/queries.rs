@@ -434,73 +434,124 @@ pub(crate) fn commit(
     change: &ChangeSet,
     fault: impl Fn(WriteStep) -> StoreResult<()>,
 ) -> StoreResult<()> {
-    change.check()?;
-    let body = change.entry.body();
     // Everything that can fail without the database is computed before the
     // write lock is taken, so the lock is held only for the SQL itself.
-    let guild = change.guild_id.as_i64();
-    let snapshot = change
-        .snapshot
-        .as_ref()
-        .map(|s| {
-            Ok::<_, StoreError>((
-                to_i64(s.version, "snapshot version")?,
-                s.document.text(),
-                s.document.sha256(),
-            ))
-        })
-        .transpose()?;
-    let request = change
-        .request
-        .as_ref()
-        .map(|r| {
-            Ok::<_, StoreError>((
-                r.request_id.as_str(),
-                r.fingerprint.as_str(),
-                request_result_text(&r.result)?,
-            ))
-        })
-        .transpose()?;
-    let head = &change.head;
-    // The new head's document is the new snapshot's, stored as the same text.
-    let head_document = match (&change.snapshot, &head.document) {
-        (Some(s), _) => HeadDocument::Set(s.document.text()),
-        (None, None) => HeadDocument::Clear,
-        (None, Some(_)) => HeadDocument::Keep,
-    };
-    let expected_seq = change.expected_seq;
-    // Checked here, before the lock, so the helpers below cannot fail on them.
-    to_i64(body.seq, "entry seq")?;
-    to_i64(body.config_version, "entry config_version")?;
-    to_i64(head.version, "head version")?;
-    to_i64(head.seq, "head seq")?;
-
+    let rows = Rows::of(change)?;
     let tx = WriteTx::begin(conn)?;
-    check_head(&tx, guild, expected_seq, &body.prev_hash)?;
-    if let Some((version, document, sha256)) = &snapshot {
-        fault(WriteStep::SnapshotInsert)?;
-        tx.prepare_cached(
-            "INSERT INTO guild_snapshots (guild_id, version, document, sha256)
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .and_then(|mut s| s.execute(params![guild, version, document, sha256]))
-        .map_err(db_err)?;
-    }
-    fault(WriteStep::EntryInsert)?;
-    insert_entry(&tx, guild, &change.entry)?;
-    if let Some((request_id, fingerprint, result)) = &request {
-        fault(WriteStep::RequestInsert)?;
-        tx.prepare_cached(
-            "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result)
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .and_then(|mut s| s.execute(params![guild, request_id, fingerprint, result]))
-        .map_err(db_err)?;
-    }
-    fault(WriteStep::HeadMove)?;
-    upsert_head(&tx, guild, head, head_document)?;
+    rows.write(&tx, &fault)?;
     fault(WriteStep::Commit)?;
     tx.commit()
+}
+
+/// Writes many change sets, in order, in one `BEGIN IMMEDIATE` transaction:
+/// all of them, or (on any error, or a crash) none. Import and copy use it,
+/// so a killed import leaves the database as it was.
+pub(crate) fn commit_all(
+    conn: &Connection,
+    changes: &mut dyn Iterator<Item = StoreResult<ChangeSet>>,
+) -> StoreResult<u64> {
+    let tx = WriteTx::begin(conn)?;
+    let mut written = 0;
+    for change in changes {
+        Rows::of(&change?)?.write(&tx, &|_| Ok(()))?;
+        written += 1;
+    }
+    tx.commit()?;
+    Ok(written)
+}
+
+/// A checked change set with its values ready for binding.
+struct Rows<'a> {
+    change: &'a ChangeSet,
+    guild: i64,
+    snapshot: Option<(i64, &'a str, &'a str)>,
+    request: Option<(&'a str, &'a str, String)>,
+    head_document: HeadDocument<'a>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(change: &'a ChangeSet) -> StoreResult<Self> {
+        change.check()?;
+        let body = change.entry.body();
+        let snapshot = change
+            .snapshot
+            .as_ref()
+            .map(|s| {
+                Ok::<_, StoreError>((
+                    to_i64(s.version, "snapshot version")?,
+                    s.document.text(),
+                    s.document.sha256(),
+                ))
+            })
+            .transpose()?;
+        let request = change
+            .request
+            .as_ref()
+            .map(|r| {
+                Ok::<_, StoreError>((
+                    r.request_id.as_str(),
+                    r.fingerprint.as_str(),
+                    request_result_text(&r.result)?,
+                ))
+            })
+            .transpose()?;
+        let head = &change.head;
+        // The new head's document is the new snapshot's, stored as the same text.
+        let head_document = match (&change.snapshot, &head.document) {
+            (Some(s), _) => HeadDocument::Set(s.document.text()),
+            (None, None) => HeadDocument::Clear,
+            (None, Some(_)) => HeadDocument::Keep,
+        };
+        // Checked here, so the helpers below cannot fail on them.
+        to_i64(body.seq, "entry seq")?;
+        to_i64(body.config_version, "entry config_version")?;
+        to_i64(head.version, "head version")?;
+        to_i64(head.seq, "head seq")?;
+        Ok(Self {
+            change,
+            guild: change.guild_id.as_i64(),
+            snapshot,
+            request,
+            head_document,
+        })
+    }
+
+    /// The head check and the inserts, inside `tx`.
+    fn write(
+        &self,
+        tx: &Connection,
+        fault: &dyn Fn(WriteStep) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let (change, guild) = (self.change, self.guild);
+        check_head(
+            tx,
+            guild,
+            change.expected_seq,
+            &change.entry.body().prev_hash,
+        )?;
+        if let Some((version, document, sha256)) = &self.snapshot {
+            fault(WriteStep::SnapshotInsert)?;
+            tx.prepare_cached(
+                "INSERT INTO guild_snapshots (guild_id, version, document, sha256)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![guild, version, document, sha256]))
+            .map_err(db_err)?;
+        }
+        fault(WriteStep::EntryInsert)?;
+        insert_entry(tx, guild, &change.entry)?;
+        if let Some((request_id, fingerprint, result)) = &self.request {
+            fault(WriteStep::RequestInsert)?;
+            tx.prepare_cached(
+                "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![guild, request_id, fingerprint, result]))
+            .map_err(db_err)?;
+        }
+        fault(WriteStep::HeadMove)?;
+        upsert_head(tx, guild, &change.head, self.head_document)
+    }
 }
 
 /// A `BEGIN IMMEDIATE` transaction run through cached statements: rusqlite's

@@ -515,6 +515,13 @@ impl ConfigStore for WriteThrough {
         self.cache.store.stored_heads(from, through).await
     }
 
+    async fn commit_all(
+        &self,
+        changes: Box<dyn Iterator<Item = StoreResult<guildconf_ports::ChangeSet>> + Send>,
+    ) -> StoreResult<u64> {
+        self.cache.store.commit_all(changes).await
+    }
+
     async fn rows_past_heads(
         &self,
         from: GuildId,

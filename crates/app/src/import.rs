@@ -8,11 +8,10 @@ use guildconf_domain::{
     GuildConfigSchema, GuildId, Head, LinkMeta, Operation, RequestContext, SecretPaths, Step,
     Timestamp, BODY_KEYS,
 };
-use guildconf_ports::{ChangeSet, ConfigStore};
+use guildconf_ports::{ChangeSet, ConfigStore, StoreError};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::stream::{GuildRanges, BATCH};
 use crate::verify::{verify_export, VerifyReport};
 
 /// What an import wrote.
@@ -29,6 +28,11 @@ pub struct ImportReport {
 pub enum ImportRefusal {
     /// The file does not verify; nothing was stored.
     Unverified(VerifyReport),
+    /// The file holds a line guildconf could not have written (a document
+    /// the schema refuses, changes that do not give the next document, a
+    /// time that goes backwards, an entry that is not what the write it
+    /// describes makes); the message names the line. Nothing was stored.
+    Rejected(String),
     /// Any other error; nothing was stored.
     Failed(Error),
 }
@@ -62,8 +66,17 @@ impl GuildReplay {
     }
 
     fn change_set(&mut self, line_no: usize, line: &Map<String, Value>) -> Result<ChangeSet> {
-        let at = |msg: String| Error::invalid("/file", format!("line {line_no}: {msg}"));
+        // A line guildconf could not have written (exit 6), as opposed to a
+        // file that cannot be rebuilt without its snapshots (invalid input).
+        let at = |msg: String| {
+            if msg.contains("--with-snapshots") {
+                Error::invalid("/file", format!("line {line_no}: {msg}"))
+            } else {
+                Error::Corrupt(format!("line {line_no}: {msg}"))
+            }
+        };
         let claimed = Entry::from_json(&Value::Object(line.clone())).map_err(&at)?;
+        check_as_written(&claimed.body).map_err(&at)?;
         let b = &claimed.body;
         let given = line.get("snapshot").filter(|s| !s.is_null());
         let prev = match &self.head {
@@ -122,6 +135,7 @@ impl GuildReplay {
                     b.guild_id, b.config_version
                 ));
             }
+            check_document(doc.value())?;
             Ok(doc)
         };
         let empty = Value::Object(Map::new());
@@ -160,6 +174,41 @@ impl GuildReplay {
                 }
             }
         })
+    }
+}
+
+/// What a write checks of its metadata, checked of a line: the reason and
+/// request id rules, and the format version.
+fn check_as_written(b: &EntryBody) -> std::result::Result<(), String> {
+    if b.v != guildconf_domain::ENTRY_FORMAT_VERSION {
+        return Err(format!(
+            "entry format v {} is not one guildconf writes",
+            b.v
+        ));
+    }
+    let mut meta = crate::service::WriteMeta::new(b.actor.clone());
+    meta.reason.clone_from(&b.reason);
+    meta.request_id.clone_from(&b.request_id);
+    crate::service::check_meta(&meta).map_err(|e| match e {
+        Error::Invalid(v) => v.to_string(),
+        other => other.to_string(),
+    })
+}
+
+/// A version's document must be what a write stores: the schema's
+/// normalised form of itself, within every limit.
+fn check_document(doc: &Value) -> std::result::Result<(), String> {
+    let schema = GuildConfigSchema;
+    match schema.normalise(doc) {
+        Ok(normal) if normal == *doc => {}
+        Ok(_) => return Err("a document is not in the schema's normalised form".into()),
+        Err(v) => return Err(format!("a document the schema refuses: {v}")),
+    }
+    let mut problems = Vec::new();
+    guildconf_domain::json::check_limits(doc, &mut Vec::new(), &mut problems);
+    match problems.first() {
+        Some(p) => Err(format!("a document past the limits: {p}")),
+        None => Ok(()),
     }
 }
 
@@ -255,30 +304,49 @@ async fn require_empty(store: &dyn ConfigStore) -> Result<()> {
 /// [`ImportRefusal::Failed`] with [`Error::Conflict`] for a database that is
 /// not empty, [`Error::Invalid`] for a file that cannot be rebuilt,
 /// [`Error::Storage`] when the database fails.
-pub async fn import<R: BufRead>(
+pub async fn import<R: BufRead + Send + 'static>(
     store: &dyn ConfigStore,
     mut open: impl FnMut() -> Result<R>,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64) + Send + 'static,
 ) -> std::result::Result<ImportReport, ImportRefusal> {
     require_empty(store).await?;
     let report = verify_export(open()?)?;
     if !report.ok {
         return Err(ImportRefusal::Unverified(report));
     }
-    let mut dry = LineReplay::new(open()?);
-    while dry.next_change()?.is_some() {}
+    // The dry pass: every line rebuilt and checked, nothing written, and
+    // the report's counts.
     let mut written = ImportReport::default();
+    let mut dry = LineReplay::new(open()?);
     let mut last_guild = None;
-    let mut lines = LineReplay::new(open()?);
-    while let Some(change) = lines.next_change()? {
-        if last_guild != Some(change.guild_id) {
-            written.guilds += 1;
-            last_guild = Some(change.guild_id);
+    loop {
+        match dry.next_change() {
+            Ok(Some(change)) => {
+                if last_guild != Some(change.guild_id) {
+                    written.guilds += 1;
+                    last_guild = Some(change.guild_id);
+                }
+                written.entries += 1;
+            }
+            Ok(None) => break,
+            Err(Error::Corrupt(reason)) => return Err(ImportRefusal::Rejected(reason)),
+            Err(e) => return Err(ImportRefusal::Failed(e)),
         }
-        store.commit(change).await.map_err(Error::from)?;
-        written.entries += 1;
-        progress(written.entries);
     }
+    // The write pass, in one transaction: a failure or a kill leaves the
+    // database as empty as it was, and a retry starts afresh.
+    let mut lines = LineReplay::new(open()?);
+    let mut done = 0;
+    let changes = std::iter::from_fn(move || {
+        let next = lines.next_change().transpose()?;
+        done += 1;
+        progress(done);
+        Some(next.map_err(|e| StoreError::Storage(e.to_string())))
+    });
+    store
+        .commit_all(Box::new(changes))
+        .await
+        .map_err(Error::from)?;
     Ok(written)
 }
 
@@ -336,59 +404,59 @@ impl<R: BufRead> LineReplay<R> {
 }
 
 /// Copies every guild's history from one store into another, empty one,
-/// preserving every entry hash. Reads the source in batches with snapshots.
+/// preserving every entry hash: the source is exported with its snapshots to
+/// a temporary file, which is then imported, so a copy is checked, refused
+/// and atomic exactly as an import is.
 ///
 /// # Errors
-/// [`Error::Conflict`] when the destination is not empty;
-/// [`Error::Invalid`] when a stored snapshot is missing or corrupt;
-/// [`Error::Storage`] when either database fails.
+/// [`ImportRefusal::Rejected`] or [`ImportRefusal::Unverified`] when the
+/// source holds history guildconf did not write; [`ImportRefusal::Failed`]
+/// with [`Error::Conflict`] when the destination is not empty, and
+/// [`Error::Storage`] when either database or the temporary file fails.
 pub async fn copy(
-    from: &dyn ConfigStore,
+    from: std::sync::Arc<dyn ConfigStore>,
     to: &dyn ConfigStore,
-    mut progress: impl FnMut(u64),
-) -> Result<ImportReport> {
+    progress: impl FnMut(u64) + Send + 'static,
+) -> std::result::Result<ImportReport, ImportRefusal> {
     require_empty(to).await?;
-    let mut report = ImportReport::default();
-    let mut batches = GuildRanges::new();
-    while let Some(ids) = batches.next(from).await? {
-        for guild in &ids {
-            let mut replay = GuildReplay::new(*guild, shipped_secrets());
-            let mut after_seq = 0;
-            report.guilds += 1;
-            loop {
-                let rows = from.entries(*guild, after_seq, None, BATCH, true).await?;
-                for row in &rows {
-                    let mut line = match serde_json::from_str::<Value>(&row.body) {
-                        Ok(Value::Object(map)) => map,
-                        _ => {
-                            return Err(Error::Corrupt(format!(
-                                "guild {guild} seq {} has a corrupt body",
-                                row.seq
-                            )))
-                        }
-                    };
-                    line.insert("entry_hash".into(), Value::String(row.entry_hash.clone()));
-                    if let Some(text) = &row.snapshot {
-                        let doc: Value = serde_json::from_str(text).map_err(|_| {
-                            Error::Corrupt(format!(
-                                "guild {guild} seq {} has a corrupt snapshot",
-                                row.seq
-                            ))
-                        })?;
-                        line.insert("snapshot".into(), doc);
-                    }
-                    let change =
-                        replay.change_set(usize::try_from(row.seq).unwrap_or(usize::MAX), &line)?;
-                    to.commit(change).await?;
-                    report.entries += 1;
-                    progress(report.entries);
-                }
-                match rows.last() {
-                    Some(last) if rows.len() == BATCH as usize => after_seq = last.seq,
-                    _ => break,
-                }
-            }
-        }
+    let path = std::env::temp_dir().join(format!(
+        "guildconf-copy-{}-{}.jsonl",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let result = copy_through(from, to, &path, progress).await;
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+async fn copy_through(
+    from: std::sync::Arc<dyn ConfigStore>,
+    to: &dyn ConfigStore,
+    path: &std::path::Path,
+    progress: impl FnMut(u64) + Send + 'static,
+) -> std::result::Result<ImportReport, ImportRefusal> {
+    let storage = |e: std::io::Error| Error::Storage(format!("the copy's temporary file: {e}"));
+    {
+        let file = std::fs::File::create(path).map_err(storage)?;
+        let mut out = std::io::BufWriter::new(file);
+        let source = crate::ConfigService::new(from);
+        source
+            .export(
+                &crate::ExportRequest {
+                    with_snapshots: true,
+                    ..Default::default()
+                },
+                &mut out,
+            )
+            .await?;
+        std::io::Write::flush(&mut out).map_err(storage)?;
     }
-    Ok(report)
+    let open = || {
+        std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .map_err(|e| Error::Storage(format!("the copy's temporary file: {e}")))
+    };
+    import(to, open, progress).await
 }

@@ -588,6 +588,20 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Storage`] for any other failure: nothing written.
     async fn commit(&self, change: ChangeSet) -> StoreResult<()>;
 
+    /// Writes every change set `changes` yields, in order, in one
+    /// transaction: all of them, or, when one fails, is inconsistent, or the
+    /// iterator yields an error (or the process dies midway), none. Import
+    /// and copy replay whole histories through it. Returns how many were
+    /// written.
+    ///
+    /// # Errors
+    /// As [`ConfigStore::commit`], for the first change set that fails, or
+    /// the iterator's own error; nothing is written.
+    async fn commit_all(
+        &self,
+        changes: Box<dyn Iterator<Item = StoreResult<ChangeSet>> + Send>,
+    ) -> StoreResult<u64>;
+
     /// The recorded outcome of a request id, if any.
     ///
     /// # Errors

@@ -298,6 +298,14 @@ impl ConfigStore for Flaky {
         self.inner.stored_heads(from, through).await
     }
 
+    async fn commit_all(
+        &self,
+        changes: Box<dyn Iterator<Item = StoreResult<guildconf_ports::ChangeSet>> + Send>,
+    ) -> StoreResult<u64> {
+        self.check()?;
+        self.inner.commit_all(changes).await
+    }
+
     async fn rows_past_heads(
         &self,
         from: GuildId,

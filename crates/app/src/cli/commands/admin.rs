@@ -6,6 +6,7 @@ use guildconf::{ConfigService, Error, ImportRefusal, OpenOptions};
 
 use super::super::args::{CopyArgs, ImportArgs, PurgeArgs};
 use super::super::input::{open_file, optional, parse_guild, parse_time};
+use super::super::output::Output;
 use super::super::{exit, progress, Ctx};
 use super::audit::verify_exit;
 
@@ -63,13 +64,22 @@ pub async fn import(ctx: &Ctx<'_>, args: ImportArgs) -> Result<u8, Error> {
     let out = ctx.out;
     let store = guildconf::open(ctx.url, OpenOptions::new().create_if_missing(true)).await?;
     let bar = progress::bar(None, "importing", out.is_json());
+    let ticks = bar.clone();
     let result = guildconf::import(
         store.as_ref(),
         || open_file(&args.file),
-        |n| bar.set_position(n),
+        move |n| ticks.set_position(n),
     )
     .await;
     bar.finish_and_clear();
+    refusal(out, result)
+}
+
+/// An import's or a copy's outcome: the report, or why nothing was stored.
+fn refusal(
+    out: &Output,
+    result: Result<guildconf::ImportReport, ImportRefusal>,
+) -> Result<u8, Error> {
     match result {
         Ok(report) => out.imported(&report),
         Err(ImportRefusal::Unverified(report)) => {
@@ -83,6 +93,13 @@ pub async fn import(ctx: &Ctx<'_>, args: ImportArgs) -> Result<u8, Error> {
             }
             return Ok(exit::VERIFY_FAILED);
         }
+        Err(ImportRefusal::Rejected(reason)) => {
+            out.error(
+                "verification_failed",
+                &format!("{reason}; nothing was imported"),
+            );
+            return Ok(exit::VERIFY_FAILED);
+        }
         Err(ImportRefusal::Failed(e)) => return Err(e),
     }
     Ok(exit::OK)
@@ -92,14 +109,17 @@ pub async fn copy(ctx: &Ctx<'_>, args: CopyArgs) -> Result<u8, Error> {
     let from = guildconf::open(ctx.url, OpenOptions::new()).await?;
     let dest = guildconf::open(&args.to, OpenOptions::new().create_if_missing(true)).await?;
     let bar = progress::bar(None, "copying", ctx.out.is_json());
-    let report = guildconf::copy(from.as_ref(), dest.as_ref(), |n| bar.set_position(n)).await;
+    let ticks = bar.clone();
+    let report = guildconf::copy(from, dest.as_ref(), move |n| ticks.set_position(n)).await;
     bar.finish_and_clear();
-    let report = report?;
+    let code = refusal(ctx.out, report)?;
+    if code != exit::OK {
+        return Ok(code);
+    }
     let check = ConfigService::new(dest).verify(None).await?;
     if !check.ok {
         ctx.out.verify(&check);
         return Ok(verify_exit(&check, ctx.out));
     }
-    ctx.out.imported(&report);
     Ok(exit::OK)
 }
