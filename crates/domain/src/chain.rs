@@ -128,6 +128,7 @@ pub struct RowFacts<'a> {
 /// The fields of an entry the chain checks read, borrowed from a parsed
 /// [`EntryBody`] or straight from stored body text.
 struct Link<'a> {
+    v: u32,
     guild_id: GuildId,
     seq: u64,
     config_version: u64,
@@ -146,6 +147,7 @@ struct Link<'a> {
 impl<'a> Link<'a> {
     fn of(body: &'a EntryBody) -> Self {
         Self {
+            v: body.v,
             guild_id: body.guild_id,
             seq: body.seq,
             config_version: body.config_version,
@@ -190,8 +192,7 @@ struct Last {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoredBody<'a> {
-    #[serde(rename = "v")]
-    _v: u32,
+    v: u32,
     guild_id: GuildId,
     seq: u64,
     config_version: u64,
@@ -398,6 +399,7 @@ impl ChainVerifier {
                     self.checked += 1;
                     let evidence = snapshot(parsed.snapshot_sha256);
                     let link = Link {
+                        v: parsed.v,
                         guild_id: parsed.guild_id,
                         seq: parsed.seq,
                         config_version: parsed.config_version,
@@ -442,6 +444,13 @@ impl ChainVerifier {
         row: Option<&RowFacts<'_>>,
     ) {
         let seq = link.seq;
+        if link.v != crate::entry::ENTRY_FORMAT_VERSION {
+            return self.fail(
+                Some(seq),
+                ProblemCode::EntryHash,
+                format!("entry format v {} is not one guildconf writes", link.v),
+            );
+        }
         if link.guild_id != self.guild {
             return self.fail(
                 Some(seq),

@@ -429,7 +429,6 @@ async fn a_consistently_rehashed_forgery_is_refused() {
                 ),
             ),
             ("version jump", forge(&full, 1, |b| b.config_version += 1)),
-            ("v: 2", forge(&full, 1, |b| b.v = 2)),
             (
                 "reason",
                 forge(&full, 1, |b| b.reason = Some("a\r\nb".into())),
