@@ -314,39 +314,49 @@ pub async fn import<R: BufRead + Send + 'static>(
     if !report.ok {
         return Err(ImportRefusal::Unverified(report));
     }
-    // The dry pass: every line rebuilt and checked, nothing written, and
-    // the report's counts.
-    let mut written = ImportReport::default();
-    let mut dry = LineReplay::new(open()?);
-    let mut last_guild = None;
-    loop {
-        match dry.next_change() {
-            Ok(Some(change)) => {
-                if last_guild != Some(change.guild_id) {
-                    written.guilds += 1;
-                    last_guild = Some(change.guild_id);
-                }
-                written.entries += 1;
-            }
-            Ok(None) => break,
-            Err(Error::Corrupt(reason)) => return Err(ImportRefusal::Rejected(reason)),
-            Err(e) => return Err(ImportRefusal::Failed(e)),
-        }
-    }
-    // The write pass, in one transaction: a failure or a kill leaves the
-    // database as empty as it was, and a retry starts afresh.
+    // One pass, in one transaction: every line rebuilt, checked and
+    // written. A refused line, a failure or a kill leaves the database as
+    // empty as it was, and a retry starts afresh.
+    let tally = std::sync::Arc::new(std::sync::Mutex::new((ImportReport::default(), None)));
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<Error>));
     let mut lines = LineReplay::new(open()?);
-    let mut done = 0;
-    let changes = std::iter::from_fn(move || {
-        let next = lines.next_change().transpose()?;
-        done += 1;
-        progress(done);
-        Some(next.map_err(|e| StoreError::Storage(e.to_string())))
+    let (counts, why) = (
+        std::sync::Arc::clone(&tally),
+        std::sync::Arc::clone(&refused),
+    );
+    let changes = std::iter::from_fn(move || match lines.next_change() {
+        Ok(Some(change)) => {
+            let mut guard = counts.lock().ok()?;
+            let (report, last) = &mut *guard;
+            if *last != Some(change.guild_id) {
+                report.guilds += 1;
+                *last = Some(change.guild_id);
+            }
+            report.entries += 1;
+            progress(report.entries);
+            Some(Ok(change))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            let message = e.to_string();
+            if let Ok(mut slot) = why.lock() {
+                *slot = Some(e);
+            }
+            Some(Err(StoreError::Storage(message)))
+        }
     });
-    store
-        .commit_all(Box::new(changes))
-        .await
-        .map_err(Error::from)?;
+    let outcome = store.commit_all(Box::new(changes)).await;
+    if let Some(e) = refused.lock().ok().and_then(|mut slot| slot.take()) {
+        return Err(match e {
+            Error::Corrupt(reason) => ImportRefusal::Rejected(reason),
+            other => ImportRefusal::Failed(other),
+        });
+    }
+    outcome.map_err(Error::from)?;
+    let written = tally
+        .lock()
+        .map(|guard| guard.0.clone())
+        .map_err(|_| Error::Storage("the import's tally was poisoned".into()))?;
     Ok(written)
 }
 
