@@ -98,6 +98,40 @@ impl fmt::Debug for PgStore {
     }
 }
 
+/// Refuses a database whose applied migrations are not exactly this
+/// build's (for opening without migrating).
+async fn check_current(pool: &PgPool) -> StoreResult<()> {
+    let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    let applied: Result<Vec<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await;
+    let applied = match applied {
+        Ok(v) => v,
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Vec::new(),
+        Err(e) => return Err(map_sqlx(e)),
+    };
+    if applied == known {
+        return Ok(());
+    }
+    let newer = applied.iter().any(|v| !known.contains(v));
+    Err(StoreError::Storage(if newer {
+        format!(
+            "the database's schema has migrations this guildconf does not know ({} applied, {} \
+             known): upgrade guildconf",
+            applied.len(),
+            known.len()
+        )
+    } else {
+        format!(
+            "the database's schema is at {} of this guildconf's {} migrations: run `guildconf \
+             migrate` (as a role that may change the schema)",
+            applied.len(),
+            known.len()
+        )
+    }))
+}
+
 /// How often a [`ConfigStore::watch`](guildconf_ports::ConfigStore::watch)
 /// feed polls for heads that moved, unless [`PgStore::with_watch_interval`]
 /// says otherwise: the staleness bound of a read cache on PostgreSQL.
@@ -112,12 +146,24 @@ impl PgStore {
     /// [`StoreError::Storage`] when the URL is invalid (the URL is not
     /// echoed), the database is unreachable, or a migration fails.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, true).await
+    }
+
+    /// Like [`PgStore::connect`]; with `migrate` false, no migration runs
+    /// and a database whose schema is not exactly the one this build knows
+    /// (older, newer or none) is refused, so the application's role needs
+    /// no DDL rights (`guildconf migrate` is then an explicit step).
+    ///
+    /// # Errors
+    /// As [`PgStore::connect`], and [`StoreError::Storage`] naming the
+    /// schema's state when it is not current.
+    pub async fn connect_with(url: &str, migrate: bool) -> StoreResult<Self> {
         let options = parse_url(url)?;
         // One direct connection first: an unreachable server fails at once
         // instead of after the pool's acquire timeout.
         let conn = options.connect().await.map_err(map_sqlx)?;
         conn.close().await.map_err(map_sqlx)?;
-        Self::open(options).await
+        Self::open(options, migrate).await
     }
 
     /// Like [`PgStore::connect`], but keeps every table in `schema`: the
@@ -144,7 +190,7 @@ impl PgStore {
             Err(e) => return Err(e),
         }
         conn.close().await.map_err(map_sqlx)?;
-        Self::open(options.options([("search_path", schema)])).await
+        Self::open(options.options([("search_path", schema)]), true).await
     }
 
     /// Test seam: calls `hook` inside every commit transaction right before
@@ -185,13 +231,17 @@ impl PgStore {
         self
     }
 
-    async fn open(options: PgConnectOptions) -> StoreResult<Self> {
+    async fn open(options: PgConnectOptions, migrate: bool) -> StoreResult<Self> {
         let pool = pool_options()
             .connect_with(options.clone())
             .await
             .map_err(map_sqlx)?;
-        MIGRATOR.run(&pool).await.map_err(map_migrate)?;
-        tracing::debug!("guildconf PostgreSQL schema is up to date");
+        if migrate {
+            MIGRATOR.run(&pool).await.map_err(map_migrate)?;
+            tracing::debug!("guildconf PostgreSQL schema is up to date");
+        } else {
+            check_current(&pool).await?;
+        }
         Ok(Self {
             pool,
             connect_options: options,

@@ -96,6 +96,11 @@ pub struct SqliteOptions {
     /// regardless). **Leave it off if any write can run inside a
     /// [`tokio::task::LocalSet`]: Tokio panics there.**
     pub inline_commits: bool,
+    /// Apply pending migrations on open (default `true`). With `false`, a
+    /// database whose schema is older or newer than this build knows, or
+    /// none at all, is refused: `guildconf migrate` is then an explicit
+    /// step, and the application's role needs no DDL rights.
+    pub migrate: bool,
 }
 
 impl Default for SqliteOptions {
@@ -106,6 +111,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             watch_interval: Duration::from_millis(50),
             inline_commits: false,
+            migrate: true,
         }
     }
 }
@@ -174,6 +180,13 @@ impl SqliteStore {
     /// migration fails, or when the database was made by a newer guildconf.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        // Without migrations a new file could only be refused: create none.
+        if !options.migrate && !path.exists() {
+            return Err(StoreError::Storage(format!(
+                "database file {} does not exist: run `guildconf migrate` to create it",
+                path.display()
+            )));
+        }
         if !options.create_if_missing && !path.exists() {
             return Err(StoreError::Storage(format!(
                 "database file {} does not exist",
@@ -204,7 +217,11 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        migrations::migrate(&mut writer)?;
+        if options.migrate {
+            migrations::migrate(&mut writer)?;
+        } else {
+            migrations::check_current(&writer)?;
+        }
 
         let reader_flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut readers = Vec::with_capacity(READERS);

@@ -41,6 +41,23 @@ fn user_version(conn: &Connection) -> StoreResult<u32> {
         .map_err(|_| StoreError::Corrupt("the database's schema version is out of range".into()))
 }
 
+/// Refuses a database whose schema is not exactly [`SCHEMA_VERSION`] (for
+/// opening without migrating).
+pub(crate) fn check_current(conn: &Connection) -> StoreResult<()> {
+    let version = user_version(conn)?;
+    match version.cmp(&SCHEMA_VERSION) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(StoreError::Storage(format!(
+            "the database's schema is at version {version}, this guildconf needs version \
+             {SCHEMA_VERSION}: run `guildconf migrate` (as a role that may change the schema)"
+        ))),
+        std::cmp::Ordering::Greater => Err(StoreError::Storage(format!(
+            "the database's schema is at version {version}, newer than this guildconf knows \
+             ({SCHEMA_VERSION}): upgrade guildconf"
+        ))),
+    }
+}
+
 /// Brings the database up to [`SCHEMA_VERSION`].
 ///
 /// # Errors

@@ -14,10 +14,21 @@ use crate::error::{Error, Result};
 /// let options = guildconf::OpenOptions::new().create_if_missing(true);
 /// # let _ = options;
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenOptions {
     create_if_missing: bool,
+    migrate: bool,
     backend: BackendOptions,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            create_if_missing: false,
+            migrate: true,
+            backend: BackendOptions::default(),
+        }
+    }
 }
 
 impl OpenOptions {
@@ -31,6 +42,18 @@ impl OpenOptions {
     #[must_use]
     pub fn create_if_missing(mut self, create: bool) -> Self {
         self.create_if_missing = create;
+        self
+    }
+
+    /// Whether pending schema migrations are applied on open (default
+    /// `true`, so a fresh database just works). With `false` nothing is
+    /// migrated, and a database whose schema is older or newer than this
+    /// build knows is refused with a message saying what to do: run
+    /// `guildconf migrate` as the owner, then run the application as a role
+    /// without DDL rights.
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
         self
     }
 
@@ -63,6 +86,7 @@ pub struct BackendOptions {
 pub async fn open(url: &str, options: OpenOptions) -> Result<Arc<dyn ConfigStore>> {
     let sqlite = SqliteOptions {
         create_if_missing: options.create_if_missing,
+        migrate: options.migrate,
         ..options.backend.sqlite
     };
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -76,7 +100,9 @@ pub async fn open(url: &str, options: OpenOptions) -> Result<Arc<dyn ConfigStore
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect(url).await.map_err(Error::from)?;
+        let store = PgStore::connect_with(url, options.migrate)
+            .await
+            .map_err(Error::from)?;
         return Ok(Arc::new(store));
     }
     Err(Error::invalid(

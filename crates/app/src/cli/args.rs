@@ -49,6 +49,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Never change the schema: refuse a database whose schema is older or
+    /// newer than this guildconf knows (run `guildconf migrate` first).
+    /// Lets the application's role run without DDL rights.
+    #[arg(long, global = true, env = "GUILDCONF_NO_MIGRATE")]
+    pub no_migrate: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -141,6 +147,9 @@ pub enum Command {
     /// Copy the whole database (every guild, every entry hash) into another,
     /// empty one: SQLite to PostgreSQL and back.
     Copy(CopyArgs),
+    /// Create the database if missing and apply the schema migrations this
+    /// guildconf ships (as a role that may change the schema).
+    Migrate,
 }
 
 /// The arguments of `create`.

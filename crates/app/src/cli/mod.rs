@@ -130,13 +130,23 @@ pub struct Ctx<'a> {
     pub url: &'a str,
     /// Output in the chosen style (`--json` or for people).
     pub out: &'a Output,
+    /// Whether opening a database may apply migrations (not `--no-migrate`).
+    pub migrate: bool,
 }
 
 impl Ctx<'_> {
+    /// How this run opens a database: created first when `create` is set,
+    /// migrated unless `--no-migrate`.
+    pub fn open_options(&self, create: bool) -> OpenOptions {
+        OpenOptions::new()
+            .create_if_missing(create)
+            .migrate(self.migrate)
+    }
+
     /// The service on the database, created first when `create` is set.
     pub async fn service(&self, create: bool) -> Result<ConfigService, Error> {
         Ok(ConfigService::new(
-            guildconf::open(self.url, OpenOptions::new().create_if_missing(create)).await?,
+            guildconf::open(self.url, self.open_options(create)).await?,
         ))
     }
 }
@@ -146,6 +156,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
     let ctx = Ctx {
         url: &cli.database_url,
         out,
+        migrate: !cli.no_migrate,
     };
     match cli.command {
         Command::Create(args) => write::create(&ctx, args).await,
@@ -163,5 +174,6 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         Command::Purge(args) => admin::purge(&ctx, args).await,
         Command::Import(args) => admin::import(&ctx, args).await,
         Command::Copy(args) => admin::copy(&ctx, args).await,
+        Command::Migrate => admin::migrate(&ctx).await,
     }
 }

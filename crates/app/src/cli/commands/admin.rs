@@ -62,7 +62,7 @@ fn confirm(question: &str) -> Result<bool, Error> {
 
 pub async fn import(ctx: &Ctx<'_>, args: ImportArgs) -> Result<u8, Error> {
     let out = ctx.out;
-    let store = guildconf::open(ctx.url, OpenOptions::new().create_if_missing(true)).await?;
+    let store = guildconf::open(ctx.url, ctx.open_options(true)).await?;
     let bar = progress::bar(None, "importing", out.is_json());
     let ticks = bar.clone();
     let result = guildconf::import(
@@ -106,8 +106,8 @@ fn refusal(
 }
 
 pub async fn copy(ctx: &Ctx<'_>, args: CopyArgs) -> Result<u8, Error> {
-    let from = guildconf::open(ctx.url, OpenOptions::new()).await?;
-    let dest = guildconf::open(&args.to, OpenOptions::new().create_if_missing(true)).await?;
+    let from = guildconf::open(ctx.url, ctx.open_options(false)).await?;
+    let dest = guildconf::open(&args.to, ctx.open_options(true)).await?;
     let bar = progress::bar(None, "copying", ctx.out.is_json());
     let ticks = bar.clone();
     let report = guildconf::copy(from, dest.as_ref(), move |n| ticks.set_position(n)).await;
@@ -120,6 +120,17 @@ pub async fn copy(ctx: &Ctx<'_>, args: CopyArgs) -> Result<u8, Error> {
     if !check.ok {
         ctx.out.verify(&check);
         return Ok(verify_exit(&check, ctx.out));
+    }
+    Ok(exit::OK)
+}
+
+/// `migrate`: creates the database if missing and applies the migrations.
+pub async fn migrate(ctx: &Ctx<'_>) -> Result<u8, Error> {
+    guildconf::open(ctx.url, OpenOptions::new().create_if_missing(true)).await?;
+    if ctx.out.is_json() {
+        println!("{}", serde_json::json!({"migrated": true}));
+    } else {
+        println!("the schema is up to date");
     }
     Ok(exit::OK)
 }
