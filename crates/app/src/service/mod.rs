@@ -222,7 +222,7 @@ pub struct ConfigService {
 
 impl ConfigService {
     /// A service over `store` with the system clock and the shipped
-    /// [`GuildConfig`] schema.
+    /// [`GuildConfig`](crate::GuildConfig) schema.
     pub fn new(store: Arc<dyn ConfigStore>) -> Self {
         Self {
             store,
