@@ -326,7 +326,13 @@ pub async fn import<R: BufRead + Send + 'static>(
     );
     let changes = std::iter::from_fn(move || match lines.next_change() {
         Ok(Some(change)) => {
-            let mut guard = counts.lock().ok()?;
+            // A poisoned tally must fail the import, never end it early
+            // (that would commit a part of the file).
+            let Ok(mut guard) = counts.lock() else {
+                return Some(Err(StoreError::Storage(
+                    "the import's tally was poisoned".into(),
+                )));
+            };
             let (report, last) = &mut *guard;
             if *last != Some(change.guild_id) {
                 report.guilds += 1;
@@ -449,7 +455,13 @@ async fn copy_through(
 ) -> std::result::Result<ImportReport, ImportRefusal> {
     let storage = |e: std::io::Error| Error::Storage(format!("the copy's temporary file: {e}"));
     {
-        let file = std::fs::File::create(path).map_err(storage)?;
+        // The file holds the source's secrets: created afresh (never through
+        // a link an attacker left there) and readable by this user only.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path).map_err(storage)?;
         let mut out = std::io::BufWriter::new(file);
         let source = crate::ConfigService::new(from);
         source

@@ -300,6 +300,7 @@ impl ConfigService {
 pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut current: Option<(GuildId, ChainVerifier)> = None;
+    let mut guilds = GuildOrder::default();
     for (index, line) in crate::input::Lines::new(reader).enumerate() {
         let line = match line {
             Ok(line) => line,
@@ -324,11 +325,8 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
         // The line guildconf writes: its body's canonical text is read out of
         // the line as it is and checked on the stored-body path (no `Value`).
         if let Some(fast) = FastLine::of(&line) {
-            if current.as_ref().is_none_or(|(g, _)| *g != fast.guild) {
-                if let Some((_, verifier)) = current.take() {
-                    report.finish_guild(verifier.finish(None, false));
-                }
-                current = Some((fast.guild, ChainVerifier::new(fast.guild)));
+            if !guilds.enter(fast.guild, index, &mut current, &mut report) {
+                continue;
             }
             if let Some((_, verifier)) = current.as_mut() {
                 let evidence = fast.snapshot_evidence();
@@ -362,11 +360,8 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
             });
             continue;
         };
-        if current.as_ref().is_none_or(|(g, _)| *g != guild) {
-            if let Some((_, verifier)) = current.take() {
-                report.finish_guild(verifier.finish(None, false));
-            }
-            current = Some((guild, ChainVerifier::new(guild)));
+        if !guilds.enter(guild, index, &mut current, &mut report) {
+            continue;
         }
         if let Some((_, verifier)) = current.as_mut() {
             let evidence = match map.get("snapshot") {
@@ -381,6 +376,51 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
         report.finish_guild(verifier.finish(None, false));
     }
     Ok(report.done())
+}
+
+/// The guilds an export has shown so far: each guild's lines come together,
+/// so a guild that comes back after another is a problem (`seq_gap`), and
+/// its later lines are not checked again.
+#[derive(Default)]
+struct GuildOrder {
+    seen: std::collections::BTreeSet<GuildId>,
+    scattered: std::collections::BTreeSet<GuildId>,
+}
+
+impl GuildOrder {
+    /// Moves on to `guild`'s line `index`; whether to check the line.
+    fn enter(
+        &mut self,
+        guild: GuildId,
+        index: usize,
+        current: &mut Option<(GuildId, ChainVerifier)>,
+        report: &mut VerifyReport,
+    ) -> bool {
+        if current.as_ref().is_some_and(|(g, _)| *g == guild) {
+            return true;
+        }
+        if let Some((_, verifier)) = current.take() {
+            report.finish_guild(verifier.finish(None, false));
+        }
+        if self.scattered.contains(&guild) {
+            return false;
+        }
+        if !self.seen.insert(guild) {
+            self.scattered.insert(guild);
+            report.problems.push(VerifyProblem {
+                guild_id: Some(guild),
+                seq: None,
+                problem: "seq_gap".into(),
+                message: format!(
+                    "line {}: guild {guild}'s lines come back after another guild's",
+                    index + 1
+                ),
+            });
+            return false;
+        }
+        *current = Some((guild, ChainVerifier::new(guild)));
+        true
+    }
 }
 
 /// An export line read without building a `Value`: the 15 body members and
@@ -413,7 +453,7 @@ struct RawLine<'a> {
     request_id: &'a RawValue,
     #[serde(borrow)]
     seq: &'a RawValue,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "raw_even_null")]
     snapshot: Option<&'a RawValue>,
     #[serde(borrow)]
     snapshot_sha256: &'a RawValue,
@@ -421,6 +461,15 @@ struct RawLine<'a> {
     summary: &'a RawValue,
     #[serde(borrow)]
     v: &'a RawValue,
+}
+
+/// A member's raw text, `null` included (serde reads a `null` into an
+/// `Option` as `None`; the fast path must see it to send the line on).
+fn raw_even_null<'de, D>(deserializer: D) -> std::result::Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&RawValue as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
 /// What the fast path of [`verify_export`] needs of a line.
@@ -439,12 +488,15 @@ impl<'a> FastLine<'a> {
     /// is trusted.
     fn of(line: &'a str) -> Option<Self> {
         let raw: RawLine<'a> = serde_json::from_str(line).ok()?;
-        // A `"snapshot": null` reads as no snapshot here; the general path
-        // hashes it (and so refuses it unless the entry names none).
-        if raw.snapshot.is_none() && line.contains("\"snapshot\":null") {
+        // A `null` snapshot takes the general path, which hashes it (and so
+        // refuses it unless the entry names none).
+        if raw.snapshot.is_some_and(|s| s.get() == "null") {
             return None;
         }
-        let guild = GuildId::parse(raw.guild_id.get().trim_matches('"')).ok()?;
+        // A guild id is a string: a bare number takes the general path,
+        // which refuses it.
+        let id = raw.guild_id.get().strip_prefix('"')?.strip_suffix('"')?;
+        let guild = GuildId::parse(id).ok()?;
         let members: [(&str, &RawValue); 15] = [
             ("actor", raw.actor),
             ("changes", raw.changes),
@@ -581,7 +633,7 @@ mod tests {
                 .collect()
         };
         type Tamper = fn(&mut Vec<String>);
-        let tampers: [(&str, Tamper); 8] = [
+        let tampers: [(&str, Tamper); 9] = [
             ("none", |_| {}),
             ("summary byte", |l| {
                 l[3] = l[3].replacen("updated", "updatex", 1)
@@ -593,7 +645,13 @@ mod tests {
                 l[5] = l[5].replacen("\"n\":5", "\"n\":6", 1)
             }),
             ("snapshot null", |l| {
-                l[6] = l[6].replacen("\"snapshot\":{", "\"snapshot\":null,\"x\":{", 1)
+                let mut v: Value = serde_json::from_str(&l[6]).expect("json");
+                v["snapshot"] = Value::Null;
+                l[6] = guildconf_domain::json::canonical(&v).expect("canonical");
+            }),
+            ("guild comes back", |l| {
+                let again = l[0].clone();
+                l.push(again);
             }),
             ("entry_hash", |l| {
                 l[2] = l[2].replacen("\"entry_hash\":\"", "\"entry_hash\":\"0", 1)

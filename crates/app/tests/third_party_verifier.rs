@@ -96,7 +96,18 @@ fn the_python_verifier_rejects_what_verify_file_rejects() {
         }
         rehash(&l)
     };
+    let numeric_guild = {
+        let mut l = good.clone();
+        for line in l.iter_mut().take(4) {
+            line.insert("guild_id".into(), json!(111_111_111_111_111_111_u64));
+        }
+        rehash(&l)
+    };
+    // Guild 1's whole chain again after guild 2's.
+    let comes_back = format!("{}{}", rehash(&good), rehash(&good[..4]));
     let cases = [
+        ("a numeric guild id", numeric_guild, false),
+        ("a guild that comes back", comes_back, false),
         ("untouched", rehash(&good), true),
         ("guilds interleaved", interleaved, false),
         (

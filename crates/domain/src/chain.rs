@@ -550,7 +550,8 @@ impl ChainVerifier {
                 self.unanchored = None;
             }
         }
-        self.next_seq = seq + 1;
+        // A crafted seq of u64::MAX has no successor: the next line fails.
+        self.next_seq = seq.saturating_add(1);
         self.prev_hash.clear();
         self.prev_hash.push_str(claimed);
         let last = self.last.get_or_insert_with(Last::default);
