@@ -101,6 +101,17 @@ fn postgres_migrates_on_request_and_refuses_a_schema_it_does_not_know() {
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
     psql(&admin, &format!("CREATE DATABASE {db}"));
+    // Dropped when the test ends, passed or failed.
+    struct Dropped(String, String);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            let _ = Command::new("psql")
+                .args([self.0.as_str(), "-qX", "-c"])
+                .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.1))
+                .output();
+        }
+    }
+    let _dropped = Dropped(admin.clone(), db.clone());
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let url = format!("{base}/{db}");
     story(
@@ -115,9 +126,5 @@ fn postgres_migrates_on_request_and_refuses_a_schema_it_does_not_know() {
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (99, 'from the future', true, '\\x00', 0)",
         &|sql| psql(&url, sql),
-    );
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
 }
