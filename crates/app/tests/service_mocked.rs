@@ -296,3 +296,43 @@ async fn with_head_hints_off_every_write_reads_its_head() {
             .expect("write");
     }
 }
+
+/// A typed `modify` whose write loses to a purge (the seq moves, the version
+/// does not) is read and computed again, not reported as a conflict.
+#[tokio::test]
+async fn a_modify_that_loses_to_a_purge_is_computed_again() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc as StdArc;
+    let mut store = MockConfigStore::new();
+    let commits = StdArc::new(AtomicU32::new(0));
+    let seen = StdArc::clone(&commits);
+    // Until the first commit lands as a conflict the head is at seq 2; the
+    // purge that beat it leaves seq 3 at the same version.
+    store.expect_head().returning(move |_| {
+        let seq = if seen.load(Ordering::SeqCst) == 0 {
+            2
+        } else {
+            3
+        };
+        Ok(Some(head(seq, 1)))
+    });
+    let counted = StdArc::clone(&commits);
+    store.expect_commit().times(2).returning(move |change| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(change.expected_seq, Some(if n == 0 { 2 } else { 3 }));
+        if n == 0 {
+            Err(StoreError::Conflict("the head moved".into()))
+        } else {
+            Ok(())
+        }
+    });
+    let service = ConfigService::new(Arc::new(store)).with_head_hints(0);
+    let r = service
+        .modify(guild(), &meta(), |cfg| {
+            cfg.features.insert("beta".into(), true);
+        })
+        .await
+        .expect("computed again and written");
+    assert_eq!(r.outcome, Outcome::Updated);
+    assert_eq!(commits.load(Ordering::SeqCst), 2);
+}

@@ -95,12 +95,13 @@ impl ConfigService {
         let mut attempt = 0;
         loop {
             let head = self.store.head(guild).await?;
-            let (version, document) = match head {
+            let (version, seq, document) = match head {
                 Some(Head {
                     version,
+                    seq,
                     document: Some(document),
                     ..
-                }) => (version, document),
+                }) => (version, seq, document),
                 Some(_) => {
                     return Err(Error::NotFound(format!(
                         "guild {guild}'s config is deleted"
@@ -120,7 +121,9 @@ impl ConfigService {
                 Err(Error::Conflict(_))
                     if meta.expect_version.is_none()
                         && attempt < self.max_retries
-                        && self.store.head(guild).await?.map(|h| h.version) != Some(version) =>
+                        // Any move of the chain (a purge moves the seq
+                        // but keeps the version) is worth a fresh read.
+                        && self.store.head(guild).await?.map(|h| h.seq) != Some(seq) =>
                 {
                     attempt += 1;
                     tokio::time::sleep(backoff(attempt)).await;
