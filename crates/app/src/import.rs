@@ -66,17 +66,9 @@ impl GuildReplay {
     }
 
     fn change_set(&mut self, line_no: usize, line: &Map<String, Value>) -> Result<ChangeSet> {
-        // A line guildconf could not have written (exit 6), as opposed to a
-        // file that cannot be rebuilt without its snapshots (invalid input).
-        let at = |msg: String| {
-            if msg.contains("--with-snapshots") {
-                Error::invalid("/file", format!("line {line_no}: {msg}"))
-            } else {
-                Error::Corrupt(format!("line {line_no}: {msg}"))
-            }
-        };
-        let claimed = Entry::from_json(&Value::Object(line.clone())).map_err(&at)?;
-        check_as_written(&claimed.body).map_err(&at)?;
+        let at = |why: Unbuilt| why.at_line(line_no);
+        let claimed = Entry::from_json(&Value::Object(line.clone())).map_err(|e| at(e.into()))?;
+        check_as_written(&claimed.body).map_err(|e| at(e.into()))?;
         let b = &claimed.body;
         let given = line.get("snapshot").filter(|s| !s.is_null());
         let prev = match &self.head {
@@ -95,15 +87,15 @@ impl GuildReplay {
         };
         let now = b.occurred_at.datetime();
         let link = link(self.guild, prev.as_ref(), step, meta, &self.secrets, now)
-            .map_err(|e| at(e.to_string()))?;
+            .map_err(|e| at(e.to_string().into()))?;
         if link.entry.entry_hash() != claimed.entry_hash {
-            return Err(at(format!(
+            return Err(at(Unbuilt::Refused(format!(
                 "guild {} seq {} is not an entry guildconf writes: its {} differs from the entry \
                  rebuilt from it",
                 b.guild_id,
                 b.seq,
                 first_difference(b, link.entry.body())
-            )));
+            ))));
         }
         let change = ChangeSet::new(link, self.head.as_ref().map(|h| h.seq), None);
         self.head = Some(change.head.clone());
@@ -115,25 +107,25 @@ impl GuildReplay {
         b: &EntryBody,
         current: Option<&Value>,
         given: Option<&Value>,
-    ) -> std::result::Result<Step, String> {
-        let document = |base: Option<&Value>| -> std::result::Result<CanonicalDocument, String> {
+    ) -> std::result::Result<Step, Unbuilt> {
+        let document = |base: Option<&Value>| -> std::result::Result<CanonicalDocument, Unbuilt> {
             let doc = match (given, base) {
                 (Some(doc), _) => doc.clone(),
                 (None, Some(base)) => apply_changes(base, &b.changes)?,
                 (None, None) => {
-                    return Err(format!(
+                    return Err(Unbuilt::Refused(format!(
                         "guild {} seq {} follows no document to apply its changes to",
                         b.guild_id, b.seq
-                    ))
+                    )))
                 }
             };
             let doc = CanonicalDocument::new(doc)?;
             if b.snapshot_sha256.as_deref() != Some(doc.sha256()) {
-                return Err(format!(
+                return Err(Unbuilt::NeedsSnapshots(format!(
                     "the document of guild {} version {} cannot be rebuilt from its changes (a redacted \
                      secret or a missing snapshot); export with --with-snapshots",
                     b.guild_id, b.config_version
-                ));
+                )));
             }
             check_document(doc.value())?;
             Ok(doc)
@@ -177,6 +169,36 @@ impl GuildReplay {
     }
 }
 
+/// Why a line cannot be replayed.
+enum Unbuilt {
+    /// The file lacks what rebuilding the line needs (its snapshots): a file
+    /// guildconf wrote, but not an importable one (invalid input, exit 3).
+    NeedsSnapshots(String),
+    /// The line is not what guildconf writes (refused, exit 6).
+    Refused(String),
+}
+
+impl Unbuilt {
+    fn at_line(self, line_no: usize) -> Error {
+        match self {
+            Unbuilt::NeedsSnapshots(m) => Error::invalid("/file", format!("line {line_no}: {m}")),
+            Unbuilt::Refused(m) => Error::Corrupt(format!("line {line_no}: {m}")),
+        }
+    }
+}
+
+impl From<String> for Unbuilt {
+    fn from(message: String) -> Self {
+        Unbuilt::Refused(message)
+    }
+}
+
+impl From<&str> for Unbuilt {
+    fn from(message: &str) -> Self {
+        Unbuilt::Refused(message.to_owned())
+    }
+}
+
 /// What a write checks of its metadata, checked of a line: the reason and
 /// request id rules, and the format version.
 fn check_as_written(b: &EntryBody) -> std::result::Result<(), String> {
@@ -216,7 +238,7 @@ fn check_document(doc: &Value) -> std::result::Result<(), String> {
 /// at the seq, hash and version the entry follows, one microsecond before
 /// it, with the document before it (undoing its changes on the snapshot the
 /// line carries).
-fn anchor(b: &EntryBody, given: Option<&Value>) -> std::result::Result<Head, String> {
+fn anchor(b: &EntryBody, given: Option<&Value>) -> std::result::Result<Head, Unbuilt> {
     let makes_version = b.operation.makes_version();
     let version = if makes_version {
         b.config_version
@@ -231,11 +253,11 @@ fn anchor(b: &EntryBody, given: Option<&Value>) -> std::result::Result<Head, Str
         (Operation::Purge, Some(doc)) => Some(doc.clone()),
         (_, Some(doc)) => Some(unapply_changes(doc, &b.changes)?),
         (_, None) => {
-            return Err(format!(
+            return Err(Unbuilt::NeedsSnapshots(format!(
                 "guild {} seq {} starts after a purge, so its snapshot cannot be rebuilt from changes; \
                  export with --with-snapshots",
                 b.guild_id, b.seq
-            ))
+            )))
         }
     };
     let before = b.occurred_at.datetime() - chrono::TimeDelta::microseconds(1);
