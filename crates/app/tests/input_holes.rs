@@ -2,20 +2,10 @@
 //! that are not UTF-8, files without end, and a disk that fills up. Each
 //! runs the real `guildconf` binary on a scratch SQLite file.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_guildconf");
-const ALICE: &str = "80351110224678912";
-
-fn run(db: &Path, args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(BIN)
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", db.display()))
-        .args(args)
-        .output()
-        .expect("the guildconf binary runs")
-}
+mod common;
+use common::{run_sqlite as run, ALICE, BIN};
 
 fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
     args.iter().map(std::ffi::OsString::from).collect()

@@ -5,17 +5,10 @@
 
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_guildconf");
-const ALICE: &str = "80351110224678912";
-const GUILD: &str = "123456789012345678";
+mod common;
+use common::{run_url as run, ALICE};
 
-fn run(url: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["--database-url", url])
-        .args(args)
-        .output()
-        .expect("the guildconf binary runs")
-}
+const GUILD: &str = "123456789012345678";
 
 fn refused_with(out: &Output, words: &str) {
     assert_eq!(out.status.code(), Some(1), "{out:?}");

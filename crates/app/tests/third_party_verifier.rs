@@ -2,22 +2,12 @@
 //! the `rfc8785` package) rejects what `guildconf verify --file` rejects on
 //! chain rules, on files crafted with correctly recomputed hashes.
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Map, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_guildconf");
-const ALICE: &str = "80351110224678912";
-
-fn guildconf(db: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", db.display()))
-        .args(args)
-        .output()
-        .expect("the guildconf binary runs")
-}
+mod common;
+use common::{run_sqlite as guildconf, ALICE};
 
 fn lines(text: &str) -> Vec<Map<String, Value>> {
     text.lines()
