@@ -310,12 +310,9 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
             // Bytes guildconf never writes: a verification failure (exit 6),
             // as a line that is not JSON is.
             Err(other) => {
-                report.problems.push(VerifyProblem {
-                    guild_id: current.as_ref().map(|(g, _)| *g),
-                    seq: None,
-                    problem: "entry_hash".into(),
-                    message: format!("line {} {other}", index + 1),
-                });
+                report
+                    .problems
+                    .push(unreadable(&current, format!("line {} {other}", index + 1)));
                 continue;
             }
         };
@@ -338,12 +335,8 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
         let map = match parsed {
             Some(Value::Object(map)) => map,
             _ => {
-                report.problems.push(VerifyProblem {
-                    guild_id: current.as_ref().map(|(g, _)| *g),
-                    seq: None,
-                    problem: "entry_hash".into(),
-                    message: format!("line {} is not a JSON object", index + 1),
-                });
+                let message = format!("line {} is not a JSON object", index + 1);
+                report.problems.push(unreadable(&current, message));
                 continue;
             }
         };
@@ -376,6 +369,16 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
         report.finish_guild(verifier.finish(None, false));
     }
     Ok(report.done())
+}
+
+/// A line that cannot be read as an entry, charged to the guild being read.
+fn unreadable(current: &Option<(GuildId, ChainVerifier)>, message: String) -> VerifyProblem {
+    VerifyProblem {
+        guild_id: current.as_ref().map(|(g, _)| *g),
+        seq: None,
+        problem: "entry_hash".into(),
+        message,
+    }
 }
 
 /// The guilds an export has shown so far: each guild's lines come together,
