@@ -1,10 +1,10 @@
 //! The [`ConfigStore`] implementation.
 
 use async_trait::async_trait;
-use guildconf_domain::{Actor, Entry, GuildId, Operation, SealedEntry, Timestamp};
+use guildconf_domain::{Actor, Entry, EntrySignature, GuildId, Operation, SealedEntry, Timestamp};
 use guildconf_ports::codec::{
     request_result_text, stored_actor, stored_entry_body, stored_guild, stored_json,
-    stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
+    stored_operation, stored_signature, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PastHead,
@@ -63,7 +63,8 @@ fn entries_between_sql(
     let after_seq = i64::try_from(after.1).unwrap_or(i64::MAX);
     let mut sql: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
         "{prefix}SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, \
-         e.entry_hash, e.config_version, e.request_id, e.prev_hash, "
+         e.entry_hash, e.config_version, e.request_id, e.prev_hash, e.sig_alg, e.sig_key, \
+         e.sig_value, "
     ));
     if with_snapshots {
         // A primary-key lookup per returned row: a join let the planner
@@ -258,17 +259,19 @@ impl PgStore {
         }
     }
 
-    /// Inserts a chained entry inside `tx`.
+    /// Inserts a chained entry inside `tx`, with its signature (when signed)
+    /// in the three columns beside it.
     async fn insert_entry(
         tx: &mut sqlx::PgConnection,
         entry: &SealedEntry,
+        signature: Option<&EntrySignature>,
         guild: i64,
     ) -> StoreResult<()> {
         let body = entry.body();
         sqlx::query(
             "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
-             actor_id, request_id, body, entry_hash, prev_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             actor_id, request_id, body, entry_hash, prev_hash, sig_alg, sig_key, sig_value) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(guild)
         .bind(to_i64(body.seq, "seq")?)
@@ -280,6 +283,9 @@ impl PgStore {
         .bind(entry.text())
         .bind(entry.entry_hash())
         .bind(&body.prev_hash)
+        .bind(signature.map(|s| s.alg.as_str()))
+        .bind(signature.map(|s| s.key.as_str()))
+        .bind(signature.map(|s| s.value.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(map_sqlx)?;
@@ -382,7 +388,8 @@ impl PgStore {
         self.fault(WriteStep::EntryInsert)?;
         sql.push(
             ", entry AS (INSERT INTO audit_entries (guild_id, seq, config_version, operation, \
-             occurred_at, actor_id, request_id, body, entry_hash, prev_hash) SELECT guild_id, ",
+             occurred_at, actor_id, request_id, body, entry_hash, prev_hash, sig_alg, sig_key, \
+             sig_value) SELECT guild_id, ",
         );
         let mut values = sql.separated(", ");
         values
@@ -394,7 +401,10 @@ impl PgStore {
             .push_bind(&body.request_id)
             .push_bind(change.entry.text())
             .push_bind(change.entry.entry_hash())
-            .push_bind(&body.prev_hash);
+            .push_bind(&body.prev_hash)
+            .push_bind(change.signature.as_ref().map(|s| s.alg.clone()))
+            .push_bind(change.signature.as_ref().map(|s| s.key.clone()))
+            .push_bind(change.signature.as_ref().map(|s| s.value.clone()));
         sql.push(" FROM head)");
         if let (Some(request), Some(result)) = (&change.request, &request_result) {
             self.fault(WriteStep::RequestInsert)?;
@@ -450,7 +460,7 @@ impl PgStore {
             .await
             .map_err(map_sqlx)?;
         }
-        Self::insert_entry(tx, &change.entry, guild).await?;
+        Self::insert_entry(tx, &change.entry, change.signature.as_ref(), guild).await?;
         if let Some(request) = &change.request {
             sqlx::query(
                 "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result) \
@@ -582,7 +592,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map_sqlx)?;
-        Self::insert_entry(tx, &set.entry, guild).await?;
+        Self::insert_entry(tx, &set.entry, set.signature.as_ref(), guild).await?;
         // The change feed's id is taken last, right before commit: a purge
         // may run for a while, and read caches only look back two seconds
         // for a change_id that committed late.
@@ -673,6 +683,36 @@ impl ConfigStore for PgStore {
         }
         tx.commit().await.map_err(map_sqlx)?;
         Ok(written)
+    }
+
+    async fn entry_signature(
+        &self,
+        guild: GuildId,
+        seq: u64,
+    ) -> StoreResult<Option<(String, Option<EntrySignature>)>> {
+        let Ok(seq) = i64::try_from(seq) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT entry_hash, sig_alg, sig_key, sig_value FROM audit_entries \
+             WHERE guild_id = $1 AND seq = $2",
+        )
+        .bind(guild.as_i64())
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_sqlx)?;
+        row.map(|row| {
+            Ok((
+                get(&row, "entry_hash")?,
+                stored_signature(
+                    get(&row, "sig_alg")?,
+                    get(&row, "sig_key")?,
+                    get(&row, "sig_value")?,
+                ),
+            ))
+        })
+        .transpose()
     }
 
     async fn request(
@@ -819,6 +859,11 @@ impl ConfigStore for PgStore {
                     config_version: get_u64(row, "config_version", "audit_entries.config_version")?,
                     request_id: get(row, "request_id")?,
                     prev_hash: get(row, "prev_hash")?,
+                    signature: stored_signature(
+                        get(row, "sig_alg")?,
+                        get(row, "sig_key")?,
+                        get(row, "sig_value")?,
+                    ),
                     snapshot: get(row, "snapshot")?,
                     snapshot_sha256: get(row, "snapshot_sha256")?,
                 })

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
+use guildconf_domain::{Entry, EntrySignature, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, FaultHook, GuildSummary, Head, HistoryQuery, PastHead,
     PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
@@ -426,6 +426,15 @@ impl ConfigStore for SqliteStore {
             queries::commit_all(conn, &mut changes)
         })
         .await
+    }
+
+    async fn entry_signature(
+        &self,
+        guild: GuildId,
+        seq: u64,
+    ) -> StoreResult<Option<(String, Option<EntrySignature>)>> {
+        self.read_short(move |conn| queries::entry_signature(conn, guild, seq))
+            .await
     }
 
     async fn request(

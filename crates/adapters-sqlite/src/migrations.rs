@@ -25,10 +25,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_chain_guards",
         include_str!("../migrations/0003_chain_guards.sql"),
     ),
+    (
+        "0004_signatures",
+        include_str!("../migrations/0004_signatures.sql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 // The constant must follow the migration list.
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);

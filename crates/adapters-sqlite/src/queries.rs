@@ -2,10 +2,10 @@
 //! a blocking thread with a connection it has to itself; none of them ever
 //! sees an `.await`.
 
-use guildconf_domain::{Actor, Entry, GuildId, Operation, SealedEntry, Timestamp};
+use guildconf_domain::{Actor, Entry, EntrySignature, GuildId, Operation, SealedEntry, Timestamp};
 use guildconf_ports::codec::{
     request_result_text, stored_actor, stored_entry_body, stored_guild, stored_json,
-    stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
+    stored_operation, stored_signature, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HistoryQuery, PastHead, PurgeCandidate, PurgeFacts,
@@ -369,6 +369,33 @@ pub(crate) fn guild_ids(
     collect(&mut rows, |row| get_guild(row, 0))
 }
 
+pub(crate) fn entry_signature(
+    conn: &Connection,
+    guild: GuildId,
+    seq: u64,
+) -> StoreResult<Option<(String, Option<EntrySignature>)>> {
+    let Ok(seq) = i64::try_from(seq) else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT entry_hash, sig_alg, sig_key, sig_value FROM audit_entries
+             WHERE guild_id = ?1 AND seq = ?2",
+        )
+        .map_err(db_err)?;
+    let mut rows = stmt.query(params![guild.as_i64(), seq]).map_err(db_err)?;
+    first(&mut rows, |row| {
+        Ok((
+            get_text(row, 0)?,
+            stored_signature(
+                row.get(1).map_err(db_err)?,
+                row.get(2).map_err(db_err)?,
+                row.get(3).map_err(db_err)?,
+            ),
+        ))
+    })
+}
+
 pub(crate) fn entries_between(
     conn: &Connection,
     after: (GuildId, u64),
@@ -393,7 +420,8 @@ pub(crate) fn entries_between(
     };
     let sql = format!(
         "SELECT e.guild_id, e.seq, e.actor_id, e.occurred_at, e.operation, e.body, e.entry_hash,
-                e.config_version, e.request_id, e.prev_hash, {snapshot_join}
+                e.config_version, e.request_id, e.prev_hash, e.sig_alg, e.sig_key, e.sig_value,
+                {snapshot_join}
          WHERE (e.guild_id, e.seq) > (:guild, :after) AND e.guild_id <= :through
            AND (:since IS NULL OR e.occurred_at >= :since)
          ORDER BY e.guild_id, e.seq LIMIT :limit"
@@ -420,8 +448,13 @@ pub(crate) fn entries_between(
             config_version: get_u64(row, 7, "audit_entries.config_version")?,
             request_id: row.get(8).map_err(db_err)?,
             prev_hash: get_text(row, 9)?,
-            snapshot: row.get(10).map_err(db_err)?,
-            snapshot_sha256: row.get(11).map_err(db_err)?,
+            signature: stored_signature(
+                row.get(10).map_err(db_err)?,
+                row.get(11).map_err(db_err)?,
+                row.get(12).map_err(db_err)?,
+            ),
+            snapshot: row.get(13).map_err(db_err)?,
+            snapshot_sha256: row.get(14).map_err(db_err)?,
         })
     })
 }
@@ -539,7 +572,7 @@ impl<'a> Rows<'a> {
             .map_err(db_err)?;
         }
         fault(WriteStep::EntryInsert)?;
-        insert_entry(tx, guild, &change.entry)?;
+        insert_entry(tx, guild, &change.entry, change.signature.as_ref())?;
         if let Some((request_id, fingerprint, result)) = &self.request {
             fault(WriteStep::RequestInsert)?;
             tx.prepare_cached(
@@ -631,15 +664,22 @@ fn check_head(
     }
 }
 
-/// Inserts a chained entry, its body as the text that was hashed.
-fn insert_entry(tx: &Connection, guild: i64, entry: &SealedEntry) -> StoreResult<()> {
+/// Inserts a chained entry, its body as the text that was hashed, and its
+/// signature (when signed) in the three columns beside it.
+fn insert_entry(
+    tx: &Connection,
+    guild: i64,
+    entry: &SealedEntry,
+    signature: Option<&EntrySignature>,
+) -> StoreResult<()> {
     let body = entry.body();
     let seq = to_i64(body.seq, "entry seq")?;
     let version = to_i64(body.config_version, "entry config_version")?;
     tx.prepare_cached(
         "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at,
-                                    actor_id, request_id, body, entry_hash, prev_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                    actor_id, request_id, body, entry_hash, prev_hash,
+                                    sig_alg, sig_key, sig_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -653,6 +693,9 @@ fn insert_entry(tx: &Connection, guild: i64, entry: &SealedEntry) -> StoreResult
             entry.text(),
             entry.entry_hash(),
             body.prev_hash,
+            signature.map(|s| s.alg.as_str()),
+            signature.map(|s| s.key.as_str()),
+            signature.map(|s| s.value.as_str()),
         ])
     })
     .map_err(db_err)?;
@@ -842,7 +885,7 @@ pub(crate) fn purge(conn: &mut Connection, set: &PurgeSet) -> StoreResult<PurgeO
     tx.prepare_cached("DELETE FROM purge_gate WHERE guild_id = ?1")
         .and_then(|mut s| s.execute([guild]))
         .map_err(db_err)?;
-    insert_entry(&tx, guild, &set.entry)?;
+    insert_entry(&tx, guild, &set.entry, set.signature.as_ref())?;
     upsert_head(&tx, guild, &set.head, HeadDocument::Keep)?;
     tx.commit().map_err(db_err)?;
     Ok(PurgeOutcome {

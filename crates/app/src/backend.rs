@@ -7,6 +7,7 @@ use guildconf_postgres::PgStore;
 use guildconf_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::error::{Error, Result};
+use crate::signing::{Signing, SigningStore};
 
 /// How [`open`] opens a store.
 ///
@@ -19,6 +20,7 @@ pub struct OpenOptions {
     create_if_missing: bool,
     migrate: bool,
     backend: BackendOptions,
+    signing: Option<Signing>,
 }
 
 impl Default for OpenOptions {
@@ -27,6 +29,7 @@ impl Default for OpenOptions {
             create_if_missing: false,
             migrate: true,
             backend: BackendOptions::default(),
+            signing: None,
         }
     }
 }
@@ -54,6 +57,18 @@ impl OpenOptions {
     #[must_use]
     pub fn migrate(mut self, migrate: bool) -> Self {
         self.migrate = migrate;
+        self
+    }
+
+    /// Sign every write's entry hash with this key (config writes, purges
+    /// and every other operation written through the store), and refuse to
+    /// build on a head whose entry does not carry a valid signature by a
+    /// trusted key, or is unsigned without [`Signing::adopt_unsigned`]
+    /// (exit 6, nothing written). Default: no signing. Import and copy keep
+    /// the signatures of what they load and sign nothing themselves.
+    #[must_use]
+    pub fn signing(mut self, signing: Signing) -> Self {
+        self.signing = Some(signing);
         self
     }
 
@@ -97,16 +112,24 @@ pub async fn open(url: &str, options: OpenOptions) -> Result<Arc<dyn ConfigStore
             ));
         }
         let store = SqliteStore::open(path, sqlite).map_err(Error::from)?;
-        return Ok(Arc::new(store));
+        return Ok(signed(Arc::new(store), options.signing));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PgStore::connect_with(url, options.migrate)
             .await
             .map_err(Error::from)?;
-        return Ok(Arc::new(store));
+        return Ok(signed(Arc::new(store), options.signing));
     }
     Err(Error::invalid(
         "/database_url",
         "must start with sqlite:// or postgres:// (for example sqlite://guildconf.db)",
     ))
+}
+
+/// The store, wrapped so its writes are signed when a key is given.
+fn signed(store: Arc<dyn ConfigStore>, signing: Option<Signing>) -> Arc<dyn ConfigStore> {
+    match signing {
+        Some(signing) => Arc::new(SigningStore::new(store, signing)),
+        None => store,
+    }
 }

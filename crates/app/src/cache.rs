@@ -436,6 +436,14 @@ impl ConfigStore for WriteThrough {
         }
     }
 
+    async fn entry_signature(
+        &self,
+        guild: GuildId,
+        seq: u64,
+    ) -> StoreResult<Option<(String, Option<guildconf_domain::EntrySignature>)>> {
+        self.cache.store.entry_signature(guild, seq).await
+    }
+
     async fn request(
         &self,
         guild: GuildId,

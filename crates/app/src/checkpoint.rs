@@ -119,7 +119,21 @@ impl ConfigService {
     /// # Errors
     /// [`Error::Storage`] when the database fails.
     pub async fn verify_checkpoint(&self, checkpoint: &Checkpoint) -> Result<VerifyReport> {
-        let mut report = self.verify(None).await?;
+        self.verify_checkpoint_with(checkpoint, &crate::VerifyOptions::default())
+            .await
+    }
+
+    /// [`ConfigService::verify_checkpoint`], checking signatures as
+    /// `options` say.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails.
+    pub async fn verify_checkpoint_with(
+        &self,
+        checkpoint: &Checkpoint,
+        options: &crate::VerifyOptions,
+    ) -> Result<VerifyReport> {
+        let mut report = self.verify_with(None, options).await?;
         for cp in &checkpoint.heads {
             let (guild, seq) = (cp.guild_id, cp.seq);
             let rows = self

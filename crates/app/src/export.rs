@@ -69,27 +69,53 @@ fn body_of(row: &StoredEntry) -> Result<serde_json::Map<String, Value>> {
 /// The export line of a row. Fast path: the stored body is exactly the
 /// canonical text that was hashed, so when it still hashes to the stored
 /// `entry_hash`, the line is that text with `"entry_hash":"…",` spliced in
-/// before the top-level `"guild_id"` (its place in RFC 8785 key order),
-/// byte-identical to re-canonicalising. Anything else (a tampered or
-/// non-canonical body) takes the slow path: parse, add, canonicalise.
+/// before the top-level `"guild_id"` and, for a signed entry,
+/// `"sig":{"alg":…,"key":…,"value":…},` before the top-level
+/// `"snapshot_sha256"` (their places in RFC 8785 key order), byte-identical
+/// to re-canonicalising. Anything else (a tampered or non-canonical body, a
+/// malformed signature) takes the slow path: parse, add, canonicalise.
 fn jsonl_line(row: &StoredEntry) -> Result<String> {
     // The fast path splices `entry_hash` into the stored canonical text; a
-    // line that also carries a snapshot takes the general path below.
-    if row.snapshot.is_none() && sha256_hex(row.body.as_bytes()) == row.entry_hash {
-        // After the top-level guild_id only scalars follow, and a `"`
-        // inside a string is escaped, so the last match is the top-level key.
-        if let Some(at) = row.body.rfind(r#","guild_id":""#) {
-            let mut line = String::with_capacity(row.body.len() + 80);
+    // line that also carries a snapshot takes the general path below. A
+    // well-formed signature's texts (hex, base64, `ed25519`) need no JSON
+    // escaping, so they are written as they are.
+    let plain_sig = row
+        .signature
+        .as_ref()
+        .is_none_or(|s| s.check_shape().is_ok());
+    if row.snapshot.is_none() && plain_sig && sha256_hex(row.body.as_bytes()) == row.entry_hash {
+        // After the top-level guild_id (and snapshot_sha256) only scalars
+        // follow, and a `"` inside a string is escaped, so the last match is
+        // the top-level key.
+        if let (Some(at), Some(sig_at)) = (
+            row.body.rfind(r#","guild_id":""#),
+            row.body.rfind(r#","snapshot_sha256":"#),
+        ) {
+            let mut line = String::with_capacity(row.body.len() + 240);
             line.push_str(&row.body[..at]);
             line.push_str(r#","entry_hash":""#);
             line.push_str(&row.entry_hash);
             line.push('"');
-            line.push_str(&row.body[at..]);
+            line.push_str(&row.body[at..sig_at]);
+            if let Some(sig) = &row.signature {
+                line.push_str(r#","sig":{"alg":""#);
+                line.push_str(&sig.alg);
+                line.push_str(r#"","key":""#);
+                line.push_str(&sig.key);
+                line.push_str(r#"","value":""#);
+                line.push_str(&sig.value);
+                line.push_str(r#""}"#);
+            }
+            line.push_str(&row.body[sig_at..]);
             return Ok(line);
         }
     }
     let mut map = body_of(row)?;
     map.insert("entry_hash".into(), Value::String(row.entry_hash.clone()));
+    if let Some(sig) = &row.signature {
+        let sig = serde_json::to_value(sig).map_err(|e| Error::Corrupt(e.to_string()))?;
+        map.insert("sig".into(), sig);
+    }
     if let Some(text) = &row.snapshot {
         let snapshot: Value = serde_json::from_str(text).map_err(|_| {
             Error::Corrupt(format!(

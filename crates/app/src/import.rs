@@ -5,8 +5,8 @@ use std::io::BufRead;
 
 use guildconf_domain::{
     apply_changes, link, unapply_changes, CanonicalDocument, ConfigSchema, Entry, EntryBody,
-    GuildConfigSchema, GuildId, Head, LinkMeta, Operation, RequestContext, SecretPaths, Step,
-    Timestamp, BODY_KEYS,
+    EntrySignature, GuildConfigSchema, GuildId, Head, LinkMeta, Operation, RequestContext,
+    SecretPaths, Step, Timestamp, BODY_KEYS,
 };
 use guildconf_ports::{ChangeSet, ConfigStore, StoreError};
 use serde_json::{Map, Value};
@@ -97,7 +97,21 @@ impl GuildReplay {
                 first_difference(b, link.entry.body())
             ))));
         }
-        let change = ChangeSet::new(link, self.head.as_ref().map(|h| h.seq), None);
+        let mut change = ChangeSet::new(link, self.head.as_ref().map(|h| h.seq), None);
+        // The signature travels as the file has it, byte for byte; a `sig`
+        // that is not a well-formed signature is refused with the line.
+        if let Some(sig) = line.get("sig") {
+            let sig = serde_json::from_value::<EntrySignature>(sig.clone())
+                .ok()
+                .filter(|s| s.check_shape().is_ok())
+                .ok_or_else(|| {
+                    at(Unbuilt::Refused(format!(
+                        "guild {} seq {} has a sig that is not a well-formed ed25519 signature",
+                        b.guild_id, b.seq
+                    )))
+                })?;
+            change.signature = Some(sig);
+        }
         self.head = Some(change.head.clone());
         Ok(change)
     }

@@ -35,6 +35,7 @@ mod import;
 pub mod input;
 mod purge;
 mod service;
+pub mod signing;
 mod stream;
 mod verify;
 
@@ -51,7 +52,8 @@ pub use service::{
     value_at, At, ConfigService, Edit, FieldEdit, Outcome, Shown, WriteMeta, WriteResult,
     DEFAULT_MAX_RETRIES,
 };
-pub use verify::{verify_export, VerifyProblem, VerifyReport};
+pub use signing::{keygen, read_public_key, read_signing_key, PublicKey, Signing};
+pub use verify::{verify_export, verify_export_with, VerifyOptions, VerifyProblem, VerifyReport};
 
 /// JSON helpers: pointers, user paths, canonical form.
 pub use guildconf_domain::json;

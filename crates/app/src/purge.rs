@@ -201,6 +201,7 @@ impl ConfigService {
             keep_from_version: c.keep_from_version,
             head: link.head,
             entry: link.entry,
+            signature: None,
         })
     }
 }

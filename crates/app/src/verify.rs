@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::sync::Arc;
 
 use guildconf_domain::json::{text_sha256, value_sha256};
 use guildconf_domain::{
-    ChainVerifier, GuildId, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence,
+    ChainVerifier, EntrySignature, GuildId, HeadFacts, Problem, ProblemCode, RowFacts,
+    SignaturePolicy, SnapshotEvidence, TrustedKeys,
 };
 use guildconf_ports::{PastHead, StoredEntry, StoredHead};
 use serde::Serialize;
@@ -15,7 +17,62 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::service::ConfigService;
+use crate::signing::PublicKey;
 use crate::stream::{parallel_readers, GuildRanges, RangeStream};
+
+/// What verify checks beyond the chain: signatures, when trusted keys are
+/// given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    policy: Option<Arc<SignaturePolicy>>,
+}
+
+impl VerifyOptions {
+    /// Check the chain only (what verify does without `--trusted-key`):
+    /// signatures are not looked at.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Check signatures against these keys (`verify --trusted-key`, repeated
+    /// for rotated keys): once a guild's chain holds an entry signed by one
+    /// of them, every later entry must carry a valid signature by one of
+    /// them, and any signature present must be valid and by one of them.
+    /// Each failure is problem `signature`.
+    #[must_use]
+    pub fn trusted_keys(self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        let mut policy = self.policy.as_deref().cloned().unwrap_or_default();
+        for key in keys {
+            policy.trusted.add(key);
+        }
+        Self {
+            policy: Some(Arc::new(policy)),
+        }
+    }
+
+    /// Also require every guild's last entry to carry a valid signature by a
+    /// trusted key (`verify --require-signed`): a guild never signed, or
+    /// stripped of its signatures, fails.
+    #[must_use]
+    pub fn require_signed(self, require: bool) -> Self {
+        let mut policy = self
+            .policy
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| SignaturePolicy {
+                trusted: TrustedKeys::default(),
+                require_signed: false,
+            });
+        policy.require_signed = require;
+        Self {
+            policy: Some(Arc::new(policy)),
+        }
+    }
+
+    fn policy(&self) -> Option<&Arc<SignaturePolicy>> {
+        self.policy.as_ref()
+    }
+}
 
 /// One verification failure (the first per guild).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -24,7 +81,8 @@ pub struct VerifyProblem {
     pub guild_id: Option<GuildId>,
     /// The entry at fault, when one is.
     pub seq: Option<u64>,
-    /// `seq_gap`, `prev_hash`, `entry_hash`, `snapshot` or `head`.
+    /// `seq_gap`, `prev_hash`, `entry_hash`, `snapshot`, `head`,
+    /// `past_head` or `signature` (and the checkpoint codes).
     pub problem: String,
     /// What was found.
     pub message: String,
@@ -128,7 +186,13 @@ fn feed(verifier: &mut ChainVerifier, row: &StoredEntry) {
             .and_then(text_sha256)
             .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256)
     };
-    verifier.push_stored(&row.body, &row.entry_hash, evidence, Some(&facts));
+    verifier.push_stored_signed(
+        &row.body,
+        &row.entry_hash,
+        row.signature.as_ref(),
+        evidence,
+        Some(&facts),
+    );
 }
 
 impl ConfigService {
@@ -140,6 +204,19 @@ impl ConfigService {
     /// [`Error::Storage`] when the database fails. Broken chains are not
     /// errors: they are listed in the report.
     pub async fn verify(&self, guild: Option<GuildId>) -> Result<VerifyReport> {
+        self.verify_with(guild, &VerifyOptions::default()).await
+    }
+
+    /// [`ConfigService::verify`], checking signatures as `options` say.
+    ///
+    /// # Errors
+    /// As [`ConfigService::verify`].
+    pub async fn verify_with(
+        &self,
+        guild: Option<GuildId>,
+        options: &VerifyOptions,
+    ) -> Result<VerifyReport> {
+        let policy = options.policy().cloned();
         let mut report = VerifyReport::default();
         match guild {
             Some(g) => {
@@ -148,9 +225,10 @@ impl ConfigService {
                 {
                     return Err(Error::NotFound(format!("guild {g} has no history")));
                 }
-                self.verify_range(g, g, &mut report).await?;
+                self.verify_range(g, g, policy.as_ref(), &mut report)
+                    .await?;
             }
-            None => self.verify_all(&mut report).await?,
+            None => self.verify_all(policy.as_ref(), &mut report).await?,
         }
         Ok(report.done())
     }
@@ -162,7 +240,11 @@ impl ConfigService {
     /// chain no longer idles the others); reports are merged in range
     /// order, so the problems come in ascending guild order whatever
     /// finishes first. Dropping the set aborts the tasks still running.
-    async fn verify_all(&self, report: &mut VerifyReport) -> Result<()> {
+    async fn verify_all(
+        &self,
+        policy: Option<&Arc<SignaturePolicy>>,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
         let workers = parallel_readers();
         let mut ranges = GuildRanges::new();
         let mut running: JoinSet<(usize, Result<VerifyReport>)> = JoinSet::new();
@@ -175,11 +257,13 @@ impl ConfigService {
                 let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? else {
                     break;
                 };
-                let (service, index) = (self.clone(), started);
+                let (service, index, policy) = (self.clone(), started, policy.cloned());
                 started += 1;
                 running.spawn(async move {
                     let mut part = VerifyReport::default();
-                    let outcome = service.verify_range(first, last, &mut part).await;
+                    let outcome = service
+                        .verify_range(first, last, policy.as_ref(), &mut part)
+                        .await;
                     (index, outcome.map(|()| part))
                 });
             }
@@ -204,9 +288,10 @@ impl ConfigService {
         &self,
         first: GuildId,
         last: GuildId,
+        policy: Option<&Arc<SignaturePolicy>>,
         report: &mut VerifyReport,
     ) -> Result<()> {
-        let checked = self.check_range(first, last).await?;
+        let checked = self.check_range(first, last, policy).await?;
         // Read after the chains: a row past the head then is past the head
         // now, whatever writes landed meanwhile (see `rows_past_heads`).
         let mut past: BTreeMap<GuildId, PastHead> = self
@@ -220,7 +305,7 @@ impl ConfigService {
             let (verifier, head) = match (verifier, head) {
                 (Some(_), None) => {
                     tracing::debug!(guild = %guild, "entries but no head; reading the head again");
-                    let mut again = self.check_range(guild, guild).await?;
+                    let mut again = self.check_range(guild, guild, policy).await?;
                     match again.pop() {
                         Some((_, verifier, head)) => (verifier, head),
                         None => (None, None),
@@ -228,7 +313,7 @@ impl ConfigService {
                 }
                 other => other,
             };
-            let verifier = verifier.unwrap_or_else(|| ChainVerifier::new(guild));
+            let verifier = verifier.unwrap_or_else(|| ChainVerifier::for_policy(guild, policy));
             // One problem per guild: the chain's first, else rows past the head.
             let past_here = past.remove(&guild);
             let result = verifier
@@ -260,6 +345,7 @@ impl ConfigService {
         &self,
         first: GuildId,
         last: GuildId,
+        policy: Option<&Arc<SignaturePolicy>>,
     ) -> Result<Vec<(GuildId, Option<ChainVerifier>, Option<StoredHead>)>> {
         let mut heads: BTreeMap<GuildId, StoredHead> = self
             .store
@@ -276,7 +362,7 @@ impl ConfigService {
                 }
                 let verifier = chains
                     .entry(row.guild_id)
-                    .or_insert_with(|| ChainVerifier::new(row.guild_id));
+                    .or_insert_with(|| ChainVerifier::for_policy(row.guild_id, policy));
                 feed(verifier, row);
             }
         }
@@ -298,6 +384,15 @@ impl ConfigService {
 /// [`Error::Storage`] when the file cannot be read. Broken chains and
 /// malformed lines are listed in the report.
 pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
+    verify_export_with(reader, &VerifyOptions::default())
+}
+
+/// [`verify_export`], checking each line's `sig` as `options` say.
+///
+/// # Errors
+/// As [`verify_export`].
+pub fn verify_export_with(reader: impl BufRead, options: &VerifyOptions) -> Result<VerifyReport> {
+    let policy = options.policy();
     let mut report = VerifyReport::default();
     let mut current: Option<(GuildId, ChainVerifier)> = None;
     let mut guilds = GuildOrder::default();
@@ -322,12 +417,18 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
         // The line guildconf writes: its body's canonical text is read out of
         // the line as it is and checked on the stored-body path (no `Value`).
         if let Some(fast) = FastLine::of(&line) {
-            if !guilds.enter(fast.guild, index, &mut current, &mut report) {
+            if !guilds.enter(fast.guild, index, policy, &mut current, &mut report) {
                 continue;
             }
             if let Some((_, verifier)) = current.as_mut() {
                 let evidence = fast.snapshot_evidence();
-                verifier.push_stored(&fast.body, fast.entry_hash, |_| evidence, None);
+                verifier.push_stored_signed(
+                    &fast.body,
+                    fast.entry_hash,
+                    fast.sig.as_ref(),
+                    |_| evidence,
+                    None,
+                );
             }
             continue;
         }
@@ -353,7 +454,7 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
             });
             continue;
         };
-        if !guilds.enter(guild, index, &mut current, &mut report) {
+        if !guilds.enter(guild, index, policy, &mut current, &mut report) {
             continue;
         }
         if let Some((_, verifier)) = current.as_mut() {
@@ -362,13 +463,27 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
                     .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256),
                 None => SnapshotEvidence::Unknown,
             };
-            verifier.push(&map, evidence, None);
+            verifier.push_signed(&map, line_sig(map.get("sig")).as_ref(), evidence, None);
         }
     }
     if let Some((_, verifier)) = current.take() {
         report.finish_guild(verifier.finish(None, false));
     }
     Ok(report.done())
+}
+
+/// A line's `sig` member as a signature. A `sig` that is not an object of
+/// the three strings reads as a malformed signature (empty parts), so a
+/// verify with trusted keys names it; without them it is not looked at.
+fn line_sig(sig: Option<&Value>) -> Option<EntrySignature> {
+    let sig = sig?;
+    Some(
+        serde_json::from_value::<EntrySignature>(sig.clone()).unwrap_or(EntrySignature {
+            alg: String::new(),
+            key: String::new(),
+            value: String::new(),
+        }),
+    )
 }
 
 /// A line that cannot be read as an entry, charged to the guild being read.
@@ -396,6 +511,7 @@ impl GuildOrder {
         &mut self,
         guild: GuildId,
         index: usize,
+        policy: Option<&Arc<SignaturePolicy>>,
         current: &mut Option<(GuildId, ChainVerifier)>,
         report: &mut VerifyReport,
     ) -> bool {
@@ -421,7 +537,7 @@ impl GuildOrder {
             });
             return false;
         }
-        *current = Some((guild, ChainVerifier::new(guild)));
+        *current = Some((guild, ChainVerifier::for_policy(guild, policy)));
         true
     }
 }
@@ -457,6 +573,8 @@ struct RawLine<'a> {
     #[serde(borrow)]
     seq: &'a RawValue,
     #[serde(borrow, default, deserialize_with = "raw_even_null")]
+    sig: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_even_null")]
     snapshot: Option<&'a RawValue>,
     #[serde(borrow)]
     snapshot_sha256: &'a RawValue,
@@ -481,6 +599,7 @@ struct FastLine<'a> {
     body: String,
     entry_hash: &'a str,
     snapshot: Option<&'a RawValue>,
+    sig: Option<EntrySignature>,
 }
 
 impl<'a> FastLine<'a> {
@@ -496,6 +615,12 @@ impl<'a> FastLine<'a> {
         if raw.snapshot.is_some_and(|s| s.get() == "null") {
             return None;
         }
+        // So does a `sig` that is `null` or not an object of the three
+        // strings: the general path reads it as a malformed signature.
+        let sig = match raw.sig {
+            Some(text) => Some(serde_json::from_str::<EntrySignature>(text.get()).ok()?),
+            None => None,
+        };
         // A guild id is a string: a bare number takes the general path,
         // which refuses it.
         let id = raw.guild_id.get().strip_prefix('"')?.strip_suffix('"')?;
@@ -534,6 +659,7 @@ impl<'a> FastLine<'a> {
             body,
             entry_hash: raw.entry_hash,
             snapshot: raw.snapshot,
+            sig,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -12,6 +13,7 @@ use crate::actor::ActorKind;
 use crate::entry::{body_value, EntryBody, Operation, GENESIS_HASH};
 use crate::ids::GuildId;
 use crate::json::{canonical, is_canonical, sha256_hex, HEX_DIGITS};
+use crate::signature::{EntrySignature, SignatureBatch, SignatureFault, SignaturePolicy};
 use crate::time::Timestamp;
 
 /// The stable code of a verification failure.
@@ -31,6 +33,9 @@ pub enum ProblemCode {
     /// An entry or a snapshot is stored past the guild's head (the head was
     /// moved back, or a row was slipped in after it).
     PastHead,
+    /// A signature is missing, malformed, by an untrusted key or invalid,
+    /// where the verifier's [`SignaturePolicy`] requires a valid one.
+    Signature,
 }
 
 impl ProblemCode {
@@ -43,6 +48,7 @@ impl ProblemCode {
             ProblemCode::Snapshot => "snapshot",
             ProblemCode::Head => "head",
             ProblemCode::PastHead => "past_head",
+            ProblemCode::Signature => "signature",
         }
     }
 }
@@ -297,6 +303,21 @@ pub struct ChainVerifier {
     /// and the `(through_seq, through_hash)` a later purge entry must record.
     /// `None` once such a purge entry was seen, or when the chain starts at 1.
     unanchored: Option<(u64, u64, String)>,
+    /// Signature checking, when the verifier was given trusted keys.
+    signatures: Option<Signatures>,
+}
+
+/// The signature state of one chain under a [`SignaturePolicy`].
+#[derive(Debug)]
+struct Signatures {
+    policy: Arc<SignaturePolicy>,
+    batch: SignatureBatch,
+    /// The first seq signed by a trusted key: from there on, every entry must
+    /// be.
+    trusted_from: Option<u64>,
+    /// Whether the last entry seen carries a trusted key's signature (its
+    /// arithmetic is checked with its batch).
+    last_signed: bool,
 }
 
 impl ChainVerifier {
@@ -313,10 +334,85 @@ impl ChainVerifier {
             problem: None,
             checked: 0,
             unanchored: None,
+            signatures: None,
         }
     }
 
+    /// Starts verifying a guild's chain as [`ChainVerifier::new`] does, and
+    /// also its signatures: once an entry carries a valid signature by a
+    /// trusted key, every later entry must too; any signature present must
+    /// be valid and by a trusted key; with
+    /// [`SignaturePolicy::require_signed`], the last entry must be signed.
+    /// Each failure is problem [`ProblemCode::Signature`].
+    pub fn with_signatures(guild: GuildId, policy: Arc<SignaturePolicy>) -> Self {
+        let mut verifier = Self::new(guild);
+        verifier.signatures = Some(Signatures {
+            policy,
+            batch: SignatureBatch::default(),
+            trusted_from: None,
+            last_signed: false,
+        });
+        verifier
+    }
+
+    /// A verifier under `policy` when one is given, else a plain one.
+    pub fn for_policy(guild: GuildId, policy: Option<&Arc<SignaturePolicy>>) -> Self {
+        match policy {
+            Some(p) => Self::with_signatures(guild, Arc::clone(p)),
+            None => Self::new(guild),
+        }
+    }
+
+    /// Checks the signatures collected so far; an invalid one becomes the
+    /// problem (it comes before anything found later in the chain).
+    fn flush_signatures(&mut self) {
+        let Some(sigs) = self.signatures.as_mut() else {
+            return;
+        };
+        if let Some(seq) = sigs.batch.flush() {
+            if self.problem.is_none() {
+                self.problem = Some(Problem {
+                    guild_id: self.guild,
+                    seq: Some(seq),
+                    problem: ProblemCode::Signature,
+                    message: SignatureFault::Invalid.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Entry `seq`'s signature under the policy (when there is one).
+    fn check_signature(&mut self, seq: u64, entry_hash: &str, sig: Option<&EntrySignature>) {
+        let Some(sigs) = self.signatures.as_mut() else {
+            return;
+        };
+        let fault = match (sig, sigs.trusted_from) {
+            // Before the first trusted signature, an unsigned entry is a
+            // chain written before signing was turned on.
+            (None, None) => {
+                sigs.last_signed = false;
+                return;
+            }
+            (None, Some(from)) => format!("the entry is not signed, but seq {from} was"),
+            (Some(_), _) => match sigs.batch.push(&sigs.policy.trusted, seq, entry_hash, sig) {
+                Ok(()) => {
+                    sigs.trusted_from.get_or_insert(seq);
+                    sigs.last_signed = true;
+                    if sigs.batch.full() {
+                        self.flush_signatures();
+                    }
+                    return;
+                }
+                Err(fault) => fault.to_string(),
+            },
+        };
+        self.fail(Some(seq), ProblemCode::Signature, fault);
+    }
+
     fn fail(&mut self, seq: Option<u64>, problem: ProblemCode, message: impl Into<String>) {
+        // A signature still waiting for its batch belongs to an earlier
+        // entry: if it is bad, it is the first problem.
+        self.flush_signatures();
         if self.problem.is_none() {
             self.problem = Some(Problem {
                 guild_id: self.guild,
@@ -338,6 +434,18 @@ impl ChainVerifier {
     pub fn push(
         &mut self,
         line: &Map<String, Value>,
+        snapshot: SnapshotEvidence,
+        row: Option<&RowFacts<'_>>,
+    ) {
+        self.push_signed(line, None, snapshot, row);
+    }
+
+    /// [`ChainVerifier::push`] for an entry that may carry a signature
+    /// (checked only under a [`SignaturePolicy`]).
+    pub fn push_signed(
+        &mut self,
+        line: &Map<String, Value>,
+        sig: Option<&EntrySignature>,
         snapshot: SnapshotEvidence,
         row: Option<&RowFacts<'_>>,
     ) {
@@ -371,6 +479,7 @@ impl ChainVerifier {
             claimed,
             &snapshot,
             row,
+            sig,
         );
     }
 
@@ -387,6 +496,19 @@ impl ChainVerifier {
         &mut self,
         body: &str,
         entry_hash: &str,
+        snapshot: impl FnOnce(Option<&str>) -> SnapshotEvidence,
+        row: Option<&RowFacts<'_>>,
+    ) {
+        self.push_stored_signed(body, entry_hash, None, snapshot, row);
+    }
+
+    /// [`ChainVerifier::push_stored`] for an entry that may carry a
+    /// signature (checked only under a [`SignaturePolicy`]).
+    pub fn push_stored_signed(
+        &mut self,
+        body: &str,
+        entry_hash: &str,
+        sig: Option<&EntrySignature>,
         snapshot: impl FnOnce(Option<&str>) -> SnapshotEvidence,
         row: Option<&RowFacts<'_>>,
     ) {
@@ -422,7 +544,7 @@ impl ChainVerifier {
                             _ => None,
                         },
                     };
-                    return self.check(&link, true, entry_hash, &evidence, row);
+                    return self.check(&link, true, entry_hash, &evidence, row, sig);
                 }
             }
         }
@@ -432,7 +554,7 @@ impl ChainVerifier {
         };
         line.insert("entry_hash".into(), Value::String(entry_hash.to_owned()));
         let evidence = snapshot(line.get("snapshot_sha256").and_then(Value::as_str));
-        self.push(&line, evidence, row);
+        self.push_signed(&line, sig, evidence, row);
     }
 
     fn check(
@@ -442,6 +564,7 @@ impl ChainVerifier {
         claimed: &str,
         snapshot: &SnapshotEvidence,
         row: Option<&RowFacts<'_>>,
+        sig: Option<&EntrySignature>,
     ) {
         let seq = link.seq;
         if link.v != crate::entry::ENTRY_FORMAT_VERSION {
@@ -574,6 +697,7 @@ impl ChainVerifier {
         last.actor_kind = Some(link.actor_kind);
         last.actor_label.clear();
         last.actor_label.push_str(link.actor_label);
+        self.check_signature(seq, claimed, sig);
     }
 
     /// Ends the guild: checks the head (when given) against the last entry and
@@ -582,6 +706,18 @@ impl ChainVerifier {
     /// # Errors
     /// The first [`Problem`] found in this guild's chain.
     pub fn finish(mut self, head: Option<&HeadFacts>, head_expected: bool) -> Result<u64, Problem> {
+        self.flush_signatures();
+        if let Some(sigs) = &self.signatures {
+            if sigs.policy.require_signed && !sigs.last_signed {
+                if let Some(seq) = self.last.as_ref().map(|l| l.seq) {
+                    self.fail(
+                        Some(seq),
+                        ProblemCode::Signature,
+                        "the guild's last entry is not signed by a trusted key",
+                    );
+                }
+            }
+        }
         if let Some((first, through_seq, _)) = self.unanchored.take() {
             self.fail(
                 Some(first),

@@ -269,10 +269,10 @@ impl Entry {
 }
 
 /// The body keys of a line: everything but `entry_hash` and the keys an
-/// issue adds outside the body (`snapshot`).
+/// issue adds outside the body (`snapshot`, `sig`).
 pub fn body_value(line: &Map<String, Value>) -> Map<String, Value> {
     line.iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "entry_hash" | "snapshot"))
+        .filter(|(k, _)| !matches!(k.as_str(), "entry_hash" | "snapshot" | "sig"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

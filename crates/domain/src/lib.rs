@@ -24,6 +24,7 @@ mod path;
 mod redact;
 mod schema;
 mod secret_paths;
+mod signature;
 mod summary;
 mod time;
 mod violation;
@@ -34,6 +35,8 @@ pub use chain::{
 };
 pub use context::RequestContext;
 pub use diff::{apply_changes, diff, unapply_changes, Change};
+/// The Ed25519 implementation guildconf signs with, for key types.
+pub use ed25519_dalek;
 pub use entry::{
     body_value, Entry, EntryBody, Operation, SealedEntry, BODY_KEYS, ENTRY_FORMAT_VERSION,
     GENESIS_HASH,
@@ -48,6 +51,10 @@ pub use path::FieldPath;
 pub use redact::{redact_changes, redact_document, restore_kept_secrets, Secret, REDACTED};
 pub use schema::ConfigSchema;
 pub use secret_paths::SecretPaths;
+pub use signature::{
+    fingerprint, is_fingerprint, EntrySignature, SignatureFault, SignaturePolicy, TrustedKeys,
+    SIG_ALG,
+};
 pub use summary::{summarise, summarise_purge};
 pub use time::Timestamp;
 pub use violation::{Violation, Violations};

@@ -8,7 +8,9 @@
 //! value, which may be a secret.
 
 use guildconf_domain::json::canonical_json;
-use guildconf_domain::{Actor, ActorKind, EntryBody, GuildId, Operation, Timestamp};
+use guildconf_domain::{
+    Actor, ActorKind, EntryBody, EntrySignature, GuildId, Operation, Timestamp,
+};
 use serde_json::Value;
 
 use crate::{StoreError, StoreResult};
@@ -46,6 +48,26 @@ pub fn stored_timestamp(text: &str, what: &str) -> StoreResult<Timestamp> {
 pub fn stored_operation(text: &str) -> StoreResult<Operation> {
     Operation::parse(text)
         .map_err(|_| StoreError::Corrupt("stored audit_entries.operation is unknown".into()))
+}
+
+/// The signature stored beside an entry, from its `sig_alg`, `sig_key` and
+/// `sig_value` columns: `None` when all three are empty. Columns that are
+/// only partly empty (which the schema's check refuses) come back with the
+/// empty ones as empty text, so verify names the signature as malformed
+/// instead of the read failing.
+pub fn stored_signature(
+    alg: Option<String>,
+    key: Option<String>,
+    value: Option<String>,
+) -> Option<EntrySignature> {
+    if alg.is_none() && key.is_none() && value.is_none() {
+        return None;
+    }
+    Some(EntrySignature {
+        alg: alg.unwrap_or_default(),
+        key: key.unwrap_or_default(),
+        value: value.unwrap_or_default(),
+    })
 }
 
 /// The actor of a row of `table`, from its `actor_id`, `actor_kind` and

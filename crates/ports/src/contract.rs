@@ -173,6 +173,23 @@ pub fn inconsistent_change_sets(ok: &ChangeSet, prev: &Head) -> Vec<(&'static st
             result: json!({}),
         });
     });
+    // A signature whose shape is wrong (an unknown algorithm, a value that
+    // is not 64 bytes) is refused by the same check; whether a well-formed
+    // one verifies is verify's job, since the store never holds keys.
+    case("signature alg", &|c| {
+        c.signature = Some(guildconf_domain::EntrySignature {
+            alg: "rsa".into(),
+            key: "a".repeat(64),
+            value: "A".repeat(86) + "==",
+        });
+    });
+    case("signature value", &|c| {
+        c.signature = Some(guildconf_domain::EntrySignature {
+            alg: "ed25519".into(),
+            key: "a".repeat(64),
+            value: "AAAA".into(),
+        });
+    });
     out
 }
 
@@ -268,6 +285,7 @@ pub async fn inconsistent_purge_sets_are_refused<F: StoreFixture>() {
         keep_from_version: candidate.keep_from_version,
         head: link.head,
         entry: link.entry,
+        signature: None,
     };
     for (name, bad) in inconsistent_purge_sets(&ok) {
         match store.purge(bad).await {

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use guildconf_domain::{
-    Actor, Entry, EntryBody, GuildId, Link, Operation, SealedEntry, SealedSnapshot, Timestamp,
+    Actor, Entry, EntryBody, EntrySignature, GuildId, Link, Operation, SealedEntry, SealedSnapshot,
+    Timestamp,
 };
 
 pub use guildconf_domain::Head;
@@ -137,6 +138,9 @@ pub struct ChangeSet {
     pub entry: SealedEntry,
     /// The idempotency record, when the caller gave a request id.
     pub request: Option<RequestRecord>,
+    /// The entry's signature, stored beside it (never in its body); `None`
+    /// for an unsigned entry.
+    pub signature: Option<EntrySignature>,
 }
 
 impl ChangeSet {
@@ -150,6 +154,7 @@ impl ChangeSet {
             snapshot: link.snapshot,
             entry: link.entry,
             request,
+            signature: None,
         }
     }
 
@@ -173,7 +178,8 @@ impl ChangeSet {
                     Some("the request record's id differs from the entry's request id")
                 }
                 _ => None,
-            });
+            })
+            .or_else(|| check_signature(self.signature.as_ref()));
         inconsistent("change set", problem)
     }
 }
@@ -201,6 +207,13 @@ fn check_link(guild: GuildId, head: &Head, entry: &SealedEntry) -> Option<&'stat
     } else {
         None
     }
+}
+
+/// A signature's shape (the algorithm is known, the key a fingerprint, the
+/// value 64 bytes of base64). Whether it verifies needs the key, which the
+/// store never holds: that is verify's check and the signing writer's.
+fn check_signature(signature: Option<&EntrySignature>) -> Option<&'static str> {
+    signature.and_then(|s| s.check_shape().err())
 }
 
 /// The entry's seq and `prev_hash` against the seq of the head it expects
@@ -373,6 +386,8 @@ pub struct PurgeSet {
     pub head: Head,
     /// The chained `purge` entry, with the text that was hashed.
     pub entry: SealedEntry,
+    /// The purge entry's signature, stored beside it; `None` when unsigned.
+    pub signature: Option<EntrySignature>,
 }
 
 impl PurgeSet {
@@ -405,7 +420,8 @@ impl PurgeSet {
                 } else {
                     None
                 }
-            });
+            })
+            .or_else(|| check_signature(self.signature.as_ref()));
         inconsistent("purge set", problem)
     }
 }
@@ -494,6 +510,9 @@ pub struct StoredEntry {
     pub request_id: Option<String>,
     /// The previous entry's hash (row column).
     pub prev_hash: String,
+    /// The signature stored beside the entry (its three columns), `None`
+    /// when they are all empty.
+    pub signature: Option<EntrySignature>,
 }
 
 /// Rows a guild holds past its head: what verify reports as `past_head`.
@@ -601,6 +620,18 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
         &self,
         changes: Box<dyn Iterator<Item = StoreResult<ChangeSet>> + Send>,
     ) -> StoreResult<u64>;
+
+    /// The stored hash and signature of one entry (`None`: no entry at that
+    /// seq). A signing writer reads it to check the head it builds on.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails;
+    /// [`StoreError::Corrupt`] when the signature columns are partly empty.
+    async fn entry_signature(
+        &self,
+        guild: GuildId,
+        seq: u64,
+    ) -> StoreResult<Option<(String, Option<EntrySignature>)>>;
 
     /// The recorded outcome of a request id, if any.
     ///

@@ -235,6 +235,14 @@ impl ConfigStore for Flaky {
         self.check()?;
         self.inner.commit(change).await
     }
+    async fn entry_signature(
+        &self,
+        guild: GuildId,
+        seq: u64,
+    ) -> StoreResult<Option<(String, Option<guildconf_domain::EntrySignature>)>> {
+        self.check()?;
+        self.inner.entry_signature(guild, seq).await
+    }
     async fn request(&self, guild: GuildId, id: &str) -> StoreResult<Option<RequestRecord>> {
         self.check()?;
         self.inner.request(guild, id).await

@@ -12,3 +12,4 @@ mod isolation;
 mod plans;
 mod processes;
 mod retention;
+mod signing;

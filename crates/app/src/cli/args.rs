@@ -55,6 +55,28 @@ pub struct Cli {
     #[arg(long, global = true, env = "GUILDCONF_NO_MIGRATE")]
     pub no_migrate: bool,
 
+    /// Sign every write's entry with this Ed25519 private key (PKCS#8 PEM,
+    /// as `keygen` writes it), and refuse to build on a head that is not
+    /// signed by a trusted key.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "GUILDCONF_SIGNING_KEY"
+    )]
+    pub signing_key: Option<PathBuf>,
+
+    /// A public key (FILE.pub) whose signatures are trusted: by `verify`, and
+    /// by a signing write for the head it builds on (a rotated-out key).
+    /// Repeatable.
+    #[arg(long, global = true, value_name = "FILE.pub")]
+    pub trusted_key: Vec<PathBuf>,
+
+    /// With --signing-key, build on an unsigned head: the one-time step when
+    /// signing is first turned on for guilds written without it.
+    #[arg(long, global = true)]
+    pub adopt_unsigned: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -150,6 +172,18 @@ pub enum Command {
     /// Create the database if missing and apply the schema migrations this
     /// guildconf ships (as a role that may change the schema).
     Migrate,
+    /// Make an Ed25519 key pair for signing entries: the private key to
+    /// --output (mode 0600), the public key to FILE.pub; prints the public
+    /// key's fingerprint. Never overwrites a file.
+    Keygen(KeygenArgs),
+}
+
+/// The arguments of `keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key; the public key goes to FILE.pub.
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 /// The arguments of `create`.
@@ -287,6 +321,10 @@ pub struct VerifyArgs {
     /// Also prove the log extends this checkpoint (from `guildconf checkpoint`).
     #[arg(long, value_name = "FILE", conflicts_with = "guild")]
     pub checkpoint: Option<PathBuf>,
+    /// Also require every guild's last entry to carry a valid signature by a
+    /// --trusted-key (a guild never signed, or stripped bare, fails).
+    #[arg(long)]
+    pub require_signed: bool,
 }
 
 /// The arguments of `checkpoint`.

@@ -14,7 +14,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
-use guildconf::{ConfigService, Error, OpenOptions};
+use guildconf::{ConfigService, Error, OpenOptions, PublicKey, Signing};
 use serde_json::json;
 
 use args::{Cli, Command};
@@ -132,15 +132,23 @@ pub struct Ctx<'a> {
     pub out: &'a Output,
     /// Whether opening a database may apply migrations (not `--no-migrate`).
     pub migrate: bool,
+    /// How writes are signed (`--signing-key`), when they are.
+    pub signing: Option<Signing>,
+    /// The `--trusted-key` public keys.
+    pub trusted: Vec<PublicKey>,
 }
 
 impl Ctx<'_> {
     /// How this run opens a database: created first when `create` is set,
     /// migrated unless `--no-migrate`.
     pub fn open_options(&self, create: bool) -> OpenOptions {
-        OpenOptions::new()
+        let options = OpenOptions::new()
             .create_if_missing(create)
-            .migrate(self.migrate)
+            .migrate(self.migrate);
+        match &self.signing {
+            Some(signing) => options.signing(signing.clone()),
+            None => options,
+        }
     }
 
     /// The service on the database, created first when `create` is set.
@@ -153,10 +161,34 @@ impl Ctx<'_> {
 
 /// Runs one command and returns its exit code.
 async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
+    let trusted = cli
+        .trusted_key
+        .iter()
+        .map(|path| guildconf::read_public_key(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    if cli.adopt_unsigned && cli.signing_key.is_none() {
+        return Err(input::invalid(
+            "/adopt_unsigned",
+            "--adopt-unsigned only means something with --signing-key",
+        ));
+    }
+    let signing = match &cli.signing_key {
+        Some(path) => Some(
+            trusted
+                .iter()
+                .fold(Signing::new(guildconf::read_signing_key(path)?), |s, k| {
+                    s.trust(*k)
+                })
+                .adopt_unsigned(cli.adopt_unsigned),
+        ),
+        None => None,
+    };
     let ctx = Ctx {
         url: &cli.database_url,
         out,
         migrate: !cli.no_migrate,
+        signing,
+        trusted,
     };
     match cli.command {
         Command::Create(args) => write::create(&ctx, args).await,
@@ -175,5 +207,6 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         Command::Import(args) => admin::import(&ctx, args).await,
         Command::Copy(args) => admin::copy(&ctx, args).await,
         Command::Migrate => admin::migrate(&ctx).await,
+        Command::Keygen(args) => admin::keygen(&ctx, args),
     }
 }

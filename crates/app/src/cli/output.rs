@@ -366,6 +366,25 @@ impl Output {
         }
     }
 
+    /// What `keygen` wrote: the fingerprint on stdout (alone, for people;
+    /// with both paths, as JSON).
+    pub fn keygen(&self, private: &Path, public: &Path, fingerprint: &str) {
+        if self.json {
+            print_json(&serde_json::json!({
+                "private_key": private.display().to_string(),
+                "public_key": public.display().to_string(),
+                "fingerprint": fingerprint,
+            }));
+            return;
+        }
+        eprintln!(
+            "wrote the private key to {} (keep it secret) and the public key to {}",
+            private.display(),
+            public.display()
+        );
+        println!("{fingerprint}");
+    }
+
     pub fn exported(&self, count: u64, path: &Path) {
         if !self.json {
             eprintln!("exported {count} entries to {}", path.display());

@@ -4,7 +4,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use guildconf::{ConfigService, Error, ImportRefusal, OpenOptions};
 
-use super::super::args::{CopyArgs, ImportArgs, PurgeArgs};
+use super::super::args::{CopyArgs, ImportArgs, KeygenArgs, PurgeArgs};
 use super::super::input::{open_file, optional, parse_guild, parse_time};
 use super::super::output::Output;
 use super::super::{exit, progress, Ctx};
@@ -132,5 +132,12 @@ pub async fn migrate(ctx: &Ctx<'_>) -> Result<u8, Error> {
     } else {
         println!("the schema is up to date");
     }
+    Ok(exit::OK)
+}
+
+pub fn keygen(ctx: &Ctx<'_>, args: KeygenArgs) -> Result<u8, Error> {
+    let fingerprint = guildconf::keygen(&args.output)?;
+    let public = guildconf::signing::public_key_path(&args.output);
+    ctx.out.keygen(&args.output, &public, &fingerprint);
     Ok(exit::OK)
 }

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter};
 
-use guildconf::{Error, ExportFormat, ExportRequest, Timestamp, VerifyReport};
+use guildconf::{Error, ExportFormat, ExportRequest, Timestamp, VerifyOptions, VerifyReport};
 
 use super::super::args::{CheckpointArgs, ExportArgs, VerifyArgs};
 use super::super::input::{invalid, open_file, optional, parse_guild, parse_time, read_text};
@@ -11,17 +11,32 @@ use super::super::output::Output;
 use super::super::{exit, progress, Ctx};
 
 pub async fn verify(ctx: &Ctx<'_>, args: VerifyArgs) -> Result<u8, Error> {
+    if args.require_signed && ctx.trusted.is_empty() {
+        return Err(invalid(
+            "/require_signed",
+            "--require-signed needs the keys to trust: give --trusted-key FILE.pub",
+        ));
+    }
+    let options = if ctx.trusted.is_empty() {
+        VerifyOptions::new()
+    } else {
+        VerifyOptions::new()
+            .trusted_keys(ctx.trusted.iter().copied())
+            .require_signed(args.require_signed)
+    };
     let report = match (args.file, args.checkpoint) {
         (_, Some(path)) => {
             let checkpoint = guildconf::Checkpoint::parse(&read_text("/checkpoint", &path)?)?;
             let service = ctx.service(false).await?;
-            service.verify_checkpoint(&checkpoint).await?
+            service
+                .verify_checkpoint_with(&checkpoint, &options)
+                .await?
         }
-        (Some(path), None) => guildconf::verify_export(open_file(&path)?)?,
+        (Some(path), None) => guildconf::verify_export_with(open_file(&path)?, &options)?,
         (None, None) => {
             let guild = optional(args.guild.as_deref(), parse_guild)?;
             let bar = progress::spinner("verifying", ctx.out.is_json());
-            let report = ctx.service(false).await?.verify(guild).await;
+            let report = ctx.service(false).await?.verify_with(guild, &options).await;
             bar.finish_and_clear();
             report?
         }
