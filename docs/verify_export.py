@@ -25,7 +25,7 @@ def main(stream):
     current = None  # guilds come one after another: one that comes back is out of order
     for raw in filter(bytes.strip, stream):  # binary lines: UTF-8 whatever the locale
         line = json.loads(raw, parse_int=number)
-        body = {k: v for k, v in line.items() if k not in ("entry_hash", "snapshot")}
+        body = {k: v for k, v in line.items() if k not in ("entry_hash", "snapshot", "sig")}
         guild, seq, detail = body.get("guild_id"), body.get("seq"), body.get("detail")
         interleaved, current = guild != current and guild in heads, guild
         if guild in failed: continue  # only the first problem of each guild is reported

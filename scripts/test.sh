@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test guildconf has, doing its own set-up first:
 # starts the local PostgreSQL if it is installed but stopped, installs the
-# Python RFC 8785 package the third-party verifier uses, then format, lint,
-# the whole test suite (both backends) and the example bot.
+# Python packages the third-party verifiers use (rfc8785, cryptography),
+# then format, lint, the whole test suite (both backends) and the example bot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,10 @@ fi
 if ! python3 -c 'import rfc8785' 2>/dev/null; then
   echo "== installing the rfc8785 Python package (for docs/verify_export.py)"
   python3 -m pip install --quiet rfc8785
+fi
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+  echo "== installing the cryptography Python package (for docs/verify_signatures.py)"
+  python3 -m pip install --quiet cryptography
 fi
 
 echo "== cargo fmt --check"

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use guildconf_domain::{
     fingerprint, Entry, EntrySignature, GuildId, Operation, SignatureFault, Timestamp, TrustedKeys,
@@ -64,9 +66,15 @@ pub fn keygen(private: &Path) -> Result<String> {
         }
     }
     let key = SigningKey::generate(&mut rand_core::OsRng);
-    let private_pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| Error::Storage(format!("cannot encode the private key: {e}")))?;
+    // PKCS#8 version 1, without the optional public key: the form OpenSSL
+    // writes and reads (`openssl genpkey -algorithm ed25519`), and the one
+    // Python's `cryptography` reads.
+    let private_pem = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+    .map_err(|e| Error::Storage(format!("cannot encode the private key: {e}")))?;
     let public_pem = key
         .verifying_key()
         .to_public_key_pem(LineEnding::LF)

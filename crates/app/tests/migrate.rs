@@ -61,8 +61,12 @@ fn sqlite_migrates_on_request_and_refuses_a_schema_it_does_not_know() {
             .expect("the sqlite3 shell runs");
         assert!(ok.success(), "{sql}");
     };
-    // Schema version 2 as it was: migration 3's chain guards undone.
-    let older = "DROP TRIGGER audit_entries_extend_chain; DROP TRIGGER guild_heads_onto_entry; \
+    // Schema version 2 as it was: migration 4's signature columns (the one
+    // with the check first) and migration 3's chain guards undone.
+    let older = "ALTER TABLE audit_entries DROP COLUMN sig_value; \
+                 ALTER TABLE audit_entries DROP COLUMN sig_key; \
+                 ALTER TABLE audit_entries DROP COLUMN sig_alg; \
+                 DROP TRIGGER audit_entries_extend_chain; DROP TRIGGER guild_heads_onto_entry; \
                  DROP TRIGGER guild_heads_forward; PRAGMA user_version = 2;";
     story(&url, older, "PRAGMA user_version = 99", &sqlite3);
     // A refused fresh path creates nothing.

@@ -52,13 +52,20 @@ pub struct Args {
     pub phase: Option<String>,
     pub url: Option<String>,
     overrides: Vec<(String, u64)>,
-    /// Only these parts (`--only writes-pg,writes-sqlite,reads,history,export`);
+    /// Only these parts (`--only writes-pg,writes-sqlite,reads,history,export,signing`);
     /// empty runs everything.
     only: Vec<String>,
 }
 
 /// The parts `--only` can name.
-const PARTS: [&str; 5] = ["writes-pg", "writes-sqlite", "reads", "history", "export"];
+const PARTS: [&str; 6] = [
+    "writes-pg",
+    "writes-sqlite",
+    "reads",
+    "history",
+    "export",
+    "signing",
+];
 
 pub fn parse_args() -> R<Args> {
     let mut args = Args {
@@ -99,7 +106,7 @@ pub fn parse_args() -> R<Args> {
                 println!(
                     "guildconf-bench [--quick] [--json-out FILE] [--pg-url URL] \
                      [--writes N] [--reads-cold N] [--entries N] [--guilds N] [--big N] [--history-iters N] \
-                     [--only writes-pg,writes-sqlite,reads,history,export]"
+                     [--only writes-pg,writes-sqlite,reads,history,export,signing]"
                 );
                 std::process::exit(0);
             }

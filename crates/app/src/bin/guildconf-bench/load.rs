@@ -10,12 +10,34 @@ use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 
+use guildconf_domain::ed25519_dalek::SigningKey;
+use guildconf_domain::{fingerprint, EntrySignature, SIG_ALG};
+
 use crate::args::Sizes;
 use crate::chain::{build_chain, HeadRow, Row};
 use crate::fixture::gid;
 use crate::{s, R};
 
-fn sqlite_insert(conn: &mut rusqlite::Connection, rows: &[Row], heads: &[HeadRow]) -> R<()> {
+/// Each row's signature value by `key` (`None` without one), and the key's
+/// fingerprint: the signed fixture of the signing part.
+fn signatures(key: Option<&SigningKey>, rows: &[Row]) -> (Option<String>, Vec<Option<String>>) {
+    let Some(key) = key else {
+        return (None, vec![None; rows.len()]);
+    };
+    let values = rows
+        .iter()
+        .map(|r| Some(EntrySignature::sign(key, &r.entry_hash).value))
+        .collect();
+    (Some(fingerprint(&key.verifying_key())), values)
+}
+
+fn sqlite_insert(
+    conn: &mut rusqlite::Connection,
+    rows: &[Row],
+    heads: &[HeadRow],
+    sigs: &(Option<String>, Vec<Option<String>>),
+) -> R<()> {
+    let alg = sigs.0.as_ref().map(|_| SIG_ALG);
     let tx = s(conn.transaction())?;
     {
         let mut snap = s(tx.prepare_cached(
@@ -23,10 +45,10 @@ fn sqlite_insert(conn: &mut rusqlite::Connection, rows: &[Row], heads: &[HeadRow
         ))?;
         let mut entry = s(tx.prepare_cached(
             "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
-             actor_id, request_id, body, entry_hash, prev_hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, '80351110224678912', NULL, ?6, ?7, ?8)",
+             actor_id, request_id, body, entry_hash, prev_hash, sig_alg, sig_key, sig_value) \
+             VALUES (?1, ?2, ?3, ?4, ?5, '80351110224678912', NULL, ?6, ?7, ?8, ?9, ?10, ?11)",
         ))?;
-        for r in rows {
+        for (r, sig) in rows.iter().zip(&sigs.1) {
             s(snap.execute(rusqlite::params![r.guild, r.version, r.snapshot, r.sha256]))?;
             s(entry.execute(rusqlite::params![
                 r.guild,
@@ -36,7 +58,10 @@ fn sqlite_insert(conn: &mut rusqlite::Connection, rows: &[Row], heads: &[HeadRow
                 r.occurred_at,
                 r.body,
                 r.entry_hash,
-                r.prev_hash
+                r.prev_hash,
+                alg,
+                sigs.0,
+                sig
             ]))?;
         }
         let mut head = s(tx.prepare_cached(
@@ -57,7 +82,12 @@ fn sqlite_insert(conn: &mut rusqlite::Connection, rows: &[Row], heads: &[HeadRow
     s(tx.commit())
 }
 
-async fn pg_insert(pool: &PgPool, rows: &[Row], heads: &[HeadRow]) -> R<()> {
+async fn pg_insert(
+    pool: &PgPool,
+    rows: &[Row],
+    heads: &[HeadRow],
+    sigs: &(Option<String>, Vec<Option<String>>),
+) -> R<()> {
     if !rows.is_empty() {
         let col = |f: &dyn Fn(&Row) -> String| rows.iter().map(f).collect::<Vec<String>>();
         let guilds: Vec<i64> = rows.iter().map(|r| r.guild).collect();
@@ -75,10 +105,11 @@ async fn pg_insert(pool: &PgPool, rows: &[Row], heads: &[HeadRow]) -> R<()> {
         .await)?;
         s(sqlx::query(
             "INSERT INTO audit_entries (guild_id, seq, config_version, operation, occurred_at, \
-             actor_id, request_id, body, entry_hash, prev_hash) \
-             SELECT g, s, s, o, t, '80351110224678912', NULL, b, h, p \
-             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
-             AS x(g, s, o, t, b, h, p)",
+             actor_id, request_id, body, entry_hash, prev_hash, sig_alg, sig_key, sig_value) \
+             SELECT g, s, s, o, t, '80351110224678912', NULL, b, h, p, \
+             CASE WHEN v IS NULL THEN NULL ELSE 'ed25519' END, CASE WHEN v IS NULL THEN NULL ELSE $8::text END, v \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $9::text[]) \
+             AS x(g, s, o, t, b, h, p, v)",
         )
         .bind(&guilds)
         .bind(&seqs)
@@ -87,6 +118,8 @@ async fn pg_insert(pool: &PgPool, rows: &[Row], heads: &[HeadRow]) -> R<()> {
         .bind(col(&|r| r.body.clone()))
         .bind(col(&|r| r.entry_hash.clone()))
         .bind(col(&|r| r.prev_hash.clone()))
+        .bind(sigs.0.clone())
+        .bind(sigs.1.clone())
         .execute(pool)
         .await)?;
     }
@@ -116,6 +149,16 @@ async fn pg_insert(pool: &PgPool, rows: &[Row], heads: &[HeadRow]) -> R<()> {
 /// Loads `sizes.entries` entries over `sizes.guilds` guilds (the first one
 /// holding `sizes.big`) into both databases, in batches.
 pub async fn bulk_load(sqlite_path: &Path, pg_url: &str, sizes: Sizes) -> R<()> {
+    bulk_load_signed(sqlite_path, pg_url, sizes, None).await
+}
+
+/// [`bulk_load`], every entry signed by `key` when one is given.
+pub async fn bulk_load_signed(
+    sqlite_path: &Path,
+    pg_url: &str,
+    sizes: Sizes,
+    key: Option<&SigningKey>,
+) -> R<()> {
     drop(
         guildconf_sqlite::SqliteStore::open(
             sqlite_path,
@@ -145,11 +188,12 @@ pub async fn bulk_load(sqlite_path: &Path, pg_url: &str, sizes: Sizes) -> R<()> 
                  pending: &mut Option<tokio::task::JoinHandle<R<()>>>,
                  conn: &mut rusqlite::Connection|
      -> R<Option<tokio::task::JoinHandle<R<()>>>> {
-        sqlite_insert(conn, &rows, &heads)?;
+        let sigs = signatures(key, &rows);
+        sqlite_insert(conn, &rows, &heads, &sigs)?;
         let pool = pool.clone();
         let _ = pending;
         Ok(Some(tokio::spawn(async move {
-            pg_insert(&pool, &rows, &heads).await
+            pg_insert(&pool, &rows, &heads, &sigs).await
         })))
     };
     for g in 0..sizes.guilds {

@@ -27,6 +27,7 @@ mod history;
 mod load;
 mod reads;
 mod report;
+mod signing;
 mod stats;
 mod writes_pg;
 mod writes_sqlite;
@@ -118,10 +119,26 @@ async fn run(args: Args) -> R<()> {
         }
         drop_pg_db(&args.pg_url, &h_db).await?;
     }
+    if args.runs("signing") {
+        step("signing: W signed and unsigned, V of a signed log");
+        let w_sqlite = format!("sqlite://{}", dir.join("signed_writes.db").display());
+        signing::bench_signed_writes(&w_sqlite, "", sizes, &mut f).await?;
+        let w_db = format!("{tag}_sw");
+        let w_pg = fresh_pg_db(&args.pg_url, &w_db).await?;
+        signing::bench_signed_writes(&w_pg, "_pg", sizes, &mut f).await?;
+        drop_pg_db(&args.pg_url, &w_db).await?;
+        let v_db = format!("{tag}_sv");
+        let v_pg = fresh_pg_db(&args.pg_url, &v_db).await?;
+        signing::bench_signed_verify(&dir, &v_pg, sizes, &mut f).await?;
+        drop_pg_db(&args.pg_url, &v_db).await?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 
     report::add_headlines(&mut f);
     report::print_table(&f, sizes);
+    if args.runs("signing") {
+        signing::print(&f);
+    }
     step("done");
     if let Some(path) = &args.json_out {
         report::write_json(path, &f)?;
