@@ -155,36 +155,19 @@ fn keygen_signed_writes_export_and_verify_through_the_shells() {
         0,
         "unsigned create",
     );
+    // `set FIELD` on G by ALICE, signed with the bot's key, plus `extra`.
+    let signed_set = |field: &str, extra: &[&str]| {
+        let mut args = vec!["set", G, field, "--actor", ALICE, "--signing-key", &key_arg];
+        args.extend(extra);
+        guildconf(&db, &args)
+    };
     expect(
-        guildconf(
-            &db,
-            &[
-                "set",
-                G,
-                "features.a=true",
-                "--actor",
-                ALICE,
-                "--signing-key",
-                &key_arg,
-            ],
-        ),
+        signed_set("features.a=true", &[]),
         6,
         "a signed write refuses an unsigned head",
     );
     expect(
-        guildconf(
-            &db,
-            &[
-                "set",
-                G,
-                "features.a=true",
-                "--actor",
-                ALICE,
-                "--signing-key",
-                &key_arg,
-                "--adopt-unsigned",
-            ],
-        ),
+        signed_set("features.a=true", &["--adopt-unsigned"]),
         0,
         "adopt the unsigned head once",
     );
@@ -288,18 +271,7 @@ fn keygen_signed_writes_export_and_verify_through_the_shells() {
         .expect("the sqlite3 shell runs");
     assert!(shell.success());
     expect(
-        guildconf(
-            &db,
-            &[
-                "set",
-                G,
-                "features.c=true",
-                "--actor",
-                ALICE,
-                "--signing-key",
-                &key_arg,
-            ],
-        ),
+        signed_set("features.c=true", &[]),
         6,
         "a signed write refuses the stripped head",
     );
@@ -307,18 +279,7 @@ fn keygen_signed_writes_export_and_verify_through_the_shells() {
     // A private key others can read is refused.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     expect(
-        guildconf(
-            &db,
-            &[
-                "set",
-                G,
-                "features.c=true",
-                "--actor",
-                ALICE,
-                "--signing-key",
-                &key_arg,
-            ],
-        ),
+        signed_set("features.c=true", &[]),
         3,
         "a readable private key",
     );
