@@ -22,16 +22,16 @@ def main(args, stream):
     signed_from, last, failed = {}, {}, set()  # guild -> first trusted seq; guild -> last entry signed?
     for raw in filter(bytes.strip, stream):
         line = json.loads(raw)
-        guild, seq, sig = line.get("guild_id"), line.get("seq"), line.get("sig")
+        guild, seq, signed = line.get("guild_id"), line.get("seq"), "sig" in line
         if guild in failed: continue
-        why = ("unsigned after seq %s" % signed_from[guild] if sig is None and guild in signed_from
-               else None if sig is None else fault(sig, line.get("entry_hash", ""), trusted))
+        why = ("unsigned after seq %s" % signed_from[guild] if not signed and guild in signed_from
+               else None if not signed else fault(line["sig"], line.get("entry_hash", ""), trusted))
         if why:
             print(f"FAIL guild={guild} seq={seq} problem=signature ({why})")
             failed.add(guild)
             continue
-        if sig is not None: signed_from.setdefault(guild, seq)
-        last[guild] = (seq, sig is not None)
+        if signed: signed_from.setdefault(guild, seq)
+        last[guild] = (seq, signed)
     for guild, (seq, signed) in last.items():  # --require-signed: every head must be signed
         if require and not signed and guild not in failed:
             print(f"FAIL guild={guild} seq={seq} problem=signature (last entry unsigned)")

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 17] = [
     "write_vs_raw_pg",
     "write_vs_trigger_pg",
     "write_vs_raw_sqlite_full",
@@ -18,6 +18,10 @@ const KEYS: [&str; 13] = [
     "export_per_s",
     "verify_per_s",
     "peak_rss_mib",
+    "signed_vs_unsigned",
+    "signed_vs_unsigned_pg",
+    "verify_per_s_signed",
+    "verify_per_s_signed_pg",
 ];
 
 #[test]
