@@ -834,8 +834,12 @@ mod tests {
                 seq,
                 config_version: seq,
                 operation,
-                occurred_at: Timestamp::parse_stored(&format!("2026-01-01T00:00:{seq:02}.000000Z"))
-                    .expect("valid time"),
+                occurred_at: Timestamp::parse_stored(&format!(
+                    "2026-01-01T00:{:02}:{:02}.000000Z",
+                    seq / 60,
+                    seq % 60
+                ))
+                .expect("valid time"),
                 actor: Actor::new("system", ActorKind::System, None).expect("valid actor"),
                 changes: vec![],
                 summary: "s".into(),
@@ -882,6 +886,85 @@ mod tests {
         // written its own): unanchored.
         let p = run(&full[3..5]).expect_err("fails");
         assert_eq!((p.seq, p.problem), (Some(4), ProblemCode::SeqGap));
+    }
+
+    /// Runs `lines` through a verifier trusting key 1; `signed(seq)` says
+    /// which key (if any) signs entry `seq` and over which hash.
+    fn run_signed(
+        lines: &[Map<String, Value>],
+        require_signed: bool,
+        sign: impl Fn(u64, &str) -> Option<EntrySignature>,
+    ) -> Result<u64, Problem> {
+        let policy = SignaturePolicy {
+            trusted: crate::TrustedKeys::new([key(1).verifying_key()]),
+            require_signed,
+        };
+        let mut v = ChainVerifier::with_signatures(guild(), Arc::new(policy));
+        for l in lines {
+            let (body, hash) = stored(l);
+            let seq = l["seq"].as_u64().expect("seq");
+            let sig = sign(seq, &hash);
+            v.push_stored_signed(
+                &body,
+                &hash,
+                sig.as_ref(),
+                |_| SnapshotEvidence::Unknown,
+                None,
+            );
+        }
+        v.finish(None, false)
+    }
+
+    fn key(seed: u8) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn signatures_switch_on_once_and_never_off() {
+        // 150 entries: more than two batches, so a bad signature is found
+        // by a batch check and named by the one-by-one pass after it.
+        let lines = chain(150, None);
+        let by = |k: u8| move |_: u64, h: &str| Some(EntrySignature::sign(&key(k), h));
+        assert_eq!(run_signed(&lines, true, by(1)), Ok(150));
+        // Unsigned before seq 40, signed from there: fine.
+        let from_40 = |seq: u64, h: &str| (seq >= 40).then(|| EntrySignature::sign(&key(1), h));
+        assert_eq!(run_signed(&lines, true, from_40), Ok(150));
+        // Never signed: fine, unless the last entry must be.
+        assert_eq!(run_signed(&lines, false, |_, _| None), Ok(150));
+        let p = run_signed(&lines, true, |_, _| None).expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(150), ProblemCode::Signature));
+        // Unsigned again after seq 40: the first unsigned one.
+        let gap =
+            |seq: u64, h: &str| (seq >= 40 && seq != 97).then(|| EntrySignature::sign(&key(1), h));
+        let p = run_signed(&lines, false, gap).expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(97), ProblemCode::Signature));
+        // An untrusted key anywhere.
+        let other =
+            |seq: u64, h: &str| Some(EntrySignature::sign(&key(if seq == 3 { 2 } else { 1 }), h));
+        let p = run_signed(&lines, false, other).expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(3), ProblemCode::Signature));
+    }
+
+    #[test]
+    fn a_bad_signature_waiting_in_its_batch_comes_before_a_later_chain_problem() {
+        let mut lines = chain(150, None);
+        lines[120].insert("summary".into(), json!("edited"));
+        // Entry 70's signature is over another hash: caught by its batch,
+        // which is checked when entry 121's hash problem is found.
+        let sign = |seq: u64, h: &str| {
+            let over = if seq == 70 {
+                "f".repeat(64)
+            } else {
+                h.to_owned()
+            };
+            Some(EntrySignature::sign(&key(1), &over))
+        };
+        let p = run_signed(&lines, false, sign).expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(70), ProblemCode::Signature));
+        // Without it, the chain problem is the one named.
+        let p = run_signed(&lines, false, |_, h| Some(EntrySignature::sign(&key(1), h)))
+            .expect_err("fails");
+        assert_eq!((p.seq, p.problem), (Some(121), ProblemCode::EntryHash));
     }
 
     #[test]
