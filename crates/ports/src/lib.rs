@@ -438,6 +438,12 @@ impl PurgeSet {
                         != Some(self.through_hash.as_str())
                 {
                     Some("the purge entry names other entries than the set removes")
+                } else if self.keep_from_version > self.head.version || self.through_seq >= body.seq
+                {
+                    // The current version's snapshot, and the purge entry
+                    // itself, are never removed: without them the head and
+                    // the chain could not be verified.
+                    Some("a purge set may not remove the current version or its own entry")
                 } else {
                     None
                 }
