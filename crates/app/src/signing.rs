@@ -27,7 +27,7 @@ use guildconf_domain::{
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PastHead,
     PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
-    StoredEntry, StoredHead,
+    StoredEntry, StoredHead, StoredRequest,
 };
 
 use crate::error::{Error, Result};
@@ -405,6 +405,14 @@ impl ConfigStore for SigningStore {
 
     async fn rows_past_heads(&self, from: GuildId, through: GuildId) -> StoreResult<Vec<PastHead>> {
         self.inner.rows_past_heads(from, through).await
+    }
+
+    async fn stored_requests(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<StoredRequest>> {
+        self.inner.stored_requests(from, through).await
     }
 
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {

@@ -36,6 +36,10 @@ pub enum ProblemCode {
     /// A signature is missing, malformed, by an untrusted key or invalid,
     /// where the verifier's [`SignaturePolicy`] requires a valid one.
     Signature,
+    /// An idempotency record's stored result (what a retried write answers)
+    /// disagrees with the entry that carries its request id, or names no
+    /// stored entry in a chain that was never purged.
+    Request,
 }
 
 impl ProblemCode {
@@ -49,6 +53,7 @@ impl ProblemCode {
             ProblemCode::Head => "head",
             ProblemCode::PastHead => "past_head",
             ProblemCode::Signature => "signature",
+            ProblemCode::Request => "request",
         }
     }
 }
