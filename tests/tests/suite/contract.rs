@@ -224,15 +224,7 @@ async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
     let mut expected = Vec::new();
     for (i, (what, _sql, problems)) in cases.iter().enumerate() {
         let g = 1000 + i as u64;
-        s.create(gid(g), json!({}), &alice()).await.expect("v1");
-        let mut m = bob();
-        m.request_id = Some("r2".into());
-        s.update(gid(g), set("features.a", json!(true)), &m)
-            .await
-            .expect("v2");
-        s.update(gid(g), set("features.b", json!(true)), &alice())
-            .await
-            .expect("v3");
+        seed_three_versions(&s, g).await;
         for (offset, seq, code) in problems {
             expected.push((g + offset, *seq, code.to_string(), *what));
         }
@@ -249,7 +241,7 @@ async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
             .unwrap_or_else(|e| panic!("{what}: the tampering SQL runs: {e}"));
     }
     let report = s.verify(None).await.expect("verify runs");
-    let mut found: Vec<(u64, Option<u64>, String)> = report
+    let found = report
         .problems
         .iter()
         .map(|p| {
@@ -262,13 +254,36 @@ async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
             (g, p.seq, p.problem.clone())
         })
         .collect();
+    assert_found_exactly(found, &expected);
+}
+
+/// A guild of the tamper matrix: version 1 by alice, version 2 by bob with
+/// request id `r2`, version 3 by alice (three entries, three snapshots).
+pub(crate) async fn seed_three_versions(s: &ConfigService, g: u64) {
+    s.create(gid(g), json!({}), &alice()).await.expect("v1");
+    let mut m = bob();
+    m.request_id = Some("r2".into());
+    s.update(gid(g), set("features.a", json!(true)), &m)
+        .await
+        .expect("v2");
+    s.update(gid(g), set("features.b", json!(true)), &alice())
+        .await
+        .expect("v3");
+}
+
+/// Verify's problems, as (guild, seq, code), are exactly the `expected`
+/// ones: (guild, seq, code, the tampering that should cause it).
+pub(crate) fn assert_found_exactly(
+    mut found: Vec<(u64, Option<u64>, String)>,
+    expected: &[(u64, Option<u64>, String, &str)],
+) {
     found.sort();
     let mut want: Vec<(u64, Option<u64>, String)> = expected
         .iter()
         .map(|(g, seq, code, _)| (*g, *seq, code.clone()))
         .collect();
     want.sort();
-    for (g, seq, code, what) in &expected {
+    for (g, seq, code, what) in expected {
         assert!(
             found.contains(&(*g, *seq, code.clone())),
             "{what}: expected guild {g} seq {seq:?} {code}; verify found {found:?}"
