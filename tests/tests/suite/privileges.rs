@@ -13,7 +13,10 @@ use guildconf::{ConfigService, OpenOptions};
 use guildconf_tests::{pg_admin_url, Postgres, TestDb};
 use serde_json::Value;
 
-use super::contract::{assert_found_exactly, seed_three_versions};
+use super::contract::{
+    assert_found_exactly, head_rollback_sql, next_write_sql, seed_three_versions,
+    triggers_on_tamperings,
+};
 
 const ALICE: &str = "80351110224678912";
 const GUILD: &str = "123456789012345678";
@@ -416,14 +419,6 @@ async fn the_application_role_cannot_roll_back_a_head_or_write_past_it_unseen() 
         .await
         .expect("the application role opens the database");
     let s = ConfigService::new(store);
-    let hash = |g: u64, seq: u64| {
-        format!("(SELECT entry_hash FROM audit_entries WHERE guild_id = {g} AND seq = {seq})")
-    };
-    let snapshot = |g: u64, version: u64| {
-        format!(
-            "(SELECT document FROM guild_snapshots WHERE guild_id = {g} AND version = {version})"
-        )
-    };
     for g in 2000..2008 {
         seed_three_versions(&s, g).await;
     }
@@ -436,75 +431,16 @@ async fn the_application_role_cannot_roll_back_a_head_or_write_past_it_unseen() 
         &scratch,
         &["set", "2004", "features.c=true", "--actor", ALICE],
     );
-    let next_write = format!(
-        "{}; {}",
-        value(
-            &scratch,
-            "SELECT format('INSERT INTO audit_entries (guild_id, seq, config_version, operation, \
-             occurred_at, actor_id, request_id, body, entry_hash, prev_hash) VALUES \
-             (%s, %s, %s, %L, %L, %L, %L, %L, %L, %L)', guild_id, seq, config_version, operation, \
-             occurred_at, actor_id, request_id, body, entry_hash, prev_hash) \
-             FROM audit_entries WHERE guild_id = 2004 AND seq = 4"
-        ),
-        value(
-            &scratch,
-            "SELECT format('INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
-             VALUES (%s, %s, %L, %L)', guild_id, version, document, sha256) \
-             FROM guild_snapshots WHERE guild_id = 2004 AND version = 4"
-        )
-    );
-
-    // Back to version 1 and seq 1, every column as version 1 left it.
+    let next_write = next_write_sql(&Postgres, &scratch, 2004, 4).await;
     refused(
         &app,
-        &format!(
-            "UPDATE guild_heads SET version = 1, seq = 1, last_hash = {}, document = {}, \
-             updated_at = (SELECT occurred_at FROM audit_entries WHERE guild_id = 2000 AND seq = 1) \
-             WHERE guild_id = 2000",
-            hash(2000, 1),
-            snapshot(2000, 1)
-        ),
+        &head_rollback_sql(2000),
         "guildconf: a head may only move forward onto a stored entry",
     );
     let retention = cluster.url("ret", &db);
     let gate = |sql: &str| format!("BEGIN; SET LOCAL guildconf.purge = 'on'; {sql}; COMMIT");
-    // (what, the SQL, the problem verify must report: guild, seq, code).
-    type Case = (&'static str, String, (u64, Option<u64>, &'static str));
-    let cases: [Case; 7] = [
-        (
-            "the version and document rolled back at the same seq",
-            format!(
-                "UPDATE guild_heads SET version = 1, document = {} WHERE guild_id = 2001",
-                snapshot(2001, 1)
-            ),
-            (2001, Some(3), "head"),
-        ),
-        (
-            "the head's actor label edited in place",
-            "UPDATE guild_heads SET actor_label = 'mallory' WHERE guild_id = 2002".into(),
-            (2002, Some(3), "head"),
-        ),
-        (
-            "the head's document edited in place",
-            format!(
-                "UPDATE guild_heads SET document = {} WHERE guild_id = 2003",
-                snapshot(2003, 2)
-            ),
-            (2003, Some(3), "head"),
-        ),
-        (
-            "a valid next entry and snapshot past the head, which stays",
-            next_write,
-            (2004, Some(4), "past_head"),
-        ),
-        (
-            "a snapshot past the head",
-            "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
-             SELECT 2005, 4, document, sha256 FROM guild_snapshots \
-             WHERE guild_id = 2005 AND version = 1"
-                .into(),
-            (2005, None, "past_head"),
-        ),
+    let mut cases = triggers_on_tamperings(2001, next_write);
+    cases.extend([
         (
             "(retention role) the first entry deleted through the purge gate",
             gate("DELETE FROM audit_entries WHERE guild_id = 2006 AND seq = 1"),
@@ -515,7 +451,7 @@ async fn the_application_role_cannot_roll_back_a_head_or_write_past_it_unseen() 
             gate("DELETE FROM audit_entries WHERE guild_id = 2007 AND seq = 3"),
             (2007, Some(2), "head"),
         ),
-    ];
+    ]);
     let mut expected = Vec::new();
     for (what, sql, (g, seq, code)) in &cases {
         let role = if what.starts_with("(retention role)") {
