@@ -170,7 +170,11 @@ impl PgStore {
     /// [`StoreError::Storage`] when the database fails.
     pub async fn explain_history(&self, query: &HistoryQuery) -> StoreResult<Vec<String>> {
         let mut sql = history_sql("EXPLAIN ", query);
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
             .collect()
@@ -195,7 +199,7 @@ impl PgStore {
         // On a connection of its own, taken out of the pool and closed
         // afterwards, so neither the setting nor the prepared statement
         // outlives this call, whatever fails.
-        let mut conn = self.pool.acquire().await.map_err(map_sqlx)?.detach();
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?.detach();
         let setup = format!(
             "SET plan_cache_mode = force_generic_plan; \
              PREPARE guildconf_explain_stream AS {}",
@@ -210,7 +214,7 @@ impl PgStore {
             Err(e) => Err(e),
         };
         let _ = sqlx::Connection::close(conn).await;
-        rows.map_err(map_sqlx)?
+        rows.map_err(|e| self.err(e))?
             .iter()
             .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
             .collect()
@@ -246,7 +250,7 @@ impl PgStore {
         .bind(prev_hash)
         .execute(&mut *tx)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         if result.rows_affected() == 1 {
             Ok(())
         } else {
@@ -259,6 +263,7 @@ impl PgStore {
 
     /// Inserts a chained entry inside `tx`.
     async fn insert_entry(
+        &self,
         tx: &mut sqlx::PgConnection,
         entry: &SealedEntry,
         guild: i64,
@@ -281,7 +286,7 @@ impl PgStore {
         .bind(&body.prev_hash)
         .execute(&mut *tx)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
 
         Ok(())
     }
@@ -423,7 +428,7 @@ impl PgStore {
             .fetch_one(exec)
             .await
             .and_then(|row| row.try_get(0))
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         if moved == 1 {
             Ok(())
         } else {
@@ -449,7 +454,7 @@ impl PgStore {
             .bind(through.as_i64())
             .fetch_all(&self.pool)
             .await
-            .map_err(map_sqlx)
+            .map_err(|e| self.err(e))
     }
 
     /// A change set's snapshot, entry and request record inside `tx`, with
@@ -471,9 +476,9 @@ impl PgStore {
             .bind(snapshot.document.sha256())
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         }
-        Self::insert_entry(tx, &change.entry, guild).await?;
+        self.insert_entry(tx, &change.entry, guild).await?;
         if let Some(request) = &change.request {
             sqlx::query(
                 "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result) \
@@ -485,14 +490,18 @@ impl PgStore {
             .bind(request_result_text(&request.result)?)
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
     /// A guild's head as `change` leaves it, inserted inside `tx`; a guild
     /// that has a head already is a conflict.
-    async fn insert_head(tx: &mut sqlx::PgConnection, change: &ChangeSet) -> StoreResult<()> {
+    async fn insert_head(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        change: &ChangeSet,
+    ) -> StoreResult<()> {
         let head = &change.head;
         let inserted = sqlx::query(
             "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, actor_id, \
@@ -510,7 +519,7 @@ impl PgStore {
         .bind(change.head_document().text())
         .execute(&mut *tx)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         if inserted.rows_affected() == 1 {
             Ok(())
         } else {
@@ -550,7 +559,7 @@ impl PgStore {
                 .bind(through_seq)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(map_sqlx)?
+                .map_err(|e| self.err(e))?
                 .map(|row| get::<String>(&row, "entry_hash"))
                 .transpose()?;
         if stored.as_deref() != Some(set.through_hash.as_str()) {
@@ -562,7 +571,7 @@ impl PgStore {
         sqlx::query("SELECT set_config('guildconf.purge', 'on', true)")
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         let mut outcome = PurgeOutcome::default();
         loop {
             let n = sqlx::query(
@@ -575,7 +584,7 @@ impl PgStore {
             .bind(PURGE_BATCH)
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?
+            .map_err(|e| self.err(e))?
             .rows_affected();
             outcome.entries_removed += n;
             if n < PURGE_BATCH.unsigned_abs() {
@@ -594,7 +603,7 @@ impl PgStore {
             .bind(PURGE_BATCH)
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?
+            .map_err(|e| self.err(e))?
             .rows_affected();
             outcome.snapshots_removed += n;
             if n < PURGE_BATCH.unsigned_abs() {
@@ -604,8 +613,8 @@ impl PgStore {
         sqlx::query("SELECT set_config('guildconf.purge', 'off', true)")
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
-        Self::insert_entry(tx, &set.entry, guild).await?;
+            .map_err(|e| self.err(e))?;
+        self.insert_entry(tx, &set.entry, guild).await?;
         // The change feed's id is taken last, right before commit: a purge
         // may run for a while, and read caches only look back two seconds
         // for a change_id that committed late.
@@ -613,7 +622,7 @@ impl PgStore {
             .bind(guild)
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         Ok(outcome)
     }
 }
@@ -628,7 +637,7 @@ impl ConfigStore for PgStore {
         .bind(guild.as_i64())
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -662,7 +671,15 @@ impl ConfigStore for PgStore {
         // row's versions (measured: 50,000 entries of one guild took nine
         // minutes). The chain guards still check every entry, and the head
         // (deferred) at commit.
-        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        // Each statement of a bulk write is short, but its commit runs the
+        // deferred head check of every guild at once: with very many guilds
+        // it may take longer than the statement timeout, which would throw
+        // the whole import away at its last step. The lock timeout stays.
+        sqlx::query("SET LOCAL statement_timeout = 0")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
         let mut written = 0;
         let mut pending: Option<ChangeSet> = None;
         for change in changes {
@@ -678,7 +695,7 @@ impl ConfigStore for PgStore {
                     ));
                 }
                 Some(prev) if prev.guild_id == change.guild_id => {}
-                Some(prev) => Self::insert_head(&mut tx, prev).await?,
+                Some(prev) => self.insert_head(&mut tx, prev).await?,
                 None => {}
             }
             let first_of_guild = pending
@@ -694,9 +711,9 @@ impl ConfigStore for PgStore {
             written += 1;
         }
         if let Some(last) = &pending {
-            Self::insert_head(&mut tx, last).await?;
+            self.insert_head(&mut tx, last).await?;
         }
-        tx.commit().await.map_err(map_sqlx)?;
+        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(written)
     }
 
@@ -713,7 +730,7 @@ impl ConfigStore for PgStore {
         .bind(request_id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -736,7 +753,7 @@ impl ConfigStore for PgStore {
         .bind(stored_version)
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         row.map(|row| {
             Ok(Snapshot {
                 version,
@@ -764,7 +781,7 @@ impl ConfigStore for PgStore {
         .bind(at.to_string())
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         row.map(|row| {
             Ok((
                 get_u64(&row, "config_version", "audit_entries.config_version")?,
@@ -781,7 +798,7 @@ impl ConfigStore for PgStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 Ok(GuildSummary {
@@ -797,7 +814,11 @@ impl ConfigStore for PgStore {
 
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
         let mut sql = history_sql("", query);
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 Ok(Entry {
@@ -820,7 +841,7 @@ impl ConfigStore for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         rows.iter().map(get_guild).collect()
     }
 
@@ -833,7 +854,11 @@ impl ConfigStore for PgStore {
         with_snapshots: bool,
     ) -> StoreResult<Vec<StoredEntry>> {
         let mut sql = entries_between_sql("", after, through, since, limit, with_snapshots);
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 Ok(StoredEntry {
@@ -940,7 +965,7 @@ impl ConfigStore for PgStore {
         .bind(through.as_i64())
         .fetch_all(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 let optional = |column: &str, what: &str| -> StoreResult<Option<u64>> {
@@ -1004,7 +1029,7 @@ impl ConfigStore for PgStore {
         .bind(to_i64(head.seq, "seq")?)
         .fetch_one(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         let through_seq: Option<i64> = get(&row, "through_seq")?;
         let through_hash: Option<String> = get(&row, "through_hash")?;
         let facts = PurgeFacts {
@@ -1021,10 +1046,10 @@ impl ConfigStore for PgStore {
     async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
         purge.check()?;
         let guild = purge.guild_id.as_i64();
-        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         match self.purge_in(&mut tx, &purge, guild).await {
             Ok(outcome) => {
-                tx.commit().await.map_err(map_sqlx)?;
+                tx.commit().await.map_err(|e| self.err(e))?;
                 Ok(outcome)
             }
             Err(e) => {

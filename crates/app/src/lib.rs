@@ -65,3 +65,8 @@ pub use guildconf_ports::{Clock, ConfigStore, GuildSummary, SystemClock};
 pub mod sqlite {
     pub use guildconf_sqlite::{SqliteOptions, Synchronous};
 }
+/// The PostgreSQL adapter's option type and defaults, for
+/// [`BackendOptions::postgres`].
+pub mod postgres {
+    pub use guildconf_postgres::{PgOptions, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT};
+}

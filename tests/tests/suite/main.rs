@@ -10,5 +10,6 @@ mod crash;
 mod import_copy;
 mod isolation;
 mod plans;
+mod privileges;
 mod processes;
 mod retention;

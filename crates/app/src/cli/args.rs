@@ -55,6 +55,27 @@ pub struct Cli {
     #[arg(long, global = true, env = "GUILDCONF_NO_MIGRATE")]
     pub no_migrate: bool,
 
+    /// PostgreSQL: how long a statement waits for a lock another session
+    /// holds before failing (exit 1), such as 500ms, 5s or 1m; 0 waits
+    /// without bound. Default 5s.
+    #[arg(
+        long,
+        global = true,
+        env = "GUILDCONF_LOCK_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub lock_timeout: Option<String>,
+
+    /// PostgreSQL: how long one statement may run before it is cancelled
+    /// (exit 1); 0 for no limit. Default 30s.
+    #[arg(
+        long,
+        global = true,
+        env = "GUILDCONF_STATEMENT_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub statement_timeout: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -14,7 +14,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
-use guildconf::{ConfigService, Error, OpenOptions};
+use guildconf::{BackendOptions, ConfigService, Error, OpenOptions};
 use serde_json::json;
 
 use args::{Cli, Command};
@@ -132,6 +132,8 @@ pub struct Ctx<'a> {
     pub out: &'a Output,
     /// Whether opening a database may apply migrations (not `--no-migrate`).
     pub migrate: bool,
+    /// Backend tuning from the global flags (PostgreSQL's timeouts).
+    pub backend: BackendOptions,
 }
 
 impl Ctx<'_> {
@@ -141,6 +143,7 @@ impl Ctx<'_> {
         OpenOptions::new()
             .create_if_missing(create)
             .migrate(self.migrate)
+            .backend(self.backend.clone())
     }
 
     /// The service on the database, created first when `create` is set.
@@ -151,12 +154,25 @@ impl Ctx<'_> {
     }
 }
 
+/// The backend tuning the global flags ask for.
+fn backend_options(cli: &Cli) -> Result<BackendOptions, Error> {
+    let mut backend = BackendOptions::default();
+    if let Some(text) = &cli.lock_timeout {
+        backend.postgres.lock_timeout = input::parse_duration("lock_timeout", text)?;
+    }
+    if let Some(text) = &cli.statement_timeout {
+        backend.postgres.statement_timeout = input::parse_duration("statement_timeout", text)?;
+    }
+    Ok(backend)
+}
+
 /// Runs one command and returns its exit code.
 async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
     let ctx = Ctx {
         url: &cli.database_url,
         out,
         migrate: !cli.no_migrate,
+        backend: backend_options(&cli)?,
     };
     match cli.command {
         Command::Create(args) => write::create(&ctx, args).await,
