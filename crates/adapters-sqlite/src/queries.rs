@@ -8,9 +8,9 @@ use guildconf_ports::codec::{
     stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
-    ChangeSet, GuildSummary, Head, HistoryQuery, PastHead, PurgeCandidate, PurgeFacts,
-    PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry,
-    StoredHead, WriteStep,
+    ChangeSet, GuildSummary, Head, HeadDocument, HistoryQuery, PastHead, PurgeCandidate,
+    PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord, Snapshot, StoreError,
+    StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
 };
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -166,6 +166,40 @@ pub(crate) fn rows_past_heads(
             guild_id: get_guild(row, 0)?,
             entry_seq: optional(1, "audit_entries.seq")?,
             snapshot_version: optional(2, "guild_snapshots.version")?,
+        })
+    })
+}
+
+pub(crate) fn stored_requests(
+    conn: &Connection,
+    from: GuildId,
+    through: GuildId,
+) -> StoreResult<Vec<StoredRequest>> {
+    let mut stmt = conn
+        .prepare_cached(&guildconf_ports::codec::stored_requests_sql(["?1", "?2"]))
+        .map_err(db_err)?;
+    let mut rows = stmt
+        .query([from.as_i64(), through.as_i64()])
+        .map_err(db_err)?;
+    collect(&mut rows, |row| {
+        let seq: Option<i64> = row.get(3).map_err(db_err)?;
+        let entry = match seq {
+            None => None,
+            Some(seq) => Some(RequestEntry {
+                seq: stored_u64(seq, "audit_entries.seq")?,
+                entry_hash: row.get(4).map_err(db_err)?,
+                config_version: stored_u64(
+                    row.get(5).map_err(db_err)?,
+                    "audit_entries.config_version",
+                )?,
+                operation: row.get(6).map_err(db_err)?,
+            }),
+        };
+        Ok(StoredRequest {
+            guild_id: get_guild(row, 0)?,
+            request_id: row.get(1).map_err(db_err)?,
+            result: row.get(2).map_err(db_err)?,
+            entry,
         })
     })
 }
@@ -582,12 +616,7 @@ impl<'a> Rows<'a> {
             })
             .transpose()?;
         let head = &change.head;
-        // The new head's document is the new snapshot's, stored as the same text.
-        let head_document = match (&change.snapshot, &head.document) {
-            (Some(s), _) => HeadDocument::Set(s.document.text()),
-            (None, None) => HeadDocument::Clear,
-            (None, Some(_)) => HeadDocument::Keep,
-        };
+        let head_document = change.head_document();
         // Checked here, so the helpers below cannot fail on them.
         to_i64(body.seq, "entry seq")?;
         to_i64(body.config_version, "entry config_version")?;
@@ -754,17 +783,6 @@ fn insert_entry(tx: &Connection, guild: i64, entry: &SealedEntry) -> StoreResult
     })
     .map_err(db_err)?;
     Ok(())
-}
-
-/// What a write does to the head row's document column.
-#[derive(Clone, Copy)]
-enum HeadDocument<'a> {
-    /// Store this canonical text (a new version's snapshot).
-    Set(&'a str),
-    /// Store NULL (a delete).
-    Clear,
-    /// Leave it as it is (a purge changes no config).
-    Keep,
 }
 
 /// Writes the guild's head row.

@@ -176,6 +176,42 @@ impl ChangeSet {
             });
         inconsistent("change set", problem)
     }
+
+    /// What this write does to the head row's stored document: the new
+    /// snapshot's canonical text (stored as the very bytes that were
+    /// hashed), nothing after a delete, or the current text kept (a write
+    /// that makes no version). Both adapters store the head document from
+    /// this one answer.
+    pub fn head_document(&self) -> HeadDocument<'_> {
+        match (&self.snapshot, &self.head.document) {
+            (Some(s), _) => HeadDocument::Set(s.document.text()),
+            (None, None) => HeadDocument::Clear,
+            (None, Some(_)) => HeadDocument::Keep,
+        }
+    }
+}
+
+/// What a write does to the head row's document column (see
+/// [`ChangeSet::head_document`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadDocument<'a> {
+    /// Store this canonical text (a new version's snapshot).
+    Set(&'a str),
+    /// Store NULL (a delete).
+    Clear,
+    /// Leave the stored text as it is (the write changes no config).
+    Keep,
+}
+
+impl<'a> HeadDocument<'a> {
+    /// The text to store in a new head row: a new head that keeps nothing
+    /// has no document.
+    pub fn text(self) -> Option<&'a str> {
+        match self {
+            HeadDocument::Set(text) => Some(text),
+            HeadDocument::Clear | HeadDocument::Keep => None,
+        }
+    }
 }
 
 /// The problems [`ChangeSet::check`] and [`PurgeSet::check`] share: the
@@ -402,6 +438,12 @@ impl PurgeSet {
                         != Some(self.through_hash.as_str())
                 {
                     Some("the purge entry names other entries than the set removes")
+                } else if self.keep_from_version > self.head.version || self.through_seq >= body.seq
+                {
+                    // The current version's snapshot, and the purge entry
+                    // itself, are never removed: without them the head and
+                    // the chain could not be verified.
+                    Some("a purge set may not remove the current version or its own entry")
                 } else {
                     None
                 }
@@ -505,6 +547,34 @@ pub struct PastHead {
     pub entry_seq: Option<u64>,
     /// The highest version of a snapshot past the head's version, if any.
     pub snapshot_version: Option<u64>,
+}
+
+/// An idempotency record as stored, with the entry that carries its
+/// request id, for verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRequest {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// The caller's request id.
+    pub request_id: String,
+    /// The stored result object, as text (what a replay answers).
+    pub result: String,
+    /// The stored entry whose `request_id` column names this request, if
+    /// one is stored.
+    pub entry: Option<RequestEntry>,
+}
+
+/// The columns of the entry a request record belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestEntry {
+    /// The entry's seq.
+    pub seq: u64,
+    /// Its hash.
+    pub entry_hash: String,
+    /// The config version after it.
+    pub config_version: u64,
+    /// Its operation, as stored.
+    pub operation: String,
 }
 
 /// The head as stored, for verification: the document as stored text.
@@ -710,6 +780,20 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError::Storage`] when the database fails.
     async fn rows_past_heads(&self, from: GuildId, through: GuildId) -> StoreResult<Vec<PastHead>>;
+
+    /// Every idempotency record of the guilds from `from` through `through`,
+    /// in guild and request id order, each with the stored entry that
+    /// carries its request id (if any), read in one statement: what verify
+    /// needs to prove that a replayed write answers what the chain says.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails;
+    /// [`StoreError::Corrupt`] when a row cannot be decoded.
+    async fn stored_requests(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<StoredRequest>>;
 
     /// A feed of committed changes by every writer of this database, for a
     /// read cache. The default answers that the store cannot be watched.
