@@ -520,64 +520,51 @@ fn commit_all_in(
 ) -> StoreResult<u64> {
     let tx = WriteTx::begin(conn)?;
     let mut written = 0;
-    // The head the last change set left, and its document if a change set
-    // of this guild's run set or cleared it.
-    let mut pending: Option<(Head, Option<Option<String>>)> = None;
+    // The last change set of the guild being written: its head is the one
+    // the next change set must follow, and is written after the guild's last.
+    let mut pending: Option<ChangeSet> = None;
     for change in changes {
         let change = change?;
         let rows = Rows::of(&change)?;
         let body = change.entry.body();
         match &pending {
-            Some((head, _)) if head.guild_id == change.guild_id => {
-                if change.expected_seq != Some(head.seq) || body.prev_hash != head.last_hash {
+            Some(prev) if prev.guild_id == change.guild_id => {
+                if change.expected_seq != Some(prev.head.seq)
+                    || body.prev_hash != prev.head.last_hash
+                {
                     return Err(StoreError::Conflict(
                         "the change sets of a guild do not follow each other".into(),
                     ));
                 }
             }
             _ => {
-                if let Some((head, document)) = pending.take() {
-                    write_pending_head(&tx, &head, document.as_ref())?;
+                if let Some(prev) = pending.take() {
+                    write_pending_head(&tx, &prev)?;
                 }
                 check_head(&tx, rows.guild, change.expected_seq, &body.prev_hash)?;
             }
         }
         rows.insert(&tx, &|_| Ok(()))?;
-        let document = match rows.head_document {
-            HeadDocument::Set(text) => Some(Some(text.to_owned())),
-            HeadDocument::Clear => Some(None),
-            HeadDocument::Keep => None,
-        };
         drop(rows);
-        pending = match pending {
-            Some((head, kept)) if head.guild_id == change.guild_id => {
-                Some((change.head, document.or(kept)))
-            }
-            _ => Some((change.head, document)),
-        };
+        pending = Some(change);
         written += 1;
     }
-    if let Some((head, document)) = pending {
-        write_pending_head(&tx, &head, document.as_ref())?;
+    if let Some(last) = pending {
+        write_pending_head(&tx, &last)?;
     }
     tx.commit()?;
     Ok(written)
 }
 
-/// Writes a guild's head after the last change set of its run in
-/// [`commit_all`]: the document the run last set or cleared, or, if none
-/// did, the stored one kept.
-fn write_pending_head(
-    tx: &Connection,
-    head: &Head,
-    document: Option<&Option<String>>,
-) -> StoreResult<()> {
-    let document = match document {
-        Some(Some(text)) => HeadDocument::Set(text),
-        Some(None) => HeadDocument::Clear,
-        None => HeadDocument::Keep,
+/// Writes a guild's head from the last change set of its run in
+/// [`commit_all`], with the document that change set leaves current.
+fn write_pending_head(tx: &Connection, last: &ChangeSet) -> StoreResult<()> {
+    let text = last.new_head_text()?;
+    let document = match text.as_deref() {
+        Some(text) => HeadDocument::Set(text),
+        None => HeadDocument::Clear,
     };
-    upsert_head(tx, head.guild_id.as_i64(), head, document)
+    upsert_head(tx, last.guild_id.as_i64(), &last.head, document)
 }
 
 /// A checked change set with its values ready for binding.
