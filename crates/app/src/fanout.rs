@@ -277,39 +277,36 @@ impl<T> Iterator for Ordered<T> {
     }
 }
 
-/// The guild a line names, as a full parse of it would find it: the last
-/// `guild_id` member of a JSON object, a string that is a valid guild id.
-/// The other members are scanned, not built.
+/// The guild a line names: its first `guild_id` member, when that is a
+/// string that is a valid guild id, in a line that opens as a JSON object.
+/// The scan stops there, so the rest of the line (the snapshot, in the
+/// order guildconf writes keys) is not read twice; the worker's full parse
+/// of the line must then name the same guild, or the line is a problem.
 fn route(line: &str) -> Option<GuildId> {
-    struct Route(Option<GuildId>);
-    impl<'de> serde::Deserialize<'de> for Route {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Route;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("a JSON object")
+    let found = std::cell::Cell::new(None);
+    struct V<'a>(&'a std::cell::Cell<Option<GuildId>>);
+    impl<'de> Visitor<'de> for V<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "guild_id" {
+                    let value = map.next_value::<Value>()?;
+                    self.0
+                        .set(value.as_str().and_then(|g| GuildId::parse(g).ok()));
+                    // Stops the scan: the rest of the line is the worker's.
+                    return Err(serde::de::Error::custom("routed"));
                 }
-                fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Route, M::Error> {
-                    let mut last: Option<Value> = None;
-                    while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                        if key == "guild_id" {
-                            last = Some(map.next_value::<Value>()?);
-                        } else {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                    Ok(Route(
-                        last.as_ref()
-                            .and_then(Value::as_str)
-                            .and_then(|g| GuildId::parse(g).ok()),
-                    ))
-                }
+                map.next_value::<IgnoredAny>()?;
             }
-            d.deserialize_map(V)
+            Ok(())
         }
     }
-    serde_json::from_str::<Route>(line).ok().and_then(|r| r.0)
+    let mut de = serde_json::Deserializer::from_str(line);
+    let _ = (&mut de).deserialize_map(V(&found));
+    found.get()
 }
 
 #[cfg(test)]
@@ -353,10 +350,9 @@ mod tests {
     }
 
     #[test]
-    fn a_guild_is_routed_as_a_full_parse_finds_it() {
+    fn a_guild_is_routed_by_its_first_guild_id_member() {
         let id = "80351110224678912";
-        // The last of duplicate members counts, as in a parsed `Value`.
-        let dup = format!(r#"{{"guild_id":"1","guild_id":"{id}"}}"#);
+        let dup = format!(r#"{{"guild_id":"{id}","guild_id":"1"}}"#);
         assert_eq!(route(&dup).map(|g| g.to_string()), Some(id.to_owned()));
         // Escapes are read.
         let escaped = format!(r#"{{"guild_id":"\u0038{}"}}"#, &id[1..]);
@@ -364,7 +360,7 @@ mod tests {
         for bad in [
             format!(r#"{{"guild_id":{id}}}"#),
             format!(r#"[{{"guild_id":"{id}"}}]"#),
-            format!(r#"{{"guild_id":"{id}"}} x"#),
+            format!(r#"{{"x":[,"guild_id":"{id}"}}"#),
             r#"{"guild_id":"x"}"#.to_owned(),
         ] {
             assert_eq!(route(&bad), None, "{bad}");

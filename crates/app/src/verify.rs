@@ -738,6 +738,17 @@ mod tests {
         )
     }
 
+    /// The reader routes a line by its first `guild_id`; a line that names
+    /// another guild in a second `guild_id` is caught by the worker's full
+    /// parse, never passed.
+    #[test]
+    fn a_line_naming_two_guilds_does_not_verify() {
+        let mut lines = export();
+        lines[13] = lines[13].replacen("{", "{\"guild_id\":\"7\",", 1);
+        let (ok, problems, _) = report(&lines);
+        assert!(!ok, "{problems:?}");
+    }
+
     /// The canonical lines take the fast path; the same lines re-written with
     /// spaces (not canonical) take the general one. Whatever the tampering,
     /// both reach the same verdict, at the same entry, with the same code.
