@@ -18,8 +18,11 @@ use serde_json::Value;
 
 use crate::input::InputError;
 
-/// Lines buffered per run before the reader waits for its worker.
-const LINES_PER_RUN: usize = 512;
+/// Lines sent to a worker at once: one channel crossing per batch, not per
+/// line.
+const LINE_BATCH: usize = 64;
+/// Batches of lines buffered per run before the reader waits for its worker.
+const BATCHES_PER_RUN: usize = 8;
 /// Outputs buffered per run before its worker waits for the consumer.
 const OUTPUTS_PER_RUN: usize = 512;
 /// Runs the reader may be ahead of the consumer.
@@ -58,7 +61,7 @@ enum Msg<T> {
 /// A run handed to a worker.
 struct Job<T> {
     start: RunStart,
-    lines: Receiver<Msg<Line>>,
+    lines: Receiver<Msg<Vec<Line>>>,
     out: SyncSender<Msg<T>>,
 }
 
@@ -71,7 +74,8 @@ pub(crate) struct Broken;
 pub(crate) struct Dispatch<T> {
     jobs: SyncSender<Job<T>>,
     order: SyncSender<Msg<Receiver<Msg<T>>>>,
-    run: Option<(RunStart, SyncSender<Msg<Line>>)>,
+    run: Option<(RunStart, SyncSender<Msg<Vec<Line>>>)>,
+    batch: Vec<Line>,
     seen: std::collections::BTreeSet<GuildId>,
     scattered: std::collections::BTreeSet<GuildId>,
 }
@@ -115,14 +119,20 @@ where
             };
             let Ok(job) = job else { return };
             let mut ended = false;
-            let mut lines = std::iter::from_fn(|| match job.lines.recv() {
-                Ok(Msg::Out(line)) => Some(line),
-                Ok(Msg::End) => {
-                    ended = true;
-                    None
+            let mut batch = Vec::new().into_iter();
+            let mut lines = std::iter::from_fn(|| loop {
+                if let Some(line) = batch.next() {
+                    return Some(line);
                 }
-                // The reader stopped without ending the run.
-                Err(_) => None,
+                match job.lines.recv() {
+                    Ok(Msg::Out(next)) => batch = next.into_iter(),
+                    Ok(Msg::End) => {
+                        ended = true;
+                        return None;
+                    }
+                    // The reader stopped without ending the run.
+                    Err(_) => return None,
+                }
             });
             let mut open = true;
             let mut emit = |t: T| {
@@ -142,6 +152,7 @@ where
             jobs: jobs_tx,
             order: order_tx,
             run: None,
+            batch: Vec::with_capacity(LINE_BATCH),
             seen: Default::default(),
             scattered: Default::default(),
         },
@@ -155,7 +166,7 @@ where
 
 /// Whether the rest of a run's lines end with its end mark (a worker may
 /// stop reading a run early, after its first failure).
-fn drained(lines: &Receiver<Msg<Line>>) -> bool {
+fn drained(lines: &Receiver<Msg<Vec<Line>>>) -> bool {
     loop {
         match lines.recv() {
             Ok(Msg::Out(_)) => continue,
@@ -192,20 +203,33 @@ impl<T: Send + 'static> Dispatch<T> {
         } else if self.run.is_none() && !self.begin(RunStart::Skipped(None)) {
             return false;
         }
+        self.batch.push(Line { no, text, routed });
+        self.batch.len() < LINE_BATCH || self.send_batch()
+    }
+
+    /// Sends the lines gathered for the current run.
+    fn send_batch(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(LINE_BATCH));
         match &self.run {
-            Some((_, lines)) => lines.send(Msg::Out(Line { no, text, routed })).is_ok(),
+            Some((_, lines)) => lines.send(Msg::Out(batch)).is_ok(),
             None => false,
         }
     }
 
     /// Ends the current run and starts another.
     fn begin(&mut self, start: RunStart) -> bool {
+        if !self.send_batch() {
+            return false;
+        }
         if let Some((_, lines)) = self.run.take() {
             if lines.send(Msg::End).is_err() {
                 return false;
             }
         }
-        let (lines_tx, lines_rx) = sync_channel(LINES_PER_RUN);
+        let (lines_tx, lines_rx) = sync_channel(BATCHES_PER_RUN);
         let (out_tx, out_rx) = sync_channel(OUTPUTS_PER_RUN);
         if self.order.send(Msg::Out(out_rx)).is_err() {
             return false;
@@ -224,6 +248,9 @@ impl<T: Send + 'static> Dispatch<T> {
 
     /// Ends the last run and the file.
     pub fn finish(mut self) {
+        if !self.send_batch() {
+            return;
+        }
         if let Some((_, lines)) = self.run.take() {
             let _ = lines.send(Msg::End);
         }
