@@ -374,9 +374,9 @@ impl ConfigService {
 /// Verifies an export file offline: every line's hash, each guild's seq and
 /// `prev_hash` chain, and each embedded `snapshot` against its
 /// `snapshot_sha256`. Reads line by line on the calling thread; the guilds'
-/// chains are checked on [`fanout::workers`] threads (each guild's lines come
-/// together in an export and its chain depends on no other guild's), and
-/// the report lists what they found in file order.
+/// chains are checked on worker threads, one per core and at most four
+/// (each guild's lines come together in an export and its chain depends on
+/// no other guild's), and the report lists what they found in file order.
 ///
 /// # Errors
 /// [`Error::Storage`] when the file cannot be read. Broken chains and
