@@ -516,7 +516,7 @@ impl PgStore {
         .bind(&head.actor.id)
         .bind(head.actor.kind.as_str())
         .bind(&head.actor.label)
-        .bind(change.head_document().text())
+        .bind(change.new_head_text()?.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;

@@ -480,18 +480,91 @@ pub(crate) fn commit(
 /// Writes many change sets, in order, in one `BEGIN IMMEDIATE` transaction:
 /// all of them, or (on any error, or a crash) none. Import and copy use it,
 /// so a killed import leaves the database as it was.
+///
+/// Each guild's head is checked against the store before its first change
+/// set and written once, after its last one. In between nothing but this
+/// transaction can write (it holds SQLite's write lock), so each later change
+/// set is checked against the head the one before it left, in memory: the
+/// same check as [`commit`]'s, without a read and a rewrite of the head row
+/// per entry. The chain guards still check every entry as it is inserted,
+/// and the head when it is written.
 pub(crate) fn commit_all(
+    conn: &Connection,
+    changes: &mut dyn Iterator<Item = StoreResult<ChangeSet>>,
+) -> StoreResult<u64> {
+    // A cache large enough that the pages the inserts keep touching (the
+    // right-hand edges of each table and index) stay in memory instead of
+    // being spilled to the WAL again and again during one long transaction;
+    // the connection's own size comes back afterwards.
+    let cache: i64 = conn
+        .query_row("PRAGMA cache_size", [], |row| row.get(0))
+        .map_err(db_err)?;
+    conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)
+        .map_err(db_err)?;
+    let written = commit_all_in(conn, changes);
+    let restored = conn
+        .pragma_update(None, "cache_size", cache)
+        .map_err(db_err);
+    let written = written?;
+    restored?;
+    Ok(written)
+}
+
+/// The page cache of a bulk write, in KiB (SQLite reads a negative
+/// `cache_size` as KiB): 256 MiB.
+const BULK_CACHE_KIB: i64 = -256 * 1024;
+
+fn commit_all_in(
     conn: &Connection,
     changes: &mut dyn Iterator<Item = StoreResult<ChangeSet>>,
 ) -> StoreResult<u64> {
     let tx = WriteTx::begin(conn)?;
     let mut written = 0;
+    // The last change set of the guild being written: its head is the one
+    // the next change set must follow, and is written after the guild's last.
+    let mut pending: Option<ChangeSet> = None;
     for change in changes {
-        Rows::of(&change?)?.write(&tx, &|_| Ok(()))?;
+        let change = change?;
+        let rows = Rows::of(&change)?;
+        let body = change.entry.body();
+        match &pending {
+            Some(prev) if prev.guild_id == change.guild_id => {
+                if change.expected_seq != Some(prev.head.seq)
+                    || body.prev_hash != prev.head.last_hash
+                {
+                    return Err(StoreError::Conflict(
+                        "the change sets of a guild do not follow each other".into(),
+                    ));
+                }
+            }
+            _ => {
+                if let Some(prev) = pending.take() {
+                    write_pending_head(&tx, &prev)?;
+                }
+                check_head(&tx, rows.guild, change.expected_seq, &body.prev_hash)?;
+            }
+        }
+        rows.insert(&tx, &|_| Ok(()))?;
+        drop(rows);
+        pending = Some(change);
         written += 1;
+    }
+    if let Some(last) = pending {
+        write_pending_head(&tx, &last)?;
     }
     tx.commit()?;
     Ok(written)
+}
+
+/// Writes a guild's head from the last change set of its run in
+/// [`commit_all`], with the document that change set leaves current.
+fn write_pending_head(tx: &Connection, last: &ChangeSet) -> StoreResult<()> {
+    let text = last.new_head_text()?;
+    let document = match text.as_deref() {
+        Some(text) => HeadDocument::Set(text),
+        None => HeadDocument::Clear,
+    };
+    upsert_head(tx, last.guild_id.as_i64(), &last.head, document)
 }
 
 /// A checked change set with its values ready for binding.
@@ -545,19 +618,31 @@ impl<'a> Rows<'a> {
         })
     }
 
-    /// The head check and the inserts, inside `tx`.
+    /// The head check, the inserts and the head move, inside `tx`.
     fn write(
         &self,
         tx: &Connection,
         fault: &dyn Fn(WriteStep) -> StoreResult<()>,
     ) -> StoreResult<()> {
-        let (change, guild) = (self.change, self.guild);
+        let change = self.change;
         check_head(
             tx,
-            guild,
+            self.guild,
             change.expected_seq,
             &change.entry.body().prev_hash,
         )?;
+        self.insert(tx, fault)?;
+        fault(WriteStep::HeadMove)?;
+        upsert_head(tx, self.guild, &change.head, self.head_document)
+    }
+
+    /// The snapshot, entry and request inserts, inside `tx`.
+    fn insert(
+        &self,
+        tx: &Connection,
+        fault: &dyn Fn(WriteStep) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let (change, guild) = (self.change, self.guild);
         if let Some((version, document, sha256)) = &self.snapshot {
             fault(WriteStep::SnapshotInsert)?;
             tx.prepare_cached(
@@ -578,8 +663,7 @@ impl<'a> Rows<'a> {
             .and_then(|mut s| s.execute(params![guild, request_id, fingerprint, result]))
             .map_err(db_err)?;
         }
-        fault(WriteStep::HeadMove)?;
-        upsert_head(tx, guild, &change.head, self.head_document)
+        Ok(())
     }
 }
 

@@ -29,6 +29,7 @@ mod cache;
 mod checkpoint;
 mod error;
 mod export;
+mod fanout;
 mod hints;
 mod history;
 mod import;

@@ -337,6 +337,11 @@ impl ChainVerifier {
         self.problem.is_some()
     }
 
+    /// The first failure found so far, if any.
+    pub fn problem(&self) -> Option<&Problem> {
+        self.problem.as_ref()
+    }
+
     /// Feeds the next entry: its JSON line (body keys plus `entry_hash`, other
     /// keys ignored), what the store holds for its snapshot, and, from a
     /// database, the row's own columns.

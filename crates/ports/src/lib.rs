@@ -189,6 +189,34 @@ impl ChangeSet {
             (None, Some(_)) => HeadDocument::Keep,
         }
     }
+
+    /// The document text of the head row when it is written as a whole new
+    /// row (a bulk write writes each guild's head once, from its last change
+    /// set): the new snapshot's text, nothing after a delete, or, for a write
+    /// that makes no version (a purge), the canonical text of the head's
+    /// document, since there is no stored text to keep.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the head's document cannot be
+    /// canonicalised (a validated document always can).
+    pub fn new_head_text(&self) -> StoreResult<Option<std::borrow::Cow<'_, str>>> {
+        match self.head_document() {
+            HeadDocument::Set(text) => Ok(Some(std::borrow::Cow::Borrowed(text))),
+            HeadDocument::Clear => Ok(None),
+            HeadDocument::Keep => self
+                .head
+                .document
+                .as_ref()
+                .map(|doc| {
+                    guildconf_domain::json::canonical_json(doc)
+                        .map(std::borrow::Cow::Owned)
+                        .map_err(|e| {
+                            StoreError::Storage(format!("cannot canonicalise a head document: {e}"))
+                        })
+                })
+                .transpose(),
+        }
+    }
 }
 
 /// What a write does to the head row's document column (see
