@@ -141,7 +141,8 @@ fn history_sql(prefix: &str, query: &HistoryQuery) -> QueryBuilder<'static, Post
         (_, None) => {}
     }
     if let Some(op) = query.operation {
-        sql.push(" AND operation = ").push_bind(op.as_str());
+        sql.push(" AND operation = ")
+            .push_bind(op.as_str().to_owned());
     }
     if let Some(since) = query.since {
         sql.push(" AND occurred_at >= ")
@@ -729,7 +730,8 @@ impl ConfigStore for PgStore {
     ) -> StoreResult<Option<(u64, Operation)>> {
         let row = sqlx::query(
             "SELECT config_version, operation FROM audit_entries \
-             WHERE guild_id = $1 AND occurred_at <= $2 AND operation <> 'purge' \
+             WHERE guild_id = $1 AND occurred_at <= $2 \
+               AND operation IN ('create', 'update', 'revert', 'delete') \
              ORDER BY seq DESC LIMIT 1",
         )
         .bind(guild.as_i64())
@@ -925,7 +927,7 @@ impl ConfigStore for PgStore {
              next AS ( \
                  SELECT config_version FROM audit_entries \
                  WHERE guild_id = $1 AND seq > (SELECT seq FROM through) \
-                 AND operation IN ('create', 'update', 'revert') ORDER BY seq LIMIT 1) \
+                 AND operation NOT IN ('delete', 'purge') ORDER BY seq LIMIT 1) \
              SELECT (SELECT seq FROM cap) AS cap_seq, \
                     (SELECT seq FROM through) AS through_seq, \
                     (SELECT entry_hash FROM through) AS through_hash, \

@@ -228,7 +228,8 @@ pub(crate) fn entry_at(
     let mut stmt = conn
         .prepare_cached(
             "SELECT config_version, operation FROM audit_entries
-             WHERE guild_id = ?1 AND occurred_at <= ?2 AND operation <> 'purge'
+             WHERE guild_id = ?1 AND occurred_at <= ?2
+               AND operation IN ('create', 'update', 'revert', 'delete')
              ORDER BY seq DESC LIMIT 1",
         )
         .map_err(db_err)?;
@@ -721,6 +722,9 @@ const PURGE_BATCH: i64 = 1000;
 
 /// The operations that make a version (and so need its snapshot).
 const VERSION_OPS: &str = "('create', 'update', 'revert')";
+/// The operations whose entry names no kept version's document: every other
+/// entry (a config write or an event) needs its version's snapshot to stay.
+const NO_DOCUMENT_OPS: &str = "('delete', 'purge')";
 
 /// What a purge of entries before `before` would remove: the head, then the
 /// [`PurgeFacts`] in one statement (each CTE and column is the field of that
@@ -747,7 +751,7 @@ pub(crate) fn purge_candidate(
              next AS (
                  SELECT config_version FROM audit_entries
                  WHERE guild_id = ?1 AND seq > (SELECT seq FROM through)
-                   AND operation IN {VERSION_OPS}
+                   AND operation NOT IN {NO_DOCUMENT_OPS}
                  ORDER BY seq LIMIT 1)
              SELECT (SELECT seq FROM cap),
                     (SELECT seq FROM through),

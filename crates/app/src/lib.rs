@@ -56,6 +56,10 @@ pub use verify::{verify_export, VerifyProblem, VerifyReport};
 /// JSON helpers: pointers, user paths, canonical form.
 pub use guildconf_domain::json;
 pub use guildconf_domain::{
+    ActionKey, ActionRegistry, ActionSpec, CheckedEvent, DataKey, DataType, Event, EventOutcome,
+    Target,
+};
+pub use guildconf_domain::{
     Actor, ActorKind, Change, ConfigSchema, Entry, EntryBody, FieldPath, GuildConfig,
     GuildConfigSchema, GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation,
     Violations,

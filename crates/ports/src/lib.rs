@@ -270,8 +270,9 @@ pub struct PurgeCandidate {
     pub through_hash: String,
     /// How many entries would go (those with seq ≤ `through_seq`).
     pub entries: u64,
-    /// The lowest version a kept create/update/revert entry names; snapshots
-    /// of lower versions would go.
+    /// The lowest version a kept entry other than a delete or purge names
+    /// (a create, update, revert or event); snapshots of lower versions
+    /// would go.
     pub keep_from_version: u64,
     /// How many snapshots would go.
     pub snapshots: u64,
@@ -301,8 +302,10 @@ pub struct PurgeFacts {
     pub through: Option<(i64, String)>,
     /// How many entries have `seq` ≤ that entry's (0 without one).
     pub entries: i64,
-    /// `config_version` of the first entry after `through` that made a
-    /// version (`None`: there is none, or no `through`).
+    /// `config_version` of the first entry after `through` whose operation
+    /// is neither `delete` nor `purge` (a version-making entry or an event,
+    /// which names the document current when it was recorded, so that
+    /// version's snapshot must stay; `None`: there is none, or no `through`).
     pub next_version: Option<i64>,
     /// How many snapshots have a version below `next_version` other than the
     /// head's (0 without a `next_version`).

@@ -122,6 +122,9 @@ pub enum Command {
     Revert(RevertArgs),
     /// Delete a guild's config; its history stays.
     Delete(DeleteArgs),
+    /// Record an event (an admin action) in the guild's chain; the config is
+    /// unchanged. ACTION is a registered action key such as member.role_added.
+    Event(EventArgs),
     /// Show a guild's document now, at a version, or at a time.
     Show(ShowArgs),
     /// List every guild with its version, last change time and actor.
@@ -216,6 +219,36 @@ pub struct DeleteArgs {
     pub guild: String,
     #[command(flatten)]
     pub guard: GuardArgs,
+}
+
+/// The arguments of `event`.
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    /// The action key, family.verb (for example member.role_added).
+    pub action: String,
+    /// success, failed, partial, info or blocked.
+    #[arg(long)]
+    pub outcome: String,
+    /// What the action acted on: member, channel, role, ...
+    #[arg(long, value_name = "T")]
+    pub target_type: String,
+    /// The target's id.
+    #[arg(long, value_name = "ID")]
+    pub target_id: String,
+    /// The target's display name.
+    #[arg(long, value_name = "L")]
+    pub target_label: Option<String>,
+    /// KEY=VALUE facts the action declares; VALUE is JSON if it parses, else
+    /// a string.
+    #[arg(long = "data", value_name = "KEY=VALUE")]
+    pub data: Vec<String>,
+    /// Print the entry's result and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// The arguments of `show`.

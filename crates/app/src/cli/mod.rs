@@ -164,6 +164,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         Command::Apply(args) => write::apply(&ctx, args).await,
         Command::Revert(args) => write::revert(&ctx, args).await,
         Command::Delete(args) => write::delete(&ctx, args).await,
+        Command::Event(args) => write::event(&ctx, args).await,
         Command::Show(args) => read::show(&ctx, args).await,
         Command::List => read::list(&ctx).await,
         Command::History(args) => read::history(&ctx, args).await,

@@ -191,12 +191,16 @@ impl Output {
             Outcome::Reverted => "reverted",
             Outcome::Deleted => "deleted",
             Outcome::Unchanged => "unchanged",
+            Outcome::Recorded => "recorded",
         };
         if result.dry_run {
             println!("dry run, nothing written: guild {guild} would be {verb} at version {v}");
             for change in result.changes.as_deref().unwrap_or_default() {
                 println!("  {}", change_line(change));
             }
+        } else if result.outcome == Outcome::Recorded {
+            let replay = if result.replayed { " [replayed]" } else { "" };
+            println!("recorded an event for guild {guild}: config version {v}{hash}{replay}");
         } else if result.outcome == Outcome::Unchanged {
             println!("unchanged: guild {guild} stays at version {v}");
         } else {
