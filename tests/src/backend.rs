@@ -85,8 +85,16 @@ pub trait TestBackend: Send + Sync + 'static {
     fn missing_database_url(&self, url: &str, dir: &Path, name: &str) -> String;
 
     /// An SQL expression: the JSON document in `column` with the boolean at
-    /// `path` flipped to `value` (the stored value must be `!value`).
-    fn set_json_bool_sql(&self, column: &str, path: &[&str], value: bool) -> String;
+    /// `path` flipped to `value` (the stored value must be `!value`). Both
+    /// backends store documents as their canonical text, so the key's text
+    /// is replaced in place, as an attacker editing the stored bytes would.
+    fn set_json_bool_sql(&self, column: &str, path: &[&str], value: bool) -> String {
+        let key = path.last().expect("a path to a value");
+        format!(
+            "REPLACE({column}, '\"{key}\":{}', '\"{key}\":{value}')",
+            !value
+        )
+    }
 
     /// Statements beyond plain `UPDATE` and `DELETE` that try to get around
     /// this backend's append-only triggers (the guard must refuse them).

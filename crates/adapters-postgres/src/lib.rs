@@ -18,6 +18,7 @@
 
 mod error;
 mod store;
+mod upgrade;
 mod watch;
 
 use std::fmt;
@@ -112,6 +113,14 @@ async fn check_current(pool: &PgPool) -> StoreResult<()> {
         Err(e) => return Err(map_sqlx(e)),
     };
     if applied == known {
+        let mut conn = pool.acquire().await.map_err(map_sqlx)?;
+        if upgrade::documents_pending(&mut conn).await? {
+            return Err(StoreError::Storage(
+                "the database's stored documents still wait to be converted to canonical text: \
+                 run `guildconf migrate` (as a role that may change the schema)"
+                    .into(),
+            ));
+        }
         return Ok(());
     }
     let newer = applied.iter().any(|v| !known.contains(v));
@@ -238,6 +247,7 @@ impl PgStore {
             .map_err(map_sqlx)?;
         if migrate {
             MIGRATOR.run(&pool).await.map_err(map_migrate)?;
+            upgrade::finish_documents_as_text(&pool).await?;
             tracing::debug!("guildconf PostgreSQL schema is up to date");
         } else {
             check_current(&pool).await?;

@@ -7,9 +7,9 @@ use guildconf_ports::codec::{
     stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
-    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PastHead,
-    PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError,
-    StoreResult, StoredEntry, StoredHead, WriteStep,
+    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadDocument, HistoryQuery,
+    PastHead, PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot,
+    StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -70,7 +70,7 @@ fn entries_between_sql(
         // hash all of the guild's snapshots for every batch.
         sql.push(
             "CASE WHEN e.operation <> 'delete' THEN \
-             (SELECT s.document::text FROM guild_snapshots s \
+             (SELECT s.document FROM guild_snapshots s \
              WHERE s.guild_id = e.guild_id AND s.version = e.config_version) \
              END AS snapshot, \
              CASE WHEN e.operation <> 'delete' THEN \
@@ -217,9 +217,10 @@ impl PgStore {
             .collect()
     }
 
-    /// Moves the head inside `tx` (the purge's head move); `Conflict` when
-    /// it is not at `expected_seq` with `prev_hash`. (The purge takes its `change_id` at the
-    /// end of its transaction.)
+    /// Moves the head inside `tx` (the purge's head move, which leaves the
+    /// document as it is); `Conflict` when it is not at `expected_seq` with
+    /// `prev_hash`. (The purge takes its `change_id` at the end of its
+    /// transaction.)
     async fn move_head(
         &self,
         tx: &mut sqlx::PgConnection,
@@ -231,9 +232,8 @@ impl PgStore {
         self.fault(WriteStep::HeadMove)?;
         let result = sqlx::query(
             "UPDATE guild_heads SET version = $3, seq = $4, last_hash = $5, \
-             updated_at = $6, actor_id = $7, actor_kind = $8, actor_label = $9, \
-             document = $10 \
-             WHERE guild_id = $1 AND seq = $2 AND last_hash = $11",
+             updated_at = $6, actor_id = $7, actor_kind = $8, actor_label = $9 \
+             WHERE guild_id = $1 AND seq = $2 AND last_hash = $10",
         )
         .bind(guild)
         .bind(to_i64(expected_seq, "expected seq")?)
@@ -244,7 +244,6 @@ impl PgStore {
         .bind(&head.actor.id)
         .bind(head.actor.kind.as_str())
         .bind(&head.actor.label)
-        .bind(&head.document)
         .bind(prev_hash)
         .execute(&mut *tx)
         .await
@@ -304,6 +303,7 @@ impl PgStore {
         exec: impl sqlx::PgExecutor<'e>,
     ) -> StoreResult<()> {
         let head = &change.head;
+        let head_document = change.head_document();
         let body = change.entry.body();
         let request_result = change
             .request
@@ -332,9 +332,16 @@ impl PgStore {
                     .push(", actor_kind = ")
                     .push_bind(head.actor.kind.as_str())
                     .push(", actor_label = ")
-                    .push_bind(&head.actor.label)
-                    .push(", document = ")
-                    .push_bind(&head.document);
+                    .push_bind(&head.actor.label);
+                match head_document {
+                    HeadDocument::Set(text) => {
+                        sql.push(", document = ").push_bind(text);
+                    }
+                    HeadDocument::Clear => {
+                        sql.push(", document = NULL");
+                    }
+                    HeadDocument::Keep => {}
+                }
                 // A new guild takes the column default; an update takes the
                 // next change id explicitly (the read caches' change feed).
                 if self.change_feed {
@@ -362,7 +369,7 @@ impl PgStore {
                     .push_bind(&head.actor.id)
                     .push_bind(head.actor.kind.as_str())
                     .push_bind(&head.actor.label)
-                    .push_bind(&head.document);
+                    .push_bind(head_document.text());
                 sql.push(") ON CONFLICT (guild_id) DO NOTHING");
             }
         }
@@ -375,7 +382,7 @@ impl PgStore {
             )
             .push_bind(to_i64(snapshot.version, "version")?)
             .push(", ")
-            .push_bind(snapshot.document.value())
+            .push_bind(snapshot.document.text())
             .push(", ")
             .push_bind(snapshot.document.sha256())
             .push(" FROM head)");
@@ -445,7 +452,7 @@ impl PgStore {
             )
             .bind(guild)
             .bind(to_i64(snapshot.version, "version")?)
-            .bind(snapshot.document.value())
+            .bind(snapshot.document.text())
             .bind(snapshot.document.sha256())
             .execute(&mut *tx)
             .await
@@ -485,7 +492,7 @@ impl PgStore {
         .bind(&head.actor.id)
         .bind(head.actor.kind.as_str())
         .bind(&head.actor.label)
-        .bind(&head.document)
+        .bind(change.head_document().text())
         .execute(&mut *tx)
         .await
         .map_err(map_sqlx)?;
@@ -617,7 +624,9 @@ impl ConfigStore for PgStore {
             last_hash: get(&row, "last_hash")?,
             updated_at: get_time(&row, "updated_at", "guild_heads.updated_at")?,
             actor: get_actor(&row, "guild_heads")?,
-            document: get(&row, "document")?,
+            document: get::<Option<String>>(&row, "document")?
+                .map(|text| stored_json(text.as_bytes(), "guild_heads.document"))
+                .transpose()?,
         }))
     }
 
@@ -716,7 +725,10 @@ impl ConfigStore for PgStore {
         row.map(|row| {
             Ok(Snapshot {
                 version,
-                document: get(&row, "document")?,
+                document: stored_json(
+                    get::<String>(&row, "document")?.as_bytes(),
+                    "guild_snapshots.document",
+                )?,
                 sha256: get(&row, "sha256")?,
             })
         })
@@ -834,7 +846,7 @@ impl ConfigStore for PgStore {
         through: GuildId,
     ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
         let rows = sqlx::query(
-            "SELECT guild_id, seq, version, last_hash, document::text AS document, updated_at, \
+            "SELECT guild_id, seq, version, last_hash, document, updated_at, \
              actor_id, actor_kind, actor_label \
              FROM guild_heads WHERE guild_id BETWEEN $1 AND $2 ORDER BY guild_id",
         )

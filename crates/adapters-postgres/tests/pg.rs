@@ -9,7 +9,6 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use guildconf_domain::json::{canonical_sha256, text_sha256};
 use guildconf_domain::{
     Actor, ActorKind, ConfigSchema, GuildConfigSchema, GuildId, Operation, Timestamp,
 };
@@ -58,6 +57,41 @@ async fn plain(schema: &str) -> PgConnection {
         .await
         .unwrap();
     conn
+}
+
+/// The shipped migrations up to and including version `last`.
+fn migrator_up_to(last: i64) -> sqlx::migrate::Migrator {
+    let all = sqlx::migrate!("./migrations");
+    sqlx::migrate::Migrator {
+        migrations: all
+            .migrations
+            .iter()
+            .filter(|m| m.version <= last)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+        ..sqlx::migrate!("./migrations")
+    }
+}
+
+/// A fresh schema holding the schema as guildconf's migrations up to
+/// version `last` left it (an older guildconf's database), and a plain
+/// connection working in it. Panics (fails the test) without a server.
+async fn schema_migrated_to(name: &str, last: i64) -> (String, PgConnection) {
+    let schema = unique_schema(name);
+    let mut conn = PgConnection::connect(&url())
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {} is required: {e}", url()));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!("SET search_path = {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    migrator_up_to(last).run(&mut conn).await.unwrap();
+    (schema, conn)
 }
 
 async fn drop_schema(store: PgStore, schema: &str) {
@@ -192,8 +226,9 @@ async fn migrations_apply_twice() {
         .await
         .unwrap();
     assert_eq!(
-        applied, 4,
-        "0001_initial, 0002_purge_gate, 0003_change_feed and 0004_chain_guards"
+        applied, 5,
+        "0001_initial, 0002_purge_gate, 0003_change_feed, 0004_chain_guards and \
+         0005_documents_as_text"
     );
     second.pool().close().await;
     third.pool().close().await;
@@ -702,28 +737,7 @@ async fn corrupt_rows_are_reported_without_data() {
 async fn a_database_from_before_the_change_feed_is_upgraded() {
     use guildconf_ports::WatchEvent;
 
-    let schema = unique_schema("upgrade");
-    let mut conn = PgConnection::connect(&url()).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query(&format!("SET search_path = {schema}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let all = sqlx::migrate!("./migrations");
-    let before_feed: Vec<_> = all
-        .migrations
-        .iter()
-        .filter(|m| m.version < 3)
-        .cloned()
-        .collect();
-    let old = sqlx::migrate::Migrator {
-        migrations: before_feed.into(),
-        ..sqlx::migrate!("./migrations")
-    };
-    old.run(&mut conn).await.unwrap();
+    let (schema, mut conn) = schema_migrated_to("upgrade", 2).await;
     for g in [21i64, 22] {
         sqlx::query(
             "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, actor_id, \
@@ -811,35 +825,165 @@ fn spread_of_documents() -> Vec<Value> {
     docs
 }
 
-fn has_float(value: &Value) -> bool {
-    match value {
-        Value::Number(n) => n.is_f64(),
-        Value::Array(items) => items.iter().any(has_float),
-        Value::Object(map) => map.values().any(has_float),
-        _ => false,
-    }
-}
-
-/// What verify hashes for a PostgreSQL snapshot, the server's `jsonb` text,
-/// is the hash of the document the jsonb holds: through the reordering fast
-/// path and through the parser alike.
+/// Rows written as a guildconf before migration 0005 wrote them (documents
+/// as `jsonb`) upgrade without loss: after the upgrade every snapshot and
+/// head holds exactly the RFC 8785 text that was hashed, byte for byte, the
+/// generated `document_jsonb` holds the same document, and a database
+/// stopped between the SQL half and the Rust half of the upgrade is refused
+/// by an open that does not migrate.
 #[tokio::test]
-async fn jsonb_text_hashes_as_the_document_it_holds() {
-    let mut conn = PgConnection::connect(&url())
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {} is required: {e}", url()));
-    for doc in spread_of_documents() {
-        let text: String = sqlx::query_scalar("SELECT $1::jsonb::text")
-            .bind(sqlx::types::Json(&doc))
-            .fetch_one(&mut conn)
+async fn documents_stored_as_jsonb_upgrade_to_their_hashed_text() {
+    let (schema, mut conn) = schema_migrated_to("doc_text", 4).await;
+
+    // A chain per guild over the spread of documents, the last guild deleted,
+    // written with the statements of schema version 4.
+    let docs = spread_of_documents();
+    let mut expected: Vec<(i64, i64, String)> = Vec::new();
+    let mut heads: Vec<Head> = Vec::new();
+    for (n, chunk) in docs.chunks(100).enumerate() {
+        let g = guild(700 + n as u64);
+        let mut head: Option<Head> = None;
+        let mut steps: Vec<Option<Value>> = chunk.iter().cloned().map(Some).collect();
+        if n == 2 {
+            steps.push(None);
+        }
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        for (i, doc) in steps.into_iter().enumerate() {
+            let at = ts(&format!(
+                "2026-01-01T00:{:02}:{:02}.000000Z",
+                i / 60,
+                i % 60
+            ))
+            .datetime();
+            let change = contract::change_set(g, head.as_ref(), doc, &alice(), at, None);
+            if let Some(snapshot) = &change.snapshot {
+                sqlx::query(
+                    "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(g.as_i64())
+                .bind(snapshot.version as i64)
+                .bind(sqlx::types::Json(snapshot.document.value()))
+                .bind(snapshot.document.sha256())
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                expected.push((
+                    g.as_i64(),
+                    snapshot.version as i64,
+                    snapshot.document.text().to_owned(),
+                ));
+            }
+            let body = change.entry.body();
+            sqlx::query(
+                "INSERT INTO audit_entries (guild_id, seq, config_version, operation, \
+                 occurred_at, actor_id, request_id, body, entry_hash, prev_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9)",
+            )
+            .bind(g.as_i64())
+            .bind(body.seq as i64)
+            .bind(body.config_version as i64)
+            .bind(body.operation.as_str())
+            .bind(body.occurred_at.to_string())
+            .bind(&body.actor.id)
+            .bind(change.entry.text())
+            .bind(change.entry.entry_hash())
+            .bind(&body.prev_hash)
+            .execute(&mut conn)
             .await
             .unwrap();
-        let parsed: Value = serde_json::from_str(&text).unwrap();
-        let expected = canonical_sha256(&parsed).unwrap();
-        assert_eq!(text_sha256(&text), Some(expected.clone()), "{text}");
-        if !has_float(&doc) {
-            // jsonb holds a document without floats exactly.
-            assert_eq!(canonical_sha256(&doc).unwrap(), expected, "{text}");
+            head = Some(change.head);
         }
+        let h = head.unwrap();
+        sqlx::query(
+            "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, actor_id, \
+             actor_kind, actor_label, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(g.as_i64())
+        .bind(h.version as i64)
+        .bind(h.seq as i64)
+        .bind(&h.last_hash)
+        .bind(h.updated_at.to_string())
+        .bind(&h.actor.id)
+        .bind(h.actor.kind.as_str())
+        .bind(&h.actor.label)
+        .bind(h.document.as_ref().map(sqlx::types::Json))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+        heads.push(h);
     }
+    assert!(expected.len() > 250, "{}", expected.len());
+
+    // The SQL half alone: a store that may not migrate refuses the database.
+    migrator_up_to(5).run(&mut conn).await.unwrap();
+    let db_url = format!("{}?options=-c%20search_path%3D{schema}", url());
+    let refused = PgStore::connect_with(&db_url, false).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("guildconf migrate"),
+        "{refused}"
+    );
+
+    let store = PgStore::connect_in_schema(&url(), &schema).await.unwrap();
+    let stored: Vec<(i64, i64, String, String, bool)> = sqlx::query_as(
+        "SELECT guild_id, version, document, sha256, document_jsonb = document::jsonb \
+         FROM guild_snapshots ORDER BY guild_id, version",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), expected.len());
+    for ((g, v, text, sha, same_jsonb), (eg, ev, etext)) in stored.iter().zip(&expected) {
+        assert_eq!((g, v), (eg, ev));
+        assert_eq!(text, etext, "guild {g} version {v}: not the hashed bytes");
+        assert_eq!(*sha, guildconf_domain::json::sha256_hex(text.as_bytes()));
+        assert!(same_jsonb, "guild {g} version {v}");
+    }
+    for h in &heads {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT document FROM guild_heads WHERE guild_id = $1")
+                .bind(h.guild_id.as_i64())
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let want = h
+            .document
+            .as_ref()
+            .map(|d| guildconf_domain::json::canonical_json(d).unwrap());
+        assert_eq!(text, want, "head of guild {}", h.guild_id);
+        assert_eq!(store.head(h.guild_id).await.unwrap().as_ref(), Some(h));
+    }
+    // Every trigger of both tables fires again, also under replication.
+    let not_always: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'A' \
+         AND tgrelid IN ('guild_heads'::regclass, 'guild_snapshots'::regclass)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(not_always, 0, "triggers left disabled by the upgrade");
+    // The jsonb form is derived, never written: not even the owner can
+    // make it disagree with the text verify proves.
+    for table in ["guild_heads", "guild_snapshots"] {
+        let forged = sqlx::query(&format!(
+            "UPDATE {table} SET document_jsonb = '{{}}'::jsonb"
+        ))
+        .execute(&mut conn)
+        .await;
+        assert!(
+            forged.is_err(),
+            "{table}.document_jsonb must not be writable"
+        );
+    }
+    // The append-only trigger is on again after the swap.
+    let update = sqlx::query("UPDATE guild_snapshots SET sha256 = sha256")
+        .execute(&mut conn)
+        .await;
+    assert!(update.is_err(), "snapshots must be append-only again");
+    // A second open finds nothing left to upgrade.
+    let again = PgStore::connect_in_schema(&url(), &schema).await.unwrap();
+    again.pool().close().await;
+    drop(conn);
+    drop_schema(store, &schema).await;
 }

@@ -8,9 +8,9 @@ use guildconf_ports::codec::{
     stored_operation, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
 };
 use guildconf_ports::{
-    ChangeSet, GuildSummary, Head, HistoryQuery, PastHead, PurgeCandidate, PurgeFacts,
-    PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry,
-    StoredHead, WriteStep,
+    ChangeSet, GuildSummary, Head, HeadDocument, HistoryQuery, PastHead, PurgeCandidate,
+    PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
+    StoredEntry, StoredHead, WriteStep,
 };
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -497,12 +497,7 @@ impl<'a> Rows<'a> {
             })
             .transpose()?;
         let head = &change.head;
-        // The new head's document is the new snapshot's, stored as the same text.
-        let head_document = match (&change.snapshot, &head.document) {
-            (Some(s), _) => HeadDocument::Set(s.document.text()),
-            (None, None) => HeadDocument::Clear,
-            (None, Some(_)) => HeadDocument::Keep,
-        };
+        let head_document = change.head_document();
         // Checked here, so the helpers below cannot fail on them.
         to_i64(body.seq, "entry seq")?;
         to_i64(body.config_version, "entry config_version")?;
@@ -658,17 +653,6 @@ fn insert_entry(tx: &Connection, guild: i64, entry: &SealedEntry) -> StoreResult
     })
     .map_err(db_err)?;
     Ok(())
-}
-
-/// What a write does to the head row's document column.
-#[derive(Clone, Copy)]
-enum HeadDocument<'a> {
-    /// Store this canonical text (a new version's snapshot).
-    Set(&'a str),
-    /// Store NULL (a delete).
-    Clear,
-    /// Leave it as it is (a purge changes no config).
-    Keep,
 }
 
 /// Writes the guild's head row.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use guildconf_domain::json::{text_sha256, value_sha256};
+use guildconf_domain::json::{sha256_hex, value_sha256};
 use guildconf_domain::{
     ChainVerifier, GuildId, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence,
 };
@@ -85,7 +85,10 @@ fn head_facts(head: StoredHead) -> HeadFacts {
         seq: head.seq,
         version: head.version,
         last_hash: head.last_hash,
-        document_sha256: head.document.as_deref().and_then(text_sha256),
+        document_sha256: head
+            .document
+            .as_deref()
+            .map(|text| sha256_hex(text.as_bytes())),
         updated_at: head.updated_at,
         actor_id: head.actor_id,
         actor_kind: head.actor_kind,
@@ -120,12 +123,13 @@ fn feed(verifier: &mut ChainVerifier, row: &StoredEntry) {
         prev_hash: &row.prev_hash,
         snapshot_sha256: row.snapshot_sha256.as_deref(),
     };
-    // Canonical stored text (SQLite) is hashed as it is; PostgreSQL's jsonb
-    // output is rewritten in canonical order (see `text_sha256`).
+    // Both backends store a document as the exact RFC 8785 text that was
+    // hashed, so its bytes are hashed as they are: text that is equivalent
+    // but not those bytes does not verify.
     let evidence = |_claimed: Option<&str>| {
         row.snapshot
             .as_deref()
-            .and_then(text_sha256)
+            .map(|text| sha256_hex(text.as_bytes()))
             .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256)
     };
     verifier.push_stored(&row.body, &row.entry_hash, evidence, Some(&facts));

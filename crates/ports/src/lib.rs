@@ -176,6 +176,42 @@ impl ChangeSet {
             });
         inconsistent("change set", problem)
     }
+
+    /// What this write does to the head row's stored document: the new
+    /// snapshot's canonical text (stored as the very bytes that were
+    /// hashed), nothing after a delete, or the current text kept (a write
+    /// that makes no version). Both adapters store the head document from
+    /// this one answer.
+    pub fn head_document(&self) -> HeadDocument<'_> {
+        match (&self.snapshot, &self.head.document) {
+            (Some(s), _) => HeadDocument::Set(s.document.text()),
+            (None, None) => HeadDocument::Clear,
+            (None, Some(_)) => HeadDocument::Keep,
+        }
+    }
+}
+
+/// What a write does to the head row's document column (see
+/// [`ChangeSet::head_document`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadDocument<'a> {
+    /// Store this canonical text (a new version's snapshot).
+    Set(&'a str),
+    /// Store NULL (a delete).
+    Clear,
+    /// Leave the stored text as it is (the write changes no config).
+    Keep,
+}
+
+impl<'a> HeadDocument<'a> {
+    /// The text to store in a new head row: a new head that keeps nothing
+    /// has no document.
+    pub fn text(self) -> Option<&'a str> {
+        match self {
+            HeadDocument::Set(text) => Some(text),
+            HeadDocument::Clear | HeadDocument::Keep => None,
+        }
+    }
 }
 
 /// The problems [`ChangeSet::check`] and [`PurgeSet::check`] share: the

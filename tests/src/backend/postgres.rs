@@ -185,11 +185,6 @@ impl TestBackend for Postgres {
         )
     }
 
-    /// Documents are `jsonb`: the value at the path is set.
-    fn set_json_bool_sql(&self, column: &str, path: &[&str], value: bool) -> String {
-        format!("jsonb_set({column}, '{{{}}}', '{value}')", path.join(","))
-    }
-
     fn append_only_bypasses(&self) -> Vec<String> {
         vec![
             "TRUNCATE audit_entries".into(),

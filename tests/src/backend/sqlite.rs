@@ -126,15 +126,6 @@ impl TestBackend for Sqlite {
         format!("sqlite://{}", dir.join("missing.db").display())
     }
 
-    /// Documents are stored as text: the key's text is replaced.
-    fn set_json_bool_sql(&self, column: &str, path: &[&str], value: bool) -> String {
-        let key = path.last().expect("a path to a value");
-        format!(
-            "REPLACE({column}, '\"{key}\":{}', '\"{key}\":{value}')",
-            !value
-        )
-    }
-
     fn append_only_bypasses(&self) -> Vec<String> {
         Vec::new()
     }

@@ -31,7 +31,7 @@ pub async fn pg_setup(pool: &PgPool) -> R<()> {
 
 /// The raw-SQL baseline's rows for write `i`: the same head, snapshot and
 /// entry rows guildconf writes, without diff, canonical JSON or hashing.
-fn raw_rows(doc: &Value, i: usize) -> (Value, String) {
+fn raw_rows(doc: &Value, i: usize) -> (String, String) {
     let mut doc = doc.clone();
     doc["onboarding"]["welcome_message"] = json!(format!("hello {i}"));
     let body = json!({
@@ -44,7 +44,7 @@ fn raw_rows(doc: &Value, i: usize) -> (Value, String) {
         "prev_hash": "0".repeat(64), "snapshot_sha256": "0".repeat(64),
     })
     .to_string();
-    (doc, body)
+    (doc.to_string(), body)
 }
 
 /// One hand-written write transaction on PostgreSQL: the same three rows,

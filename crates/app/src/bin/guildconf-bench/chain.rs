@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use guildconf::json::canonical;
 use guildconf::{Actor, ActorKind, ConfigSchema, GuildConfigSchema, GuildId};
 use guildconf_domain::{link, CanonicalDocument, Head, LinkMeta, RequestContext, Step};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::R;
 
@@ -20,7 +20,6 @@ pub struct Row {
     pub entry_hash: String,
     pub prev_hash: String,
     pub snapshot: String,
-    pub snapshot_value: Value,
     pub sha256: String,
 }
 
@@ -31,7 +30,6 @@ pub struct HeadRow {
     pub last_hash: String,
     pub updated_at: String,
     pub document: String,
-    pub value: Value,
 }
 
 /// Builds one guild's valid chain of `n` entries (a create, then updates of
@@ -77,7 +75,6 @@ pub fn build_chain(guild: GuildId, n: u64, sink: &mut dyn FnMut(Row) -> R<()>) -
             entry_hash: next.entry.entry_hash().to_owned(),
             prev_hash: body.prev_hash.clone(),
             snapshot: snapshot.document.text().to_owned(),
-            snapshot_value: snapshot.document.value().clone(),
             sha256: snapshot.document.sha256().to_owned(),
         })?;
         head = Some(next.head);
@@ -89,6 +86,5 @@ pub fn build_chain(guild: GuildId, n: u64, sink: &mut dyn FnMut(Row) -> R<()>) -
         last_hash: head.last_hash,
         updated_at: head.updated_at.to_string(),
         document: canonical(&doc)?,
-        value: doc,
     })
 }

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use guildconf::sqlite::SqliteOptions;
 use guildconf_postgres::PgStore;
-use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 
@@ -62,10 +61,10 @@ async fn pg_insert(pool: &PgPool, rows: &[Row], heads: &[HeadRow]) -> R<()> {
         let col = |f: &dyn Fn(&Row) -> String| rows.iter().map(f).collect::<Vec<String>>();
         let guilds: Vec<i64> = rows.iter().map(|r| r.guild).collect();
         let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-        let docs: Vec<Value> = rows.iter().map(|r| r.snapshot_value.clone()).collect();
+        let docs: Vec<String> = rows.iter().map(|r| r.snapshot.clone()).collect();
         s(sqlx::query(
             "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::jsonb[], $4::text[])",
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
         )
         .bind(&guilds)
         .bind(&seqs)
@@ -95,12 +94,12 @@ async fn pg_insert(pool: &PgPool, rows: &[Row], heads: &[HeadRow]) -> R<()> {
         let seqs: Vec<i64> = heads.iter().map(|h| h.seq).collect();
         let hashes: Vec<String> = heads.iter().map(|h| h.last_hash.clone()).collect();
         let times: Vec<String> = heads.iter().map(|h| h.updated_at.clone()).collect();
-        let docs: Vec<Value> = heads.iter().map(|h| h.value.clone()).collect();
+        let docs: Vec<String> = heads.iter().map(|h| h.document.clone()).collect();
         s(sqlx::query(
             "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, actor_id, \
              actor_kind, actor_label, document) \
              SELECT g, s, s, h, t, '80351110224678912', 'human', 'bench', d \
-             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[]) AS x(g, s, h, t, d)",
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS x(g, s, h, t, d)",
         )
         .bind(&guilds)
         .bind(&seqs)
