@@ -8,8 +8,8 @@ use guildconf_ports::codec::{
 };
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadDocument, HistoryQuery,
-    PastHead, PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot,
-    StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
+    PastHead, PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StatsBy,
+    StatsQuery, StatsRow, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -103,6 +103,19 @@ fn entries_between_sql(
     sql
 }
 
+/// An entry's family, as the index `audit_entries_guild_family` (migration
+/// 0007) spells it: `config` for the config operations, else the action
+/// key's part before the dot.
+const FAMILY: &str =
+    "(CASE WHEN strpos(operation, '.') > 0 THEN split_part(operation, '.', 1) ELSE 'config' END)";
+/// An entry's outcome, as `audit_entries_guild_outcome` spells it: an
+/// event's `detail.outcome`, `success` for the config operations.
+const OUTCOME: &str = "(CASE WHEN strpos(operation, '.') > 0 \
+     THEN (body::jsonb) #>> '{detail,outcome}' ELSE 'success' END)";
+/// An event's target type and id, as `audit_entries_guild_target` spells them.
+const TARGET_TYPE: &str = "((body::jsonb) #>> '{detail,target,type}')";
+const TARGET_ID: &str = "((body::jsonb) #>> '{detail,target,id}')";
+
 /// The SQL of one page of history, newest first, after `prefix` (empty, or
 /// `EXPLAIN `): the one builder behind both [`ConfigStore::history`] and
 /// [`PgStore::explain_history`]. With a guild, pages by seq; without one (an
@@ -150,6 +163,23 @@ fn history_sql(prefix: &str, query: &HistoryQuery) -> QueryBuilder<'static, Post
     }
     if let Some(until) = query.until {
         sql.push(" AND occurred_at < ").push_bind(until.to_string());
+    }
+    let filter = &query.filter;
+    if let Some(family) = &filter.family {
+        sql.push(format!(" AND {FAMILY} = "))
+            .push_bind(family.clone());
+    }
+    if let Some(outcome) = filter.outcome {
+        sql.push(format!(" AND {OUTCOME} = "))
+            .push_bind(outcome.as_str().to_owned());
+    }
+    if let Some(kind) = &filter.target_type {
+        sql.push(format!(" AND {TARGET_TYPE} = "))
+            .push_bind(kind.clone());
+    }
+    if let Some(id) = &filter.target_id {
+        sql.push(format!(" AND {TARGET_ID} = "))
+            .push_bind(id.clone());
     }
     if query.guild_id.is_some() {
         sql.push(" ORDER BY seq DESC");
@@ -789,6 +819,40 @@ impl ConfigStore for PgStore {
                 Ok(Entry {
                     body: stored_entry_body(&get::<String>(row, "body")?)?,
                     entry_hash: get(row, "entry_hash")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
+        let key = match query.by {
+            StatsBy::Operation => "operation",
+            StatsBy::Family => FAMILY,
+            StatsBy::Actor => "actor_id",
+            StatsBy::Outcome => OUTCOME,
+            StatsBy::Day => "substr(occurred_at, 1, 10)",
+        };
+        let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(format!(
+            "SELECT {key} AS k, COUNT(*) AS n FROM audit_entries WHERE TRUE"
+        ));
+        if let Some(guild) = query.guild_id {
+            sql.push(" AND guild_id = ").push_bind(guild.as_i64());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND occurred_at >= ")
+                .push_bind(since.to_string());
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND occurred_at < ").push_bind(until.to_string());
+        }
+        // Byte order, as SQLite's default collation sorts.
+        sql.push(format!(" GROUP BY 1 ORDER BY ({key}) COLLATE \"C\""));
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatsRow {
+                    key: get::<Option<String>>(row, "k")?.unwrap_or_default(),
+                    count: get_u64(row, "n", "count")?,
                 })
             })
             .collect()

@@ -64,7 +64,9 @@ pub use guildconf_domain::{
     GuildConfigSchema, GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation,
     Violations,
 };
-pub use guildconf_ports::{Clock, ConfigStore, GuildSummary, SystemClock};
+pub use guildconf_ports::{
+    Clock, ConfigStore, EntryFilter, GuildSummary, StatsBy, StatsQuery, StatsRow, SystemClock,
+};
 /// The SQLite adapter's option types, for [`BackendOptions::sqlite`].
 pub mod sqlite {
     pub use guildconf_sqlite::{SqliteOptions, Synchronous};

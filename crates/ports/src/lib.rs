@@ -17,7 +17,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use guildconf_domain::{
-    Actor, Entry, EntryBody, GuildId, Link, Operation, SealedEntry, SealedSnapshot, Timestamp,
+    Actor, Entry, EntryBody, EventOutcome, GuildId, Link, Operation, SealedEntry, SealedSnapshot,
+    Timestamp,
 };
 
 pub use guildconf_domain::Head;
@@ -503,6 +504,69 @@ pub struct HistoryQuery {
     pub after: Option<HistoryPosition>,
     /// At most this many entries.
     pub limit: u32,
+    /// Only entries of this family, outcome and target.
+    pub filter: EntryFilter,
+}
+
+/// Filters on what an entry is about, each read from the hashed body (or
+/// the verified `operation` column), so nothing verify does not prove
+/// decides what a query returns. Config entries read as family `config`,
+/// outcome `success` and no target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryFilter {
+    /// Only this family: `config`, or the part of an event's action key
+    /// before the dot.
+    pub family: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<EventOutcome>,
+    /// Only events whose target has this type.
+    pub target_type: Option<String>,
+    /// Only events whose target has this id.
+    pub target_id: Option<String>,
+}
+
+impl EntryFilter {
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// What [`ConfigStore::stats`] counts entries by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsBy {
+    /// The operation (config operation or action key).
+    Operation,
+    /// The family (`config` or the action key's family).
+    Family,
+    /// The actor id.
+    Actor,
+    /// The outcome (`success` for config entries).
+    Outcome,
+    /// The UTC day of `occurred_at`, `YYYY-MM-DD`.
+    Day,
+}
+
+/// Which entries [`ConfigStore::stats`] counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsQuery {
+    /// Only this guild; every guild without one.
+    pub guild_id: Option<GuildId>,
+    /// Only entries at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+    /// What to count by.
+    pub by: StatsBy,
+}
+
+/// One row of [`ConfigStore::stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsRow {
+    /// The value counted by.
+    pub key: String,
+    /// How many entries have it.
+    pub count: u64,
 }
 
 /// One stored entry as export and verify read it.
@@ -676,6 +740,13 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Storage`] when the database fails;
     /// [`StoreError::Corrupt`] when a stored body does not parse.
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>>;
+
+    /// Counts the entries `query` selects by one key, in ascending key
+    /// order, computed by the database.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>>;
 
     /// Guild ids that have a head or entries, ascending, after `after`.
     ///

@@ -355,3 +355,261 @@ async fn events_export_the_same_bytes_everywhere_and_import_and_copy() {
         }
     }
 }
+
+/// A mixed log on two guilds: config writes and events of several
+/// families, outcomes, targets and actors, from a fixed pseudo-random
+/// sequence. Returns the exported entries (the in-memory truth).
+async fn mixed_log(db: &TestDb) -> Vec<Value> {
+    let s = service(db).await;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for guild in [G, QUIET] {
+        s.create(gid(guild), json!({}), &alice())
+            .await
+            .expect("create");
+    }
+    for i in 0..70 {
+        let guild = gid(if next(3) == 0 { QUIET } else { G });
+        let actor = [
+            "80351110224678912",
+            "80351110224678913",
+            "80351110224678914",
+        ][usize::try_from(next(3)).unwrap_or(0)];
+        let m = WriteMeta::new(
+            guildconf::Actor::new(actor, guildconf::ActorKind::Human, None).expect("valid"),
+        );
+        let who = ["1", "2", "3"][usize::try_from(next(3)).unwrap_or(0)];
+        let event = match next(6) {
+            0 => {
+                s.update(
+                    guild,
+                    FieldEdit::new().set("features.n".parse().expect("p"), i % 2 == 0),
+                    &m,
+                )
+                .await
+                .expect("update");
+                continue;
+            }
+            1 => Event::new("permission.denied", EventOutcome::Blocked, member(who))
+                .with("permission", "ban"),
+            2 => Event::new(
+                "member.role_added",
+                if next(2) == 0 {
+                    EventOutcome::Success
+                } else {
+                    EventOutcome::Failed
+                },
+                member(who),
+            )
+            .with("role_id", "613425648685547601"),
+            3 => Event::new(
+                "ratelimit.exceeded",
+                if next(2) == 0 {
+                    EventOutcome::Info
+                } else {
+                    EventOutcome::Blocked
+                },
+                Target::new("channel", who),
+            ),
+            4 => Event::new("economy.bonus_paid", EventOutcome::Success, member(who))
+                .with("amount", 5),
+            _ => Event::new(
+                "config.denied",
+                EventOutcome::Blocked,
+                Target::new("member", who),
+            )
+            .with("paths", json!(["/features/n"])),
+        };
+        s.record(guild, &event, &m).await.expect("record");
+    }
+    String::from_utf8(export(db.store().await).await)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// An entry's family, outcome and target, computed from its exported body
+/// in memory, independently of the SQL expressions.
+fn facts(e: &Value) -> (String, String, Option<String>, Option<String>) {
+    let op = e["operation"].as_str().expect("a string");
+    match op.split_once('.') {
+        None => ("config".into(), "success".into(), None, None),
+        Some((family, _)) => (
+            family.into(),
+            e["detail"]["outcome"].as_str().expect("an outcome").into(),
+            e["detail"]["target"]["type"].as_str().map(str::to_owned),
+            e["detail"]["target"]["id"].as_str().map(str::to_owned),
+        ),
+    }
+}
+
+/// Every combination of the history filters, paginated at random page
+/// sizes, returns exactly the entries an in-memory filter of the export
+/// selects, newest first.
+#[test]
+fn every_combination_of_filters_returns_exactly_the_matching_entries() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    for &backend in BACKENDS {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (_db, s, all) = rt.block_on(async {
+            let db = TestDb::new(backend, &format!("events_filters_{}", backend.name())).await;
+            let all = mixed_log(&db).await;
+            let s = service(&db).await;
+            (db, s, all)
+        });
+        let pick = |options: &'static [&'static str]| {
+            proptest::option::of(proptest::sample::select(options))
+        };
+        let filters = (
+            proptest::sample::select(&[G, QUIET][..]),
+            pick(&[
+                "config",
+                "member",
+                "permission",
+                "ratelimit",
+                "economy",
+                "nope",
+            ]),
+            pick(&["success", "failed", "info", "blocked", "partial"]),
+            pick(&["member", "channel"]),
+            pick(&["1", "2", "3"]),
+            pick(&["80351110224678912", "80351110224678913"]),
+            pick(&["update", "member.role_added", "config.denied"]),
+            1u32..9,
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: 48,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(
+                &filters,
+                |(guild, family, outcome, target_type, target_id, actor, operation, limit)| {
+                    let expected: Vec<u64> = all
+                        .iter()
+                        .rev()
+                        .filter(|e| {
+                            let (f, o, tt, ti) = facts(e);
+                            e["guild_id"] == json!(guild.to_string())
+                                && family.is_none_or(|x| x == f)
+                                && outcome.is_none_or(|x| x == o)
+                                && target_type.is_none_or(|x| Some(x) == tt.as_deref())
+                                && target_id.is_none_or(|x| Some(x) == ti.as_deref())
+                                && actor.is_none_or(|x| e["actor"]["id"] == json!(x))
+                                && operation.is_none_or(|x| e["operation"] == json!(x))
+                        })
+                        .map(|e| e["seq"].as_u64().expect("a seq"))
+                        .collect();
+                    let mut request = guildconf::HistoryRequest {
+                        guild_id: Some(gid(guild)),
+                        actor_id: actor.map(str::to_owned),
+                        operation: operation
+                            .map(|o| guildconf::Operation::parse(o).expect("an operation")),
+                        filter: guildconf::EntryFilter {
+                            family: family.map(str::to_owned),
+                            outcome: outcome.map(|o| EventOutcome::parse(o).expect("outcome")),
+                            target_type: target_type.map(str::to_owned),
+                            target_id: target_id.map(str::to_owned),
+                        },
+                        limit: Some(limit),
+                        ..Default::default()
+                    };
+                    let mut got = Vec::new();
+                    loop {
+                        let page = rt
+                            .block_on(s.history(&request))
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert!(page.entries.len() <= limit as usize);
+                        got.extend(page.entries.iter().map(|e| e.body.seq));
+                        match page.next_cursor {
+                            Some(c) => request.cursor = Some(c),
+                            None => break,
+                        }
+                    }
+                    prop_assert_eq!(got, expected);
+                    Ok(())
+                },
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", backend.name()));
+    }
+}
+
+/// `stats` counts what an export of the same database counts, by every key,
+/// for one guild or all, within a time window or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_equal_the_counts_computed_from_an_export() {
+    use guildconf::{StatsBy, StatsQuery, Timestamp};
+    use std::collections::BTreeMap;
+    for &backend in BACKENDS {
+        let db = TestDb::new(backend, &format!("events_stats_{}", backend.name())).await;
+        let all = mixed_log(&db).await;
+        let s = service(&db).await;
+        let mut times: Vec<&str> = all
+            .iter()
+            .map(|e| e["occurred_at"].as_str().expect("a time"))
+            .collect();
+        times.sort_unstable();
+        let (since, until) = (times[20], times[50]);
+        for by in [
+            StatsBy::Operation,
+            StatsBy::Family,
+            StatsBy::Actor,
+            StatsBy::Outcome,
+            StatsBy::Day,
+        ] {
+            for guild in [None, Some(G)] {
+                for window in [false, true] {
+                    let query = StatsQuery {
+                        guild_id: guild.map(gid),
+                        since: window.then(|| Timestamp::parse_stored(since).expect("t")),
+                        until: window.then(|| Timestamp::parse_stored(until).expect("t")),
+                        by,
+                    };
+                    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+                    for e in &all {
+                        let t = e["occurred_at"].as_str().expect("a time");
+                        if guild.is_some_and(|g| e["guild_id"] != json!(g.to_string()))
+                            || (window && (t < since || t >= until))
+                        {
+                            continue;
+                        }
+                        let (family, outcome, _, _) = facts(e);
+                        let key = match by {
+                            StatsBy::Operation => e["operation"].as_str().expect("op").to_owned(),
+                            StatsBy::Family => family,
+                            StatsBy::Actor => e["actor"]["id"].as_str().expect("id").to_owned(),
+                            StatsBy::Outcome => outcome,
+                            StatsBy::Day => t[..10].to_owned(),
+                        };
+                        *expected.entry(key).or_default() += 1;
+                    }
+                    let got: Vec<(String, u64)> = s
+                        .stats(&query)
+                        .await
+                        .expect("stats")
+                        .into_iter()
+                        .map(|r| (r.key, r.count))
+                        .collect();
+                    assert_eq!(
+                        got,
+                        expected.into_iter().collect::<Vec<_>>(),
+                        "{} {query:?}",
+                        backend.name()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -169,6 +169,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         Command::List => read::list(&ctx).await,
         Command::History(args) => read::history(&ctx, args).await,
         Command::Diff(args) => read::diff(&ctx, args).await,
+        Command::Stats(args) => read::stats(&ctx, args).await,
         Command::Verify(args) => audit::verify(&ctx, args).await,
         Command::Checkpoint(args) => audit::checkpoint(&ctx, args).await,
         Command::Export(args) => audit::export(&ctx, args).await,
