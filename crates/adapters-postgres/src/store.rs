@@ -8,8 +8,9 @@ use guildconf_ports::codec::{
 };
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadDocument, HistoryQuery,
-    PastHead, PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StatsBy,
-    StatsQuery, StatsRow, StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
+    PastHead, PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord,
+    Snapshot, StatsBy, StatsQuery, StatsRow, StoreError, StoreResult, StoredEntry, StoredHead,
+    StoredRequest, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -467,6 +468,22 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// The rows of a statement over a range of guilds (`$1` the first
+    /// guild, `$2` the last).
+    async fn rows_in_range(
+        &self,
+        sql: &str,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<PgRow>> {
+        sqlx::query(sql)
+            .bind(from.as_i64())
+            .bind(through.as_i64())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_sqlx)
+    }
+
     /// A change set's snapshot, entry and request record inside `tx`, with
     /// no head move (the bulk path of `commit_all`).
     async fn insert_rows(
@@ -909,16 +926,15 @@ impl ConfigStore for PgStore {
         from: GuildId,
         through: GuildId,
     ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
-        let rows = sqlx::query(
-            "SELECT guild_id, seq, version, last_hash, document, updated_at, \
-             actor_id, actor_kind, actor_label \
-             FROM guild_heads WHERE guild_id BETWEEN $1 AND $2 ORDER BY guild_id",
-        )
-        .bind(from.as_i64())
-        .bind(through.as_i64())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_sqlx)?;
+        let rows = self
+            .rows_in_range(
+                "SELECT guild_id, seq, version, last_hash, document, updated_at, \
+                 actor_id, actor_kind, actor_label \
+                 FROM guild_heads WHERE guild_id BETWEEN $1 AND $2 ORDER BY guild_id",
+                from,
+                through,
+            )
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok((
@@ -934,6 +950,38 @@ impl ConfigStore for PgStore {
                         actor_label: get(row, "actor_label")?,
                     },
                 ))
+            })
+            .collect()
+    }
+
+    async fn stored_requests(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<StoredRequest>> {
+        let sql = guildconf_ports::codec::stored_requests_sql(["$1", "$2"]);
+        let rows = self.rows_in_range(&sql, from, through).await?;
+        rows.iter()
+            .map(|row| {
+                let entry = match get::<Option<i64>>(row, "seq")? {
+                    None => None,
+                    Some(seq) => Some(RequestEntry {
+                        seq: stored_u64(seq, "audit_entries.seq")?,
+                        entry_hash: get(row, "entry_hash")?,
+                        config_version: get_u64(
+                            row,
+                            "config_version",
+                            "audit_entries.config_version",
+                        )?,
+                        operation: get(row, "operation")?,
+                    }),
+                };
+                Ok(StoredRequest {
+                    guild_id: get_guild(row)?,
+                    request_id: get(row, "request_id")?,
+                    result: get(row, "result")?,
+                    entry,
+                })
             })
             .collect()
     }

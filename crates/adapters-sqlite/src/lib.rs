@@ -41,7 +41,7 @@ use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, FaultHook, GuildSummary, Head, HistoryQuery, PastHead,
     PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StatsQuery, StatsRow,
-    StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
+    StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -496,6 +496,15 @@ impl ConfigStore for SqliteStore {
 
     async fn rows_past_heads(&self, from: GuildId, through: GuildId) -> StoreResult<Vec<PastHead>> {
         self.read(move |conn| queries::rows_past_heads(conn, from, through))
+            .await
+    }
+
+    async fn stored_requests(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<StoredRequest>> {
+        self.read(move |conn| queries::stored_requests(conn, from, through))
             .await
     }
 

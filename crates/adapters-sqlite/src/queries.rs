@@ -9,8 +9,8 @@ use guildconf_ports::codec::{
 };
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HeadDocument, HistoryQuery, PastHead, PurgeCandidate,
-    PurgeFacts, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StatsBy, StatsQuery, StatsRow,
-    StoreError, StoreResult, StoredEntry, StoredHead, WriteStep,
+    PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord, Snapshot, StatsBy, StatsQuery,
+    StatsRow, StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
 };
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -166,6 +166,40 @@ pub(crate) fn rows_past_heads(
             guild_id: get_guild(row, 0)?,
             entry_seq: optional(1, "audit_entries.seq")?,
             snapshot_version: optional(2, "guild_snapshots.version")?,
+        })
+    })
+}
+
+pub(crate) fn stored_requests(
+    conn: &Connection,
+    from: GuildId,
+    through: GuildId,
+) -> StoreResult<Vec<StoredRequest>> {
+    let mut stmt = conn
+        .prepare_cached(&guildconf_ports::codec::stored_requests_sql(["?1", "?2"]))
+        .map_err(db_err)?;
+    let mut rows = stmt
+        .query([from.as_i64(), through.as_i64()])
+        .map_err(db_err)?;
+    collect(&mut rows, |row| {
+        let seq: Option<i64> = row.get(3).map_err(db_err)?;
+        let entry = match seq {
+            None => None,
+            Some(seq) => Some(RequestEntry {
+                seq: stored_u64(seq, "audit_entries.seq")?,
+                entry_hash: row.get(4).map_err(db_err)?,
+                config_version: stored_u64(
+                    row.get(5).map_err(db_err)?,
+                    "audit_entries.config_version",
+                )?,
+                operation: row.get(6).map_err(db_err)?,
+            }),
+        };
+        Ok(StoredRequest {
+            guild_id: get_guild(row, 0)?,
+            request_id: row.get(1).map_err(db_err)?,
+            result: row.get(2).map_err(db_err)?,
+            entry,
         })
     })
 }

@@ -534,6 +534,14 @@ impl ConfigStore for WriteThrough {
         self.cache.store.rows_past_heads(from, through).await
     }
 
+    async fn stored_requests(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<guildconf_ports::StoredRequest>> {
+        self.cache.store.stored_requests(from, through).await
+    }
+
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
         self.cache.store.watch().await
     }

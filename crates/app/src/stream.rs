@@ -112,6 +112,9 @@ impl Drop for RangeStream {
 pub(crate) struct GuildRanges {
     after: Option<GuildId>,
     done: bool,
+    /// The first id not yet covered by [`GuildRanges::next_covering_range`]
+    /// (`None` once the ranges reach the highest id).
+    uncovered: Option<GuildId>,
 }
 
 impl GuildRanges {
@@ -119,7 +122,38 @@ impl GuildRanges {
         Self {
             after: None,
             done: false,
+            uncovered: GuildId::from_u64(1).ok(),
         }
+    }
+
+    /// The next batch as a range that also covers the gaps: the first
+    /// range starts at the lowest possible id, each next one right after the
+    /// previous one, and the last one ends at the highest possible id. So
+    /// rows of a guild that is not listed (a snapshot or an idempotency
+    /// record left behind by an attacker, where no head or entry is) still
+    /// fall in a range. With no guild listed at all, one range covers every
+    /// id.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails.
+    pub(crate) async fn next_covering_range(
+        &mut self,
+        store: &dyn ConfigStore,
+    ) -> Result<Option<(GuildId, GuildId)>> {
+        let Some(start) = self.uncovered else {
+            return Ok(None);
+        };
+        let highest = GuildId::from_i64(i64::MAX).map_err(Error::Storage)?;
+        let last = match self.next(store).await? {
+            Some(ids) if !self.done => *ids.last().unwrap_or(&highest),
+            _ => highest,
+        };
+        self.uncovered = if last == highest {
+            None
+        } else {
+            GuildId::from_u64(last.snowflake().get() + 1).ok()
+        };
+        Ok(Some((start, last)))
     }
 
     /// The next batch of ids, never empty; `None` once every guild was

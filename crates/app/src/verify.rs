@@ -5,16 +5,17 @@ use std::io::BufRead;
 
 use guildconf_domain::json::{sha256_hex, value_sha256};
 use guildconf_domain::{
-    ChainVerifier, GuildId, HeadFacts, Problem, ProblemCode, RowFacts, SnapshotEvidence,
+    ChainVerifier, GuildId, HeadFacts, Operation, Problem, ProblemCode, RowFacts, SnapshotEvidence,
 };
-use guildconf_ports::{PastHead, StoredEntry, StoredHead};
+use guildconf_ports::{PastHead, StoredEntry, StoredHead, StoredRequest};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
-use crate::service::ConfigService;
+use crate::service::idempotency::parse_result;
+use crate::service::{ConfigService, Outcome};
 use crate::stream::{parallel_readers, GuildRanges, RangeStream};
 
 /// One verification failure (the first per guild).
@@ -111,6 +112,56 @@ fn past_head_problem(past: &PastHead) -> Problem {
     }
 }
 
+/// The problem of an idempotency record, if it has one: its stored result
+/// (what a retried write answers) must be the one the entry carrying its
+/// request id implies. A record whose entry is not stored is a problem
+/// unless the guild's chain was purged (records outlive purged entries).
+/// The entry's columns are proven equal to its body by the chain check.
+fn request_problem(record: &StoredRequest, purged: bool) -> Option<Problem> {
+    let problem = |seq: Option<u64>, message: String| Problem {
+        guild_id: record.guild_id,
+        seq,
+        problem: ProblemCode::Request,
+        message,
+    };
+    let Some(entry) = &record.entry else {
+        return (!purged).then(|| {
+            problem(
+                None,
+                format!(
+                    "request {:?} is recorded but no stored entry carries it",
+                    record.request_id
+                ),
+            )
+        });
+    };
+    let expected = Operation::parse(&entry.operation).ok().map(|op| {
+        (
+            record.guild_id,
+            entry.config_version,
+            Outcome::of(op),
+            Some(entry.entry_hash.as_str()),
+        )
+    });
+    let stored = serde_json::from_str::<Value>(&record.result)
+        .ok()
+        .as_ref()
+        .and_then(parse_result);
+    let agrees = match (&stored, expected) {
+        (Some(r), Some(e)) => (r.guild_id, r.version, r.outcome, r.entry_hash.as_deref()) == e,
+        _ => false,
+    };
+    (!agrees).then(|| {
+        problem(
+            Some(entry.seq),
+            format!(
+                "the stored result of request {:?} disagrees with entry seq {}",
+                record.request_id, entry.seq
+            ),
+        )
+    })
+}
+
 fn feed(verifier: &mut ChainVerifier, row: &StoredEntry) {
     let facts = RowFacts {
         seq: row.seq,
@@ -176,7 +227,8 @@ impl ConfigService {
             // Once every guild is covered, `next_range` answers `None`
             // without a query.
             while running.len() < workers {
-                let Some((first, last)) = ranges.next_range(self.store.as_ref()).await? else {
+                let Some((first, last)) = ranges.next_covering_range(self.store.as_ref()).await?
+                else {
                     break;
                 };
                 let (service, index) = (self.clone(), started);
@@ -220,6 +272,10 @@ impl ConfigService {
             .into_iter()
             .map(|p| (p.guild_id, p))
             .collect();
+        let mut requests: BTreeMap<GuildId, Vec<StoredRequest>> = BTreeMap::new();
+        for request in self.store.stored_requests(first, last).await? {
+            requests.entry(request.guild_id).or_default().push(request);
+        }
         for (guild, verifier, head) in checked {
             let (verifier, head) = match (verifier, head) {
                 (Some(_), None) => {
@@ -233,19 +289,39 @@ impl ConfigService {
                 other => other,
             };
             let verifier = verifier.unwrap_or_else(|| ChainVerifier::new(guild));
-            // One problem per guild: the chain's first, else rows past the head.
+            // One problem per guild: the chain's first, else rows past the
+            // head, else an idempotency record the chain does not back.
             let past_here = past.remove(&guild);
+            let requests_here = requests.remove(&guild).unwrap_or_default();
+            let head_seq = head.as_ref().map_or(0, |h| h.seq);
             let result = verifier
                 .finish(head.map(head_facts).as_ref(), true)
                 .and_then(|n| match past_here {
                     Some(p) => Err(past_head_problem(&p)),
                     None => Ok(n),
+                })
+                .and_then(|n| {
+                    // Fewer entries than the head's seq: the start was purged.
+                    let purged = n < head_seq;
+                    match requests_here
+                        .iter()
+                        .find_map(|r| request_problem(r, purged))
+                    {
+                        Some(problem) => Err(problem),
+                        None => Ok(n),
+                    }
                 });
             report.finish_guild(result);
         }
         // Snapshots of a guild with neither a head nor entries.
         for p in past.into_values() {
             report.finish_guild(Err(past_head_problem(&p)));
+        }
+        // Request records of a guild with neither a head nor entries.
+        for (_, records) in requests {
+            if let Some(problem) = records.iter().find_map(|r| request_problem(r, false)) {
+                report.finish_guild(Err(problem));
+            }
         }
         Ok(())
     }

@@ -31,6 +31,10 @@ pub enum ProblemCode {
     /// An entry or a snapshot is stored past the guild's head (the head was
     /// moved back, or a row was slipped in after it).
     PastHead,
+    /// An idempotency record's stored result (what a retried write answers)
+    /// disagrees with the entry that carries its request id, or names no
+    /// stored entry in a chain that was never purged.
+    Request,
 }
 
 impl ProblemCode {
@@ -43,6 +47,7 @@ impl ProblemCode {
             ProblemCode::Snapshot => "snapshot",
             ProblemCode::Head => "head",
             ProblemCode::PastHead => "past_head",
+            ProblemCode::Request => "request",
         }
     }
 }

@@ -97,6 +97,22 @@ pub fn request_result_text(result: &Value) -> StoreResult<String> {
         .map_err(|_| StoreError::Storage("cannot canonicalise the request result".into()))
 }
 
+/// The statement both adapters run for
+/// [`ConfigStore::stored_requests`](crate::ConfigStore::stored_requests):
+/// `$1`/`?1` and `$2`/`?2` are the first and last guild. Each request
+/// record with the entry whose `request_id` column names it (a unique index
+/// per guild makes this a lookup). Columns: guild_id, request_id, result,
+/// seq, entry_hash, config_version, operation.
+pub fn stored_requests_sql(placeholders: [&str; 2]) -> String {
+    format!(
+        "SELECT r.guild_id, r.request_id, r.result, e.seq, e.entry_hash, e.config_version, \
+         e.operation FROM audit_requests r LEFT JOIN audit_entries e \
+         ON e.guild_id = r.guild_id AND e.request_id = r.request_id \
+         WHERE r.guild_id BETWEEN {} AND {} ORDER BY r.guild_id, r.request_id",
+        placeholders[0], placeholders[1]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

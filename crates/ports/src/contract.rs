@@ -230,6 +230,9 @@ fn inconsistent_purge_sets(ok: &PurgeSet) -> Vec<(&'static str, PurgeSet)> {
     case("expected seq", &|p| p.expected_seq += 1);
     case("through seq", &|p| p.through_seq -= 1);
     case("through hash", &|p| p.through_hash = "0".repeat(64));
+    case("keep from past the current version", &|p| {
+        p.keep_from_version = p.head.version + 1;
+    });
     out
 }
 

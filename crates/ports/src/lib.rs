@@ -442,6 +442,12 @@ impl PurgeSet {
                         != Some(self.through_hash.as_str())
                 {
                     Some("the purge entry names other entries than the set removes")
+                } else if self.keep_from_version > self.head.version || self.through_seq >= body.seq
+                {
+                    // The current version's snapshot, and the purge entry
+                    // itself, are never removed: without them the head and
+                    // the chain could not be verified.
+                    Some("a purge set may not remove the current version or its own entry")
                 } else {
                     None
                 }
@@ -608,6 +614,34 @@ pub struct PastHead {
     pub entry_seq: Option<u64>,
     /// The highest version of a snapshot past the head's version, if any.
     pub snapshot_version: Option<u64>,
+}
+
+/// An idempotency record as stored, with the entry that carries its
+/// request id, for verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRequest {
+    /// The guild.
+    pub guild_id: GuildId,
+    /// The caller's request id.
+    pub request_id: String,
+    /// The stored result object, as text (what a replay answers).
+    pub result: String,
+    /// The stored entry whose `request_id` column names this request, if
+    /// one is stored.
+    pub entry: Option<RequestEntry>,
+}
+
+/// The columns of the entry a request record belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestEntry {
+    /// The entry's seq.
+    pub seq: u64,
+    /// Its hash.
+    pub entry_hash: String,
+    /// The config version after it.
+    pub config_version: u64,
+    /// Its operation, as stored.
+    pub operation: String,
 }
 
 /// The head as stored, for verification: the document as stored text.
@@ -820,6 +854,20 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError::Storage`] when the database fails.
     async fn rows_past_heads(&self, from: GuildId, through: GuildId) -> StoreResult<Vec<PastHead>>;
+
+    /// Every idempotency record of the guilds from `from` through `through`,
+    /// in guild and request id order, each with the stored entry that
+    /// carries its request id (if any), read in one statement: what verify
+    /// needs to prove that a replayed write answers what the chain says.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails;
+    /// [`StoreError::Corrupt`] when a row cannot be decoded.
+    async fn stored_requests(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<StoredRequest>>;
 
     /// A feed of committed changes by every writer of this database, for a
     /// read cache. The default answers that the store cannot be watched.

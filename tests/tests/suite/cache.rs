@@ -320,6 +320,15 @@ impl ConfigStore for Flaky {
         self.inner.rows_past_heads(from, through).await
     }
 
+    async fn stored_requests(
+        &self,
+        from: GuildId,
+        through: GuildId,
+    ) -> StoreResult<Vec<guildconf_ports::StoredRequest>> {
+        self.check()?;
+        self.inner.stored_requests(from, through).await
+    }
+
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
         self.check()?;
         Ok(Box::new(FlakyWatcher {

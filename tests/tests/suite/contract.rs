@@ -125,7 +125,9 @@ contract! {
 }
 
 /// The tamper matrix: every column of every table guildconf reads back
-/// (entries, snapshots, heads), edited with plain SQL by the database's owner
+/// (entries, snapshots, heads, idempotency records; the records'
+/// `fingerprint` is outside the proof, see SECURITY.md), edited with plain
+/// SQL by the database's owner
 /// with the append-only triggers dropped, each on a guild of its own, and
 /// each caught by verify with the guild, the seq and the problem code.
 async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
@@ -219,6 +221,23 @@ async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
             "heads.guild_id",
             h("guild_id = {g} + 500"),
             vec![(0, Some(3), "head"), (500, None, "head")],
+        ),
+        (
+            "requests.result",
+            "UPDATE audit_requests SET result = REPLACE(result, '\"version\":2', '\"version\":1') \
+             WHERE guild_id = {g}"
+                .into(),
+            vec![(0, Some(2), "request")],
+        ),
+        (
+            "requests.request_id",
+            "UPDATE audit_requests SET request_id = 'forged' WHERE guild_id = {g}".into(),
+            vec![(0, None, "request")],
+        ),
+        (
+            "requests.guild_id",
+            "UPDATE audit_requests SET guild_id = {g} + 500 WHERE guild_id = {g}".into(),
+            vec![(500, None, "request")],
         ),
     ];
     let mut expected = Vec::new();

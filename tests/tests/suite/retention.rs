@@ -84,6 +84,54 @@ contract! {
     purge_in_the_middle_of_concurrent_writes_stays_consistent,
     old_entries_removed_without_a_purge_entry_fail_verify,
     purge_command_line,
+    idempotency_records_outlive_purged_entries_and_still_verify,
+}
+
+/// Idempotency records are never deleted, so after a purge some name
+/// entries that are gone. Verify proves the records whose entries are
+/// kept, and accepts the others only because the chain says it was purged.
+async fn idempotency_records_outlive_purged_entries_and_still_verify(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    let g = gid(40);
+    let with_request = |id: &str| {
+        let mut m = alice();
+        m.request_id = Some(id.into());
+        m
+    };
+    s.create(g, json!({}), &with_request("r1"))
+        .await
+        .expect("v1"); // :00
+    s.update(g, set("features.x", json!(true)), &with_request("r2"))
+        .await
+        .expect("v2"); // :01
+    s.update(g, set("features.y", json!(true)), &with_request("r3"))
+        .await
+        .expect("v3"); // :02
+    let done = s
+        .purge(t("2026-01-01T00:00:02Z"), None, &alice())
+        .await
+        .expect("purge");
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(db.count("audit_requests", "40").await, 3, "records stay");
+    let report = s.verify(Some(g)).await.expect("verify");
+    assert!(report.ok, "{report:?}");
+    // A record the kept chain does carry is still proven: r3's result is
+    // edited, and verify names the entry.
+    db.drop_triggers().await;
+    db.exec(
+        "UPDATE audit_requests SET result = REPLACE(result, '\"version\":3', '\"version\":2') \
+         WHERE guild_id = 40 AND request_id = 'r3'",
+    )
+    .await
+    .expect("tamper");
+    let report = s.verify(Some(g)).await.expect("verify");
+    let codes: Vec<(Option<u64>, &str)> = report
+        .problems
+        .iter()
+        .map(|p| (p.seq, p.problem.as_str()))
+        .collect();
+    assert_eq!(codes, vec![(Some(3), "request")], "{report:?}");
 }
 
 async fn purge_removes_exactly_the_old_rows_and_appends_a_chained_entry(

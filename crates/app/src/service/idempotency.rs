@@ -67,7 +67,9 @@ pub(super) fn replay(record: RequestRecord, fingerprint: &str) -> Result<WriteRe
     Ok(result)
 }
 
-fn parse_result(value: &Value) -> Option<WriteResult> {
+/// A stored result object as the write result it records; `None` when it is
+/// not one (verify reports that as `request`).
+pub(crate) fn parse_result(value: &Value) -> Option<WriteResult> {
     Some(WriteResult {
         guild_id: GuildId::parse(value.get("guild_id")?.as_str()?).ok()?,
         version: value.get("version")?.as_u64()?,

@@ -3,7 +3,7 @@
 //! reads (`read.rs`), the write loop and the checks every write makes
 //! (`write.rs`), and idempotency (`idempotency.rs`).
 
-mod idempotency;
+pub(crate) mod idempotency;
 mod read;
 mod write;
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use guildconf_domain::{
     redact_document, ActionRegistry, Actor, Change, CheckedEvent, ConfigSchema, FieldPath,
-    GuildConfigSchema, GuildId, LinkMeta, RequestContext, Timestamp,
+    GuildConfigSchema, GuildId, LinkMeta, Operation, RequestContext, Timestamp,
 };
 use guildconf_ports::{Clock, ConfigStore, SystemClock};
 use serde::Serialize;
@@ -168,6 +168,20 @@ pub enum Outcome {
     Deleted,
     /// An event was recorded; the config is unchanged.
     Recorded,
+}
+
+impl Outcome {
+    /// What a write that appended an entry of `operation` reports (and what
+    /// its idempotency record must say, which verify checks).
+    pub fn of(operation: Operation) -> Self {
+        match operation {
+            Operation::Create => Outcome::Created,
+            Operation::Update | Operation::Purge => Outcome::Updated,
+            Operation::Revert => Outcome::Reverted,
+            Operation::Delete => Outcome::Deleted,
+            Operation::Event(_) => Outcome::Recorded,
+        }
+    }
 }
 
 /// The result of a write, as the command line prints it.

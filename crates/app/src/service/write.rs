@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use guildconf_domain::json::{self, canonical_json, check_limits};
 use guildconf_domain::{
-    link, restore_kept_secrets, CanonicalDocument, Event, GuildConfig, GuildId, Operation, Step,
-    Violation, Violations,
+    link, restore_kept_secrets, CanonicalDocument, Event, GuildConfig, GuildId, Step, Violation,
+    Violations,
 };
 use guildconf_ports::{ChangeSet, Head, RequestRecord, StoreError};
 use serde_json::{json, Value};
@@ -465,13 +465,7 @@ impl ConfigService {
         meta: &WriteMeta,
         fingerprint: Option<&str>,
     ) -> Result<(ChangeSet, WriteResult)> {
-        let outcome = match step.operation() {
-            Operation::Create => Outcome::Created,
-            Operation::Update | Operation::Purge => Outcome::Updated,
-            Operation::Revert => Outcome::Reverted,
-            Operation::Delete => Outcome::Deleted,
-            Operation::Event(_) => Outcome::Recorded,
-        };
+        let outcome = Outcome::of(step.operation());
         let link = link(
             guild,
             head,
