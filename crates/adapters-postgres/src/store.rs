@@ -522,9 +522,14 @@ impl PgStore {
         Ok(())
     }
 
-    /// A guild's head as `change` leaves it, inserted inside `tx`; a guild
-    /// that has a head already is a conflict.
-    async fn insert_head(tx: &mut sqlx::PgConnection, change: &ChangeSet) -> StoreResult<()> {
+    /// A guild's head as `change` leaves it, with `document` (the text the
+    /// guild's change sets left, see [`commit_all`](Self::commit_all)),
+    /// inserted inside `tx`; a guild that has a head already is a conflict.
+    async fn insert_head(
+        tx: &mut sqlx::PgConnection,
+        change: &ChangeSet,
+        document: Option<&str>,
+    ) -> StoreResult<()> {
         let head = &change.head;
         let inserted = sqlx::query(
             "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, actor_id, \
@@ -539,7 +544,7 @@ impl PgStore {
         .bind(&head.actor.id)
         .bind(head.actor.kind.as_str())
         .bind(&head.actor.label)
-        .bind(change.head_document().text())
+        .bind(document)
         .execute(&mut *tx)
         .await
         .map_err(map_sqlx)?;
@@ -697,6 +702,10 @@ impl ConfigStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
         let mut written = 0;
         let mut pending: Option<ChangeSet> = None;
+        // The head document the guild's change sets so far leave: a write
+        // that makes no version (a purge, an event) keeps the text an
+        // earlier one set, so the last change set alone does not know it.
+        let mut document: Option<String> = None;
         for change in changes {
             let change = change?;
             change.check()?;
@@ -710,7 +719,10 @@ impl ConfigStore for PgStore {
                     ));
                 }
                 Some(prev) if prev.guild_id == change.guild_id => {}
-                Some(prev) => Self::insert_head(&mut tx, prev).await?,
+                Some(prev) => {
+                    Self::insert_head(&mut tx, prev, document.as_deref()).await?;
+                    document = None;
+                }
                 None => {}
             }
             let first_of_guild = pending
@@ -722,11 +734,16 @@ impl ConfigStore for PgStore {
                 ));
             }
             self.insert_rows(&mut tx, &change).await?;
+            match change.head_document() {
+                HeadDocument::Set(text) => document = Some(text.to_owned()),
+                HeadDocument::Clear => document = None,
+                HeadDocument::Keep => {}
+            }
             pending = Some(change);
             written += 1;
         }
         if let Some(last) = &pending {
-            Self::insert_head(&mut tx, last).await?;
+            Self::insert_head(&mut tx, last, document.as_deref()).await?;
         }
         tx.commit().await.map_err(map_sqlx)?;
         Ok(written)
