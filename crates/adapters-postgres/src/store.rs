@@ -9,7 +9,8 @@ use guildconf_ports::codec::{
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadDocument, HistoryQuery,
     PastHead, PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord,
-    Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
+    Snapshot, StatsBy, StatsQuery, StatsRow, StoreError, StoreResult, StoredEntry, StoredHead,
+    StoredRequest, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -103,6 +104,19 @@ fn entries_between_sql(
     sql
 }
 
+/// An entry's family, as the index `audit_entries_guild_family` (migration
+/// 0007) spells it: `config` for the config operations, else the action
+/// key's part before the dot.
+const FAMILY: &str =
+    "(CASE WHEN strpos(operation, '.') > 0 THEN split_part(operation, '.', 1) ELSE 'config' END)";
+/// An entry's outcome, as `audit_entries_guild_outcome` spells it: an
+/// event's `detail.outcome`, `success` for the config operations.
+const OUTCOME: &str = "(CASE WHEN strpos(operation, '.') > 0 \
+     THEN (body::jsonb) #>> '{detail,outcome}' ELSE 'success' END)";
+/// An event's target type and id, as `audit_entries_guild_target` spells them.
+const TARGET_TYPE: &str = "((body::jsonb) #>> '{detail,target,type}')";
+const TARGET_ID: &str = "((body::jsonb) #>> '{detail,target,id}')";
+
 /// The SQL of one page of history, newest first, after `prefix` (empty, or
 /// `EXPLAIN `): the one builder behind both [`ConfigStore::history`] and
 /// [`PgStore::explain_history`]. With a guild, pages by seq; without one (an
@@ -141,7 +155,8 @@ fn history_sql(prefix: &str, query: &HistoryQuery) -> QueryBuilder<'static, Post
         (_, None) => {}
     }
     if let Some(op) = query.operation {
-        sql.push(" AND operation = ").push_bind(op.as_str());
+        sql.push(" AND operation = ")
+            .push_bind(op.as_str().to_owned());
     }
     if let Some(since) = query.since {
         sql.push(" AND occurred_at >= ")
@@ -149,6 +164,23 @@ fn history_sql(prefix: &str, query: &HistoryQuery) -> QueryBuilder<'static, Post
     }
     if let Some(until) = query.until {
         sql.push(" AND occurred_at < ").push_bind(until.to_string());
+    }
+    let filter = &query.filter;
+    if let Some(family) = &filter.family {
+        sql.push(format!(" AND {FAMILY} = "))
+            .push_bind(family.clone());
+    }
+    if let Some(outcome) = filter.outcome {
+        sql.push(format!(" AND {OUTCOME} = "))
+            .push_bind(outcome.as_str().to_owned());
+    }
+    if let Some(kind) = &filter.target_type {
+        sql.push(format!(" AND {TARGET_TYPE} = "))
+            .push_bind(kind.clone());
+    }
+    if let Some(id) = &filter.target_id {
+        sql.push(format!(" AND {TARGET_ID} = "))
+            .push_bind(id.clone());
     }
     if query.guild_id.is_some() {
         sql.push(" ORDER BY seq DESC");
@@ -495,12 +527,14 @@ impl PgStore {
         Ok(())
     }
 
-    /// A guild's head as `change` leaves it, inserted inside `tx`; a guild
-    /// that has a head already is a conflict.
+    /// A guild's head as `change` leaves it, with `document` (the text the
+    /// guild's change sets left, see [`commit_all`](Self::commit_all)),
+    /// inserted inside `tx`; a guild that has a head already is a conflict.
     async fn insert_head(
         &self,
         tx: &mut sqlx::PgConnection,
         change: &ChangeSet,
+        document: Option<&str>,
     ) -> StoreResult<()> {
         let head = &change.head;
         let inserted = sqlx::query(
@@ -516,7 +550,7 @@ impl PgStore {
         .bind(&head.actor.id)
         .bind(head.actor.kind.as_str())
         .bind(&head.actor.label)
-        .bind(change.new_head_text()?.as_deref())
+        .bind(document)
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
@@ -682,6 +716,10 @@ impl ConfigStore for PgStore {
             .map_err(|e| self.err(e))?;
         let mut written = 0;
         let mut pending: Option<ChangeSet> = None;
+        // The head document the guild's change sets so far leave: a write
+        // that makes no version (a purge, an event) keeps the text an
+        // earlier one set, so the last change set alone does not know it.
+        let mut document: Option<String> = None;
         for change in changes {
             let change = change?;
             change.check()?;
@@ -695,7 +733,10 @@ impl ConfigStore for PgStore {
                     ));
                 }
                 Some(prev) if prev.guild_id == change.guild_id => {}
-                Some(prev) => self.insert_head(&mut tx, prev).await?,
+                Some(prev) => {
+                    self.insert_head(&mut tx, prev, document.as_deref()).await?;
+                    document = None;
+                }
                 None => {}
             }
             let first_of_guild = pending
@@ -707,11 +748,16 @@ impl ConfigStore for PgStore {
                 ));
             }
             self.insert_rows(&mut tx, &change).await?;
+            match change.head_document() {
+                HeadDocument::Set(text) => document = Some(text.to_owned()),
+                HeadDocument::Clear => document = None,
+                HeadDocument::Keep => {}
+            }
             pending = Some(change);
             written += 1;
         }
         if let Some(last) = &pending {
-            self.insert_head(&mut tx, last).await?;
+            self.insert_head(&mut tx, last, document.as_deref()).await?;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(written)
@@ -774,7 +820,8 @@ impl ConfigStore for PgStore {
     ) -> StoreResult<Option<(u64, Operation)>> {
         let row = sqlx::query(
             "SELECT config_version, operation FROM audit_entries \
-             WHERE guild_id = $1 AND occurred_at <= $2 AND operation <> 'purge' \
+             WHERE guild_id = $1 AND occurred_at <= $2 \
+               AND operation IN ('create', 'update', 'revert', 'delete') \
              ORDER BY seq DESC LIMIT 1",
         )
         .bind(guild.as_i64())
@@ -824,6 +871,40 @@ impl ConfigStore for PgStore {
                 Ok(Entry {
                     body: stored_entry_body(&get::<String>(row, "body")?)?,
                     entry_hash: get(row, "entry_hash")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
+        let key = match query.by {
+            StatsBy::Operation => "operation",
+            StatsBy::Family => FAMILY,
+            StatsBy::Actor => "actor_id",
+            StatsBy::Outcome => OUTCOME,
+            StatsBy::Day => "substr(occurred_at, 1, 10)",
+        };
+        let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(format!(
+            "SELECT {key} AS k, COUNT(*) AS n FROM audit_entries WHERE TRUE"
+        ));
+        if let Some(guild) = query.guild_id {
+            sql.push(" AND guild_id = ").push_bind(guild.as_i64());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND occurred_at >= ")
+                .push_bind(since.to_string());
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND occurred_at < ").push_bind(until.to_string());
+        }
+        // Byte order, as SQLite's default collation sorts.
+        sql.push(format!(" GROUP BY 1 ORDER BY ({key}) COLLATE \"C\""));
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatsRow {
+                    key: get::<Option<String>>(row, "k")?.unwrap_or_default(),
+                    count: get_u64(row, "n", "count")?,
                 })
             })
             .collect()
@@ -1009,7 +1090,7 @@ impl ConfigStore for PgStore {
              next AS ( \
                  SELECT config_version FROM audit_entries \
                  WHERE guild_id = $1 AND seq > (SELECT seq FROM through) \
-                 AND operation IN ('create', 'update', 'revert') ORDER BY seq LIMIT 1) \
+                 AND operation NOT IN ('delete', 'purge') ORDER BY seq LIMIT 1) \
              SELECT (SELECT seq FROM cap) AS cap_seq, \
                     (SELECT seq FROM through) AS through_seq, \
                     (SELECT entry_hash FROM through) AS through_hash, \

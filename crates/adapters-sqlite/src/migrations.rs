@@ -25,10 +25,16 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_chain_guards",
         include_str!("../migrations/0003_chain_guards.sql"),
     ),
+    // 0004 is reserved for the signatures change; this list is positional,
+    // so whichever lands second goes after the other.
+    (
+        "0005_event_filters",
+        include_str!("../migrations/0005_event_filters.sql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 // The constant must follow the migration list.
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);

@@ -9,8 +9,8 @@ use guildconf_ports::codec::{
 };
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HeadDocument, HistoryQuery, PastHead, PurgeCandidate,
-    PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord, Snapshot, StoreError,
-    StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
+    PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord, Snapshot, StatsBy, StatsQuery,
+    StatsRow, StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
 };
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -262,7 +262,8 @@ pub(crate) fn entry_at(
     let mut stmt = conn
         .prepare_cached(
             "SELECT config_version, operation FROM audit_entries
-             WHERE guild_id = ?1 AND occurred_at <= ?2 AND operation <> 'purge'
+             WHERE guild_id = ?1 AND occurred_at <= ?2
+               AND operation IN ('create', 'update', 'revert', 'delete')
              ORDER BY seq DESC LIMIT 1",
         )
         .map_err(db_err)?;
@@ -328,6 +329,35 @@ fn history_sql(query: &HistoryQuery) -> (String, Vec<SqlValue>) {
     if let Some(until) = query.until {
         push(&mut sql, " AND occurred_at < ?", until.to_string().into());
     }
+    let filter = &query.filter;
+    if let Some(family) = &filter.family {
+        push(
+            &mut sql,
+            &format!(" AND {FAMILY} = ?"),
+            family.clone().into(),
+        );
+    }
+    if let Some(outcome) = filter.outcome {
+        push(
+            &mut sql,
+            &format!(" AND {OUTCOME} = ?"),
+            outcome.as_str().to_owned().into(),
+        );
+    }
+    if let Some(kind) = &filter.target_type {
+        push(
+            &mut sql,
+            &format!(" AND {TARGET_TYPE} = ?"),
+            kind.clone().into(),
+        );
+    }
+    if let Some(id) = &filter.target_id {
+        push(
+            &mut sql,
+            &format!(" AND {TARGET_ID} = ?"),
+            id.clone().into(),
+        );
+    }
     match (&query.guild_id, &query.after) {
         (Some(_), Some(after)) => {
             // Within one guild, seq orders entries exactly as time does.
@@ -357,6 +387,56 @@ fn history_sql(query: &HistoryQuery) -> (String, Vec<SqlValue>) {
     }
     push(&mut sql, " LIMIT ?", i64::from(query.limit).into());
     (sql, args)
+}
+
+/// An entry's family, as the index `audit_entries_guild_family` (migration
+/// 0005) spells it: `config` for the config operations, else the action
+/// key's part before the dot.
+const FAMILY: &str = "(CASE WHEN instr(operation, '.') > 0
+          THEN substr(operation, 1, instr(operation, '.') - 1) ELSE 'config' END)";
+/// An entry's outcome, as `audit_entries_guild_outcome` spells it: an
+/// event's `detail.outcome`, `success` for the config operations.
+const OUTCOME: &str = "(CASE WHEN instr(operation, '.') > 0
+          THEN json_extract(body, '$.detail.outcome') ELSE 'success' END)";
+/// An event's target type and id, as `audit_entries_guild_target` spells them.
+const TARGET_TYPE: &str = "(json_extract(body, '$.detail.target.type'))";
+const TARGET_ID: &str = "(json_extract(body, '$.detail.target.id'))";
+
+/// Counts entries by one key (see [`guildconf_ports::ConfigStore::stats`]).
+pub(crate) fn stats(conn: &Connection, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
+    let key = match query.by {
+        StatsBy::Operation => "operation",
+        StatsBy::Family => FAMILY,
+        StatsBy::Actor => "actor_id",
+        StatsBy::Outcome => OUTCOME,
+        StatsBy::Day => "substr(occurred_at, 1, 10)",
+    };
+    let mut sql = format!("SELECT {key} AS k, COUNT(*) FROM audit_entries WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(guild) = query.guild_id {
+        args.push(guild.as_i64().into());
+        sql.push_str(&format!(" AND guild_id = ?{}", args.len()));
+    }
+    if let Some(since) = query.since {
+        args.push(since.to_string().into());
+        sql.push_str(&format!(" AND occurred_at >= ?{}", args.len()));
+    }
+    if let Some(until) = query.until {
+        args.push(until.to_string().into());
+        sql.push_str(&format!(" AND occurred_at < ?{}", args.len()));
+    }
+    sql.push_str(" GROUP BY k ORDER BY k");
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
+    collect(&mut rows, |row| {
+        Ok(StatsRow {
+            key: row
+                .get::<_, Option<String>>(0)
+                .map_err(db_err)?
+                .unwrap_or_default(),
+            count: get_u64(row, 1, "count")?,
+        })
+    })
 }
 
 /// One page of history, newest first (see [`history_sql`]).
@@ -823,6 +903,9 @@ const PURGE_BATCH: i64 = 1000;
 
 /// The operations that make a version (and so need its snapshot).
 const VERSION_OPS: &str = "('create', 'update', 'revert')";
+/// The operations whose entry names no kept version's document: every other
+/// entry (a config write or an event) needs its version's snapshot to stay.
+const NO_DOCUMENT_OPS: &str = "('delete', 'purge')";
 
 /// What a purge of entries before `before` would remove: the head, then the
 /// [`PurgeFacts`] in one statement (each CTE and column is the field of that
@@ -849,7 +932,7 @@ pub(crate) fn purge_candidate(
              next AS (
                  SELECT config_version FROM audit_entries
                  WHERE guild_id = ?1 AND seq > (SELECT seq FROM through)
-                   AND operation IN {VERSION_OPS}
+                   AND operation NOT IN {NO_DOCUMENT_OPS}
                  ORDER BY seq LIMIT 1)
              SELECT (SELECT seq FROM cap),
                     (SELECT seq FROM through),

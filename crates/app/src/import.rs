@@ -5,9 +5,9 @@ use std::io::BufRead;
 
 use guildconf_domain::json::value_sha256;
 use guildconf_domain::{
-    apply_changes, link, unapply_changes, CanonicalDocument, ChainVerifier, ConfigSchema, Entry,
-    EntryBody, GuildConfigSchema, GuildId, Head, LinkMeta, Operation, RequestContext, SecretPaths,
-    SnapshotEvidence, Step, Timestamp, BODY_KEYS,
+    apply_changes, link, unapply_changes, CanonicalDocument, ChainVerifier, CheckedEvent,
+    ConfigSchema, Entry, EntryBody, GuildConfigSchema, GuildId, Head, LinkMeta, Operation,
+    RequestContext, SecretPaths, SnapshotEvidence, Step, Timestamp, BODY_KEYS,
 };
 use guildconf_ports::{ChangeSet, ConfigStore, StoreError};
 use serde_json::{Map, Value};
@@ -228,6 +228,17 @@ impl GuildReplay {
                         .to_owned(),
                     entries: purged_count(b).ok_or("a purge entry's summary names no count")?,
                 }
+            }
+            // An event is checked for its shape only: the keys the writing
+            // bot registered are not known here. Its data was redacted when it
+            // was recorded, and the rebuilt entry must hash the same.
+            Operation::Event(key) => {
+                Step::Event(CheckedEvent::from_detail(key, &b.detail).map_err(|v| {
+                    format!(
+                        "guild {} seq {} is not an event guildconf writes: {v}",
+                        b.guild_id, b.seq
+                    )
+                })?)
             }
         })
     }

@@ -57,11 +57,17 @@ pub use verify::{verify_export, VerifyProblem, VerifyReport};
 /// JSON helpers: pointers, user paths, canonical form.
 pub use guildconf_domain::json;
 pub use guildconf_domain::{
+    ActionKey, ActionRegistry, ActionSpec, CheckedEvent, DataKey, DataType, Event, EventOutcome,
+    Target,
+};
+pub use guildconf_domain::{
     Actor, ActorKind, Change, ConfigSchema, Entry, EntryBody, FieldPath, GuildConfig,
     GuildConfigSchema, GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation,
     Violations,
 };
-pub use guildconf_ports::{Clock, ConfigStore, GuildSummary, SystemClock};
+pub use guildconf_ports::{
+    Clock, ConfigStore, EntryFilter, GuildSummary, StatsBy, StatsQuery, StatsRow, SystemClock,
+};
 /// The SQLite adapter's option types, for [`BackendOptions::sqlite`].
 pub mod sqlite {
     pub use guildconf_sqlite::{SqliteOptions, Synchronous};

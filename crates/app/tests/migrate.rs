@@ -61,9 +61,12 @@ fn sqlite_migrates_on_request_and_refuses_a_schema_it_does_not_know() {
             .expect("the sqlite3 shell runs");
         assert!(ok.success(), "{sql}");
     };
-    // Schema version 2 as it was: migration 3's chain guards undone.
+    // Schema version 2 as it was: the chain guards and the event filter
+    // indexes of the later migrations undone.
     let older = "DROP TRIGGER audit_entries_extend_chain; DROP TRIGGER guild_heads_onto_entry; \
-                 DROP TRIGGER guild_heads_forward; PRAGMA user_version = 2;";
+                 DROP TRIGGER guild_heads_forward; DROP INDEX audit_entries_guild_family; \
+                 DROP INDEX audit_entries_guild_outcome; DROP INDEX audit_entries_guild_target; \
+                 PRAGMA user_version = 2;";
     story(&url, older, "PRAGMA user_version = 99", &sqlite3);
     // A refused fresh path creates nothing.
     let fresh = dir.path().join("fresh.db");

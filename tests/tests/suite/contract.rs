@@ -1641,7 +1641,7 @@ async fn export_streams_and_verifies_offline(backend: Backend, name: &str) {
     };
     assert_eq!(s.export(&request, &mut csv).await.expect("csv"), 2);
     let csv = String::from_utf8(csv).expect("utf-8");
-    assert!(csv.starts_with("guild_id,seq,config_version,operation,occurred_at,actor_id,actor_kind,actor_label,changed_paths,summary,reason,request_id,entry_hash\r\n"));
+    assert!(csv.starts_with("guild_id,seq,config_version,operation,occurred_at,actor_id,actor_kind,actor_label,changed_paths,summary,reason,request_id,entry_hash,outcome,target_type,target_id,target_label\r\n"));
     assert_eq!(csv.matches("\r\n").count(), 3);
 }
 

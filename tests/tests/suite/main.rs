@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod contract;
 mod crash;
+mod events;
 mod import_copy;
 mod isolation;
 mod plans;
