@@ -8,6 +8,9 @@ BODY_KEYS = set("v guild_id seq config_version operation occurred_at actor chang
                 "snapshot_sha256 reason request_id context detail prev_hash".split())
 
 OPERATIONS = {"create", "update", "revert", "delete", "purge"}
+def operation(o):  # a config operation, or an event's action key family.verb (<= 64 bytes)
+    return o in OPERATIONS or (isinstance(o, str) and len(o) <= 64
+                               and bool(re.fullmatch(r"[a-z0-9_]+\.[a-z0-9_]+", o)))
 
 def number(text):  # JCS numbers are IEEE doubles; `rfc8785` refuses ints >= 2^53
     return int(text) if abs(int(text)) < 2**53 else float(text)
@@ -19,7 +22,7 @@ def stored_time(t):  # exactly YYYY-MM-DDTHH:MM:SS.ffffffZ, a real instant
 def malformed(b):  # the fields a chain rule reads must be what guildconf writes
     return (set(b) != BODY_KEYS or type(b["v"]) is not int or b["v"] != 1
             or not snowflake(b["guild_id"])
-            or b["operation"] not in OPERATIONS or not stored_time(b["occurred_at"]))
+            or not operation(b["operation"]) or not stored_time(b["occurred_at"]))
 def main(stream):
     heads, failed, entries, starts = {}, set(), 0, {}  # guild -> (last seq, last hash)
     current = None  # guilds come one after another: one that comes back is out of order

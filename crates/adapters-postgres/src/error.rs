@@ -3,6 +3,8 @@
 //! Messages never carry PostgreSQL's DETAIL (which quotes row values) nor any
 //! other row data: a secret must not leak through an error message.
 
+use std::time::Duration;
+
 use guildconf_ports::StoreError;
 use sqlx::migrate::MigrateError;
 
@@ -17,8 +19,70 @@ const DATA_EXCEPTION_CLASS: &str = "22";
 ///   constraint only;
 /// - serialization failure (`40001`) and deadlock (`40P01`) → `Conflict`;
 /// - connection, pool and I/O failures → `Storage("database unreachable …")`;
+/// - a lock wait past the lock timeout (`55P03`) and a cancelled statement
+///   (`57014`) → `Storage` naming the timeout (without its value: see
+///   [`Timeouts::map`], which names it);
 /// - anything else → `Storage` with the SQLSTATE and the primary message.
 pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {
+    Timeouts::UNKNOWN.map(error)
+}
+
+/// The lock and statement timeouts a store's connections run with, so that
+/// an error they cause names the value that was exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// `lock_timeout`, `None` when not known to the caller.
+    pub(crate) lock: Option<Duration>,
+    /// `statement_timeout`, `None` when not known to the caller.
+    pub(crate) statement: Option<Duration>,
+}
+
+/// A duration as PostgreSQL's settings and guildconf's flags write it:
+/// whole seconds as `5s`, anything else in milliseconds, zero as `off`.
+pub(crate) fn human(d: Duration) -> String {
+    if d.is_zero() {
+        "off".into()
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl Timeouts {
+    /// For errors mapped where the store's settings are not at hand.
+    const UNKNOWN: Self = Self {
+        lock: None,
+        statement: None,
+    };
+
+    /// Maps a sqlx error to a store error as [`map_sqlx`] does, naming the
+    /// timeout's value when a lock wait or a statement ran past it.
+    pub(crate) fn map(&self, error: sqlx::Error) -> StoreError {
+        let value = |d: Option<Duration>| d.map(|d| format!(" ({})", human(d))).unwrap_or_default();
+        match error {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => {
+                StoreError::Storage(format!(
+                    "a lock wait exceeded the lock timeout{}: another session holds a lock \
+                     this statement needs (SQLSTATE 55P03)",
+                    value(self.lock)
+                ))
+            }
+            // 57014 is also what an operator's pg_cancel_backend gives; the
+            // message says both, since SQLSTATE alone cannot tell them apart.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
+                StoreError::Storage(format!(
+                    "a statement was cancelled: it ran past the statement timeout{}, or an \
+                     operator cancelled it (SQLSTATE 57014)",
+                    value(self.statement)
+                ))
+            }
+            other => map_other(other),
+        }
+    }
+}
+
+fn map_other(error: sqlx::Error) -> StoreError {
     match error {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -112,5 +176,20 @@ fn kind_name(error: &sqlx::Error) -> &'static str {
         sqlx::Error::ColumnIndexOutOfBounds { .. } => "column index out of bounds",
         sqlx::Error::BeginFailed => "could not begin a transaction",
         _ => "unexpected failure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::human;
+
+    #[test]
+    fn timeouts_are_written_as_the_flags_take_them() {
+        assert_eq!(human(Duration::ZERO), "off");
+        assert_eq!(human(Duration::from_secs(5)), "5s");
+        assert_eq!(human(Duration::from_millis(300)), "300ms");
+        assert_eq!(human(Duration::from_millis(1500)), "1500ms");
     }
 }

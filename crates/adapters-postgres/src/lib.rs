@@ -8,9 +8,12 @@
 //! loser gets [`guildconf_ports::StoreError::Conflict`] with nothing written.
 //!
 //! The schema ships inside the crate (`migrations/`) and is applied on
-//! connect. Audit entries, snapshots and request records are append-only:
-//! triggers refuse `UPDATE`, `DELETE` and `TRUNCATE`, also under
-//! `session_replication_role = replica`.
+//! connect unless [`PgOptions::migrate`] says not to. Every pooled
+//! connection runs with a lock timeout and a statement timeout
+//! ([`PgOptions`]), so a write blocked by a foreign lock fails instead of
+//! waiting without bound. Audit entries, snapshots and request records are
+//! append-only: triggers refuse `UPDATE`, `DELETE` and `TRUNCATE`, also
+//! under `session_replication_role = replica`.
 //!
 //! Queries are checked at run time, so building never needs a database.
 
@@ -29,7 +32,7 @@ use guildconf_ports::{FaultHook, StoreError, StoreResult, WriteStep};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-use crate::error::{map_migrate, map_sqlx};
+use crate::error::{map_migrate, map_sqlx, Timeouts};
 pub use crate::watch::WATCH_APPLICATION_NAME;
 
 /// Connections a [`PgStore`] keeps at most.
@@ -83,6 +86,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct PgStore {
     pool: PgPool,
     connect_options: PgConnectOptions,
+    timeouts: Timeouts,
     change_feed: bool,
     watch_interval: Duration,
     fault_hook: Option<FaultHook>,
@@ -92,6 +96,7 @@ impl fmt::Debug for PgStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgStore")
             .field("pool", &self.pool)
+            .field("timeouts", &self.timeouts)
             .field("change_feed", &self.change_feed)
             .field("watch_interval", &self.watch_interval)
             .field("fault_hook", &self.fault_hook.is_some())
@@ -99,9 +104,99 @@ impl fmt::Debug for PgStore {
     }
 }
 
+/// How long a statement waits for a lock another session holds, unless
+/// [`PgOptions::lock_timeout`] says otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one statement may run, unless
+/// [`PgOptions::statement_timeout`] says otherwise.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest timeout PostgreSQL accepts (`INT_MAX` milliseconds, about
+/// 24.8 days); a longer one is cut to it.
+const MAX_TIMEOUT_MS: u128 = i32::MAX as u128;
+
+/// How [`PgStore::connect_with_options`] opens a store.
+///
+/// The timeouts are PostgreSQL's `lock_timeout` and `statement_timeout`,
+/// set on every pooled connection (also the change feed's): a statement
+/// that waits longer for a lock, or runs longer, fails with
+/// [`StoreError::Storage`] naming the timeout and its value, and its
+/// transaction is rolled back. Zero turns a timeout off. Migrations run on
+/// a connection of their own with both off, since a schema change may
+/// rewrite a large table; a bulk write ([`ConfigStore::commit_all`], what
+/// import and copy use) turns the statement timeout off for its
+/// transaction, whose commit checks every guild's head at once.
+///
+/// [`ConfigStore::commit_all`]: guildconf_ports::ConfigStore::commit_all
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Whether pending migrations are applied on open (default `true`).
+    /// With `false` nothing is migrated and a database whose schema is not
+    /// exactly the one this build knows is refused.
+    pub migrate: bool,
+    /// How long a statement waits for a lock (default
+    /// [`DEFAULT_LOCK_TIMEOUT`]; whole milliseconds, at most about 24 days).
+    pub lock_timeout: Duration,
+    /// How long one statement may run (default
+    /// [`DEFAULT_STATEMENT_TIMEOUT`]; whole milliseconds, at most about 24
+    /// days).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            migrate: true,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+        }
+    }
+}
+
+/// A timeout as PostgreSQL's setting takes it: whole milliseconds (a
+/// nonzero duration under one millisecond is one), cut to the longest it
+/// accepts.
+fn setting_ms(d: Duration) -> u128 {
+    if d.is_zero() {
+        0
+    } else {
+        d.as_millis().clamp(1, MAX_TIMEOUT_MS)
+    }
+}
+
+impl PgOptions {
+    /// The timeouts as they are set, for error messages.
+    fn timeouts(&self) -> Timeouts {
+        let set = |d: Duration| {
+            Some(Duration::from_millis(
+                u64::try_from(setting_ms(d)).unwrap_or(u64::MAX),
+            ))
+        };
+        Timeouts {
+            lock: set(self.lock_timeout),
+            statement: set(self.statement_timeout),
+        }
+    }
+
+    /// `options` with this store's timeouts for every connection.
+    fn apply(&self, options: PgConnectOptions) -> PgConnectOptions {
+        options.options([
+            (
+                "lock_timeout",
+                format!("{}ms", setting_ms(self.lock_timeout)),
+            ),
+            (
+                "statement_timeout",
+                format!("{}ms", setting_ms(self.statement_timeout)),
+            ),
+        ])
+    }
+}
+
 /// Refuses a database whose applied migrations are not exactly this
 /// build's (for opening without migrating).
-async fn check_current(pool: &PgPool) -> StoreResult<()> {
+async fn check_current(pool: &PgPool, timeouts: Timeouts) -> StoreResult<()> {
     let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
     let applied: Result<Vec<i64>, sqlx::Error> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
@@ -110,7 +205,7 @@ async fn check_current(pool: &PgPool) -> StoreResult<()> {
     let applied = match applied {
         Ok(v) => v,
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Vec::new(),
-        Err(e) => return Err(map_sqlx(e)),
+        Err(e) => return Err(timeouts.map(e)),
     };
     if applied == known {
         let mut conn = pool.acquire().await.map_err(map_sqlx)?;
@@ -167,12 +262,23 @@ impl PgStore {
     /// As [`PgStore::connect`], and [`StoreError::Storage`] naming the
     /// schema's state when it is not current.
     pub async fn connect_with(url: &str, migrate: bool) -> StoreResult<Self> {
-        let options = parse_url(url)?;
-        // One direct connection first: an unreachable server fails at once
-        // instead of after the pool's acquire timeout.
-        let conn = options.connect().await.map_err(map_sqlx)?;
-        conn.close().await.map_err(map_sqlx)?;
-        Self::open(options, migrate).await
+        Self::connect_with_options(
+            url,
+            PgOptions {
+                migrate,
+                ..PgOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Like [`PgStore::connect`], with the given migration choice and
+    /// timeouts (see [`PgOptions`]).
+    ///
+    /// # Errors
+    /// As [`PgStore::connect_with`].
+    pub async fn connect_with_options(url: &str, options: PgOptions) -> StoreResult<Self> {
+        Self::open(parse_url(url)?, options).await
     }
 
     /// Like [`PgStore::connect`], but keeps every table in `schema`: the
@@ -199,7 +305,11 @@ impl PgStore {
             Err(e) => return Err(e),
         }
         conn.close().await.map_err(map_sqlx)?;
-        Self::open(options.options([("search_path", schema)]), true).await
+        Self::open(
+            options.options([("search_path", schema)]),
+            PgOptions::default(),
+        )
+        .await
     }
 
     /// Test seam: calls `hook` inside every commit transaction right before
@@ -210,6 +320,12 @@ impl PgStore {
     pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
         self.fault_hook = Some(hook);
         self
+    }
+
+    /// Maps a sqlx error of this store's statements, naming this store's
+    /// timeout when one was exceeded.
+    fn err(&self, error: sqlx::Error) -> StoreError {
+        self.timeouts.map(error)
     }
 
     /// Runs the fault hook, if any, for `step`.
@@ -240,21 +356,48 @@ impl PgStore {
         self
     }
 
-    async fn open(options: PgConnectOptions, migrate: bool) -> StoreResult<Self> {
+    async fn open(options: PgConnectOptions, pg: PgOptions) -> StoreResult<Self> {
+        // One direct connection first: an unreachable server fails at once
+        // instead of after the pool's acquire timeout (a pool retries a
+        // refused connection until then).
+        let conn = options.connect().await.map_err(map_sqlx)?;
+        conn.close().await.map_err(map_sqlx)?;
+        if pg.migrate {
+            // Migrations run with both timeouts off: a schema change may
+            // rewrite a large table, and a second process opening a fresh
+            // database waits for the first one's migration lock. (On a pool
+            // of one: the migrator's future is not `Send` when it borrows a
+            // bare connection.)
+            let migrating = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(
+                    options
+                        .clone()
+                        .options([("lock_timeout", "0"), ("statement_timeout", "0")]),
+                )
+                .await
+                .map_err(map_sqlx)?;
+            let migrated = match MIGRATOR.run(&migrating).await.map_err(map_migrate) {
+                Ok(()) => upgrade::finish_documents_as_text(&migrating).await,
+                Err(e) => Err(e),
+            };
+            migrating.close().await;
+            migrated?;
+            tracing::debug!("guildconf PostgreSQL schema is up to date");
+        }
+        let options = pg.apply(options);
+        let timeouts = pg.timeouts();
         let pool = pool_options()
             .connect_with(options.clone())
             .await
             .map_err(map_sqlx)?;
-        if migrate {
-            MIGRATOR.run(&pool).await.map_err(map_migrate)?;
-            upgrade::finish_documents_as_text(&pool).await?;
-            tracing::debug!("guildconf PostgreSQL schema is up to date");
-        } else {
-            check_current(&pool).await?;
+        if !pg.migrate {
+            check_current(&pool, timeouts).await?;
         }
         Ok(Self {
             pool,
             connect_options: options,
+            timeouts,
             change_feed: true,
             watch_interval: DEFAULT_WATCH_INTERVAL,
             fault_hook: None,

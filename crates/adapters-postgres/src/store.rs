@@ -9,7 +9,8 @@ use guildconf_ports::codec::{
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadDocument, HistoryQuery,
     PastHead, PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord,
-    Snapshot, StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
+    Snapshot, StatsBy, StatsQuery, StatsRow, StoreError, StoreResult, StoredEntry, StoredHead,
+    StoredRequest, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -104,6 +105,19 @@ fn entries_between_sql(
     sql
 }
 
+/// An entry's family, as the index `audit_entries_guild_family` (migration
+/// 0007) spells it: `config` for the config operations, else the action
+/// key's part before the dot.
+const FAMILY: &str =
+    "(CASE WHEN strpos(operation, '.') > 0 THEN split_part(operation, '.', 1) ELSE 'config' END)";
+/// An entry's outcome, as `audit_entries_guild_outcome` spells it: an
+/// event's `detail.outcome`, `success` for the config operations.
+const OUTCOME: &str = "(CASE WHEN strpos(operation, '.') > 0 \
+     THEN (body::jsonb) #>> '{detail,outcome}' ELSE 'success' END)";
+/// An event's target type and id, as `audit_entries_guild_target` spells them.
+const TARGET_TYPE: &str = "((body::jsonb) #>> '{detail,target,type}')";
+const TARGET_ID: &str = "((body::jsonb) #>> '{detail,target,id}')";
+
 /// The SQL of one page of history, newest first, after `prefix` (empty, or
 /// `EXPLAIN `): the one builder behind both [`ConfigStore::history`] and
 /// [`PgStore::explain_history`]. With a guild, pages by seq; without one (an
@@ -142,7 +156,8 @@ fn history_sql(prefix: &str, query: &HistoryQuery) -> QueryBuilder<'static, Post
         (_, None) => {}
     }
     if let Some(op) = query.operation {
-        sql.push(" AND operation = ").push_bind(op.as_str());
+        sql.push(" AND operation = ")
+            .push_bind(op.as_str().to_owned());
     }
     if let Some(since) = query.since {
         sql.push(" AND occurred_at >= ")
@@ -150,6 +165,23 @@ fn history_sql(prefix: &str, query: &HistoryQuery) -> QueryBuilder<'static, Post
     }
     if let Some(until) = query.until {
         sql.push(" AND occurred_at < ").push_bind(until.to_string());
+    }
+    let filter = &query.filter;
+    if let Some(family) = &filter.family {
+        sql.push(format!(" AND {FAMILY} = "))
+            .push_bind(family.clone());
+    }
+    if let Some(outcome) = filter.outcome {
+        sql.push(format!(" AND {OUTCOME} = "))
+            .push_bind(outcome.as_str().to_owned());
+    }
+    if let Some(kind) = &filter.target_type {
+        sql.push(format!(" AND {TARGET_TYPE} = "))
+            .push_bind(kind.clone());
+    }
+    if let Some(id) = &filter.target_id {
+        sql.push(format!(" AND {TARGET_ID} = "))
+            .push_bind(id.clone());
     }
     if query.guild_id.is_some() {
         sql.push(" ORDER BY seq DESC");
@@ -171,7 +203,11 @@ impl PgStore {
     /// [`StoreError::Storage`] when the database fails.
     pub async fn explain_history(&self, query: &HistoryQuery) -> StoreResult<Vec<String>> {
         let mut sql = history_sql("EXPLAIN ", query);
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
             .collect()
@@ -196,7 +232,7 @@ impl PgStore {
         // On a connection of its own, taken out of the pool and closed
         // afterwards, so neither the setting nor the prepared statement
         // outlives this call, whatever fails.
-        let mut conn = self.pool.acquire().await.map_err(map_sqlx)?.detach();
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?.detach();
         let setup = format!(
             "SET plan_cache_mode = force_generic_plan; \
              PREPARE guildconf_explain_stream AS {}",
@@ -211,7 +247,7 @@ impl PgStore {
             Err(e) => Err(e),
         };
         let _ = sqlx::Connection::close(conn).await;
-        rows.map_err(map_sqlx)?
+        rows.map_err(|e| self.err(e))?
             .iter()
             .map(|row| row.try_get::<String, _>(0).map_err(map_sqlx))
             .collect()
@@ -247,7 +283,7 @@ impl PgStore {
         .bind(prev_hash)
         .execute(&mut *tx)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         if result.rows_affected() == 1 {
             Ok(())
         } else {
@@ -261,6 +297,7 @@ impl PgStore {
     /// Inserts a chained entry inside `tx`, with its signature (when signed)
     /// in the three columns beside it.
     async fn insert_entry(
+        &self,
         tx: &mut sqlx::PgConnection,
         entry: &SealedEntry,
         signature: Option<&EntrySignature>,
@@ -287,7 +324,7 @@ impl PgStore {
         .bind(signature.map(|s| s.value.as_str()))
         .execute(&mut *tx)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
 
         Ok(())
     }
@@ -433,7 +470,7 @@ impl PgStore {
             .fetch_one(exec)
             .await
             .and_then(|row| row.try_get(0))
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         if moved == 1 {
             Ok(())
         } else {
@@ -459,7 +496,7 @@ impl PgStore {
             .bind(through.as_i64())
             .fetch_all(&self.pool)
             .await
-            .map_err(map_sqlx)
+            .map_err(|e| self.err(e))
     }
 
     /// A change set's snapshot, entry and request record inside `tx`, with
@@ -481,9 +518,10 @@ impl PgStore {
             .bind(snapshot.document.sha256())
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         }
-        Self::insert_entry(tx, &change.entry, change.signature.as_ref(), guild).await?;
+        self.insert_entry(tx, &change.entry, change.signature.as_ref(), guild)
+            .await?;
         if let Some(request) = &change.request {
             sqlx::query(
                 "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result) \
@@ -495,14 +533,20 @@ impl PgStore {
             .bind(request_result_text(&request.result)?)
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
-    /// A guild's head as `change` leaves it, inserted inside `tx`; a guild
-    /// that has a head already is a conflict.
-    async fn insert_head(tx: &mut sqlx::PgConnection, change: &ChangeSet) -> StoreResult<()> {
+    /// A guild's head as `change` leaves it, with `document` (the text the
+    /// guild's change sets left, see [`commit_all`](Self::commit_all)),
+    /// inserted inside `tx`; a guild that has a head already is a conflict.
+    async fn insert_head(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        change: &ChangeSet,
+        document: Option<&str>,
+    ) -> StoreResult<()> {
         let head = &change.head;
         let inserted = sqlx::query(
             "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, actor_id, \
@@ -517,10 +561,10 @@ impl PgStore {
         .bind(&head.actor.id)
         .bind(head.actor.kind.as_str())
         .bind(&head.actor.label)
-        .bind(change.head_document().text())
+        .bind(document)
         .execute(&mut *tx)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         if inserted.rows_affected() == 1 {
             Ok(())
         } else {
@@ -560,7 +604,7 @@ impl PgStore {
                 .bind(through_seq)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(map_sqlx)?
+                .map_err(|e| self.err(e))?
                 .map(|row| get::<String>(&row, "entry_hash"))
                 .transpose()?;
         if stored.as_deref() != Some(set.through_hash.as_str()) {
@@ -572,7 +616,7 @@ impl PgStore {
         sqlx::query("SELECT set_config('guildconf.purge', 'on', true)")
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         let mut outcome = PurgeOutcome::default();
         loop {
             let n = sqlx::query(
@@ -585,7 +629,7 @@ impl PgStore {
             .bind(PURGE_BATCH)
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?
+            .map_err(|e| self.err(e))?
             .rows_affected();
             outcome.entries_removed += n;
             if n < PURGE_BATCH.unsigned_abs() {
@@ -604,7 +648,7 @@ impl PgStore {
             .bind(PURGE_BATCH)
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?
+            .map_err(|e| self.err(e))?
             .rows_affected();
             outcome.snapshots_removed += n;
             if n < PURGE_BATCH.unsigned_abs() {
@@ -614,8 +658,9 @@ impl PgStore {
         sqlx::query("SELECT set_config('guildconf.purge', 'off', true)")
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
-        Self::insert_entry(tx, &set.entry, set.signature.as_ref(), guild).await?;
+            .map_err(|e| self.err(e))?;
+        self.insert_entry(tx, &set.entry, set.signature.as_ref(), guild)
+            .await?;
         // The change feed's id is taken last, right before commit: a purge
         // may run for a while, and read caches only look back two seconds
         // for a change_id that committed late.
@@ -623,7 +668,7 @@ impl PgStore {
             .bind(guild)
             .execute(&mut *tx)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| self.err(e))?;
         Ok(outcome)
     }
 }
@@ -638,7 +683,7 @@ impl ConfigStore for PgStore {
         .bind(guild.as_i64())
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -672,9 +717,21 @@ impl ConfigStore for PgStore {
         // row's versions (measured: 50,000 entries of one guild took nine
         // minutes). The chain guards still check every entry, and the head
         // (deferred) at commit.
-        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        // Each statement of a bulk write is short, but its commit runs the
+        // deferred head check of every guild at once: with very many guilds
+        // it may take longer than the statement timeout, which would throw
+        // the whole import away at its last step. The lock timeout stays.
+        sqlx::query("SET LOCAL statement_timeout = 0")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
         let mut written = 0;
         let mut pending: Option<ChangeSet> = None;
+        // The head document the guild's change sets so far leave: a write
+        // that makes no version (a purge, an event) keeps the text an
+        // earlier one set, so the last change set alone does not know it.
+        let mut document: Option<String> = None;
         for change in changes {
             let change = change?;
             change.check()?;
@@ -688,7 +745,10 @@ impl ConfigStore for PgStore {
                     ));
                 }
                 Some(prev) if prev.guild_id == change.guild_id => {}
-                Some(prev) => Self::insert_head(&mut tx, prev).await?,
+                Some(prev) => {
+                    self.insert_head(&mut tx, prev, document.as_deref()).await?;
+                    document = None;
+                }
                 None => {}
             }
             let first_of_guild = pending
@@ -700,13 +760,18 @@ impl ConfigStore for PgStore {
                 ));
             }
             self.insert_rows(&mut tx, &change).await?;
+            match change.head_document() {
+                HeadDocument::Set(text) => document = Some(text.to_owned()),
+                HeadDocument::Clear => document = None,
+                HeadDocument::Keep => {}
+            }
             pending = Some(change);
             written += 1;
         }
         if let Some(last) = &pending {
-            Self::insert_head(&mut tx, last).await?;
+            self.insert_head(&mut tx, last, document.as_deref()).await?;
         }
-        tx.commit().await.map_err(map_sqlx)?;
+        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(written)
     }
 
@@ -753,7 +818,7 @@ impl ConfigStore for PgStore {
         .bind(request_id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -776,7 +841,7 @@ impl ConfigStore for PgStore {
         .bind(stored_version)
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         row.map(|row| {
             Ok(Snapshot {
                 version,
@@ -797,14 +862,15 @@ impl ConfigStore for PgStore {
     ) -> StoreResult<Option<(u64, Operation)>> {
         let row = sqlx::query(
             "SELECT config_version, operation FROM audit_entries \
-             WHERE guild_id = $1 AND occurred_at <= $2 AND operation <> 'purge' \
+             WHERE guild_id = $1 AND occurred_at <= $2 \
+               AND operation IN ('create', 'update', 'revert', 'delete') \
              ORDER BY seq DESC LIMIT 1",
         )
         .bind(guild.as_i64())
         .bind(at.to_string())
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         row.map(|row| {
             Ok((
                 get_u64(&row, "config_version", "audit_entries.config_version")?,
@@ -821,7 +887,7 @@ impl ConfigStore for PgStore {
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 Ok(GuildSummary {
@@ -837,12 +903,50 @@ impl ConfigStore for PgStore {
 
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
         let mut sql = history_sql("", query);
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 Ok(Entry {
                     body: stored_entry_body(&get::<String>(row, "body")?)?,
                     entry_hash: get(row, "entry_hash")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
+        let key = match query.by {
+            StatsBy::Operation => "operation",
+            StatsBy::Family => FAMILY,
+            StatsBy::Actor => "actor_id",
+            StatsBy::Outcome => OUTCOME,
+            StatsBy::Day => "substr(occurred_at, 1, 10)",
+        };
+        let mut sql: QueryBuilder<'static, Postgres> = QueryBuilder::new(format!(
+            "SELECT {key} AS k, COUNT(*) AS n FROM audit_entries WHERE TRUE"
+        ));
+        if let Some(guild) = query.guild_id {
+            sql.push(" AND guild_id = ").push_bind(guild.as_i64());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND occurred_at >= ")
+                .push_bind(since.to_string());
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND occurred_at < ").push_bind(until.to_string());
+        }
+        // Byte order, as SQLite's default collation sorts.
+        sql.push(format!(" GROUP BY 1 ORDER BY ({key}) COLLATE \"C\""));
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatsRow {
+                    key: get::<Option<String>>(row, "k")?.unwrap_or_default(),
+                    count: get_u64(row, "n", "count")?,
                 })
             })
             .collect()
@@ -860,7 +964,7 @@ impl ConfigStore for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         rows.iter().map(get_guild).collect()
     }
 
@@ -873,7 +977,11 @@ impl ConfigStore for PgStore {
         with_snapshots: bool,
     ) -> StoreResult<Vec<StoredEntry>> {
         let mut sql = entries_between_sql("", after, through, since, limit, with_snapshots);
-        let rows = sql.build().fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 Ok(StoredEntry {
@@ -985,7 +1093,7 @@ impl ConfigStore for PgStore {
         .bind(through.as_i64())
         .fetch_all(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 let optional = |column: &str, what: &str| -> StoreResult<Option<u64>> {
@@ -1029,7 +1137,7 @@ impl ConfigStore for PgStore {
              next AS ( \
                  SELECT config_version FROM audit_entries \
                  WHERE guild_id = $1 AND seq > (SELECT seq FROM through) \
-                 AND operation IN ('create', 'update', 'revert') ORDER BY seq LIMIT 1) \
+                 AND operation NOT IN ('delete', 'purge') ORDER BY seq LIMIT 1) \
              SELECT (SELECT seq FROM cap) AS cap_seq, \
                     (SELECT seq FROM through) AS through_seq, \
                     (SELECT entry_hash FROM through) AS through_hash, \
@@ -1049,7 +1157,7 @@ impl ConfigStore for PgStore {
         .bind(to_i64(head.seq, "seq")?)
         .fetch_one(&self.pool)
         .await
-        .map_err(map_sqlx)?;
+        .map_err(|e| self.err(e))?;
         let through_seq: Option<i64> = get(&row, "through_seq")?;
         let through_hash: Option<String> = get(&row, "through_hash")?;
         let facts = PurgeFacts {
@@ -1066,10 +1174,10 @@ impl ConfigStore for PgStore {
     async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
         purge.check()?;
         let guild = purge.guild_id.as_i64();
-        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         match self.purge_in(&mut tx, &purge, guild).await {
             Ok(outcome) => {
-                tx.commit().await.map_err(map_sqlx)?;
+                tx.commit().await.map_err(|e| self.err(e))?;
                 Ok(outcome)
             }
             Err(e) => {

@@ -65,6 +65,15 @@ pub(crate) async fn documents_pending(conn: &mut PgConnection) -> StoreResult<bo
 /// document cannot be put in canonical form (it is not what guildconf
 /// wrote: the upgrade stops and changes nothing).
 pub(crate) async fn finish_documents_as_text(pool: &PgPool) -> StoreResult<()> {
+    // A catalog read first: an upgraded database (every open after the
+    // first) takes no lock at all, so opening never waits behind, or
+    // blocks, the writers of a live database.
+    let mut conn = pool.acquire().await.map_err(map_sqlx)?;
+    let pending = documents_pending(&mut conn).await?;
+    drop(conn);
+    if !pending {
+        return Ok(());
+    }
     let mut tx = pool.begin().await.map_err(map_sqlx)?;
     let converted = convert(&mut tx).await?;
     tx.commit().await.map_err(map_sqlx)?;
@@ -82,7 +91,8 @@ pub(crate) async fn finish_documents_as_text(pool: &PgPool) -> StoreResult<()> {
 /// nothing to convert, else how many snapshots and heads were filled.
 async fn convert(tx: &mut PgConnection) -> StoreResult<Option<(u64, u64)>> {
     // Writers wait for the swap, and a second process upgrading at the same
-    // time waits here, then finds nothing pending.
+    // time waits here, then finds nothing pending (checked again under the
+    // lock).
     sqlx::query("LOCK TABLE guild_heads, guild_snapshots IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await

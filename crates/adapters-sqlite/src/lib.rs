@@ -40,8 +40,8 @@ use async_trait::async_trait;
 use guildconf_domain::{Entry, EntrySignature, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, FaultHook, GuildSummary, Head, HistoryQuery, PastHead,
-    PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
-    StoredEntry, StoredHead, StoredRequest, WriteStep,
+    PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StatsQuery, StatsRow,
+    StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -468,6 +468,11 @@ impl ConfigStore for SqliteStore {
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
         let query = query.clone();
         self.read(move |conn| queries::history(conn, &query)).await
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
+        let query = query.clone();
+        self.read(move |conn| queries::stats(conn, &query)).await
     }
 
     async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>> {

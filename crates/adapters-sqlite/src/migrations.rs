@@ -29,10 +29,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_signatures",
         include_str!("../migrations/0004_signatures.sql"),
     ),
+    (
+        "0005_event_filters",
+        include_str!("../migrations/0005_event_filters.sql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 // The constant must follow the migration list.
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);

@@ -9,8 +9,8 @@ use guildconf_ports::codec::{
 };
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HeadDocument, HistoryQuery, PastHead, PurgeCandidate,
-    PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord, Snapshot, StoreError,
-    StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
+    PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord, Snapshot, StatsBy, StatsQuery,
+    StatsRow, StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
 };
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -262,7 +262,8 @@ pub(crate) fn entry_at(
     let mut stmt = conn
         .prepare_cached(
             "SELECT config_version, operation FROM audit_entries
-             WHERE guild_id = ?1 AND occurred_at <= ?2 AND operation <> 'purge'
+             WHERE guild_id = ?1 AND occurred_at <= ?2
+               AND operation IN ('create', 'update', 'revert', 'delete')
              ORDER BY seq DESC LIMIT 1",
         )
         .map_err(db_err)?;
@@ -328,6 +329,35 @@ fn history_sql(query: &HistoryQuery) -> (String, Vec<SqlValue>) {
     if let Some(until) = query.until {
         push(&mut sql, " AND occurred_at < ?", until.to_string().into());
     }
+    let filter = &query.filter;
+    if let Some(family) = &filter.family {
+        push(
+            &mut sql,
+            &format!(" AND {FAMILY} = ?"),
+            family.clone().into(),
+        );
+    }
+    if let Some(outcome) = filter.outcome {
+        push(
+            &mut sql,
+            &format!(" AND {OUTCOME} = ?"),
+            outcome.as_str().to_owned().into(),
+        );
+    }
+    if let Some(kind) = &filter.target_type {
+        push(
+            &mut sql,
+            &format!(" AND {TARGET_TYPE} = ?"),
+            kind.clone().into(),
+        );
+    }
+    if let Some(id) = &filter.target_id {
+        push(
+            &mut sql,
+            &format!(" AND {TARGET_ID} = ?"),
+            id.clone().into(),
+        );
+    }
     match (&query.guild_id, &query.after) {
         (Some(_), Some(after)) => {
             // Within one guild, seq orders entries exactly as time does.
@@ -357,6 +387,56 @@ fn history_sql(query: &HistoryQuery) -> (String, Vec<SqlValue>) {
     }
     push(&mut sql, " LIMIT ?", i64::from(query.limit).into());
     (sql, args)
+}
+
+/// An entry's family, as the index `audit_entries_guild_family` (migration
+/// 0005) spells it: `config` for the config operations, else the action
+/// key's part before the dot.
+const FAMILY: &str = "(CASE WHEN instr(operation, '.') > 0
+          THEN substr(operation, 1, instr(operation, '.') - 1) ELSE 'config' END)";
+/// An entry's outcome, as `audit_entries_guild_outcome` spells it: an
+/// event's `detail.outcome`, `success` for the config operations.
+const OUTCOME: &str = "(CASE WHEN instr(operation, '.') > 0
+          THEN json_extract(body, '$.detail.outcome') ELSE 'success' END)";
+/// An event's target type and id, as `audit_entries_guild_target` spells them.
+const TARGET_TYPE: &str = "(json_extract(body, '$.detail.target.type'))";
+const TARGET_ID: &str = "(json_extract(body, '$.detail.target.id'))";
+
+/// Counts entries by one key (see [`guildconf_ports::ConfigStore::stats`]).
+pub(crate) fn stats(conn: &Connection, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
+    let key = match query.by {
+        StatsBy::Operation => "operation",
+        StatsBy::Family => FAMILY,
+        StatsBy::Actor => "actor_id",
+        StatsBy::Outcome => OUTCOME,
+        StatsBy::Day => "substr(occurred_at, 1, 10)",
+    };
+    let mut sql = format!("SELECT {key} AS k, COUNT(*) FROM audit_entries WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(guild) = query.guild_id {
+        args.push(guild.as_i64().into());
+        sql.push_str(&format!(" AND guild_id = ?{}", args.len()));
+    }
+    if let Some(since) = query.since {
+        args.push(since.to_string().into());
+        sql.push_str(&format!(" AND occurred_at >= ?{}", args.len()));
+    }
+    if let Some(until) = query.until {
+        args.push(until.to_string().into());
+        sql.push_str(&format!(" AND occurred_at < ?{}", args.len()));
+    }
+    sql.push_str(" GROUP BY k ORDER BY k");
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db_err)?;
+    collect(&mut rows, |row| {
+        Ok(StatsRow {
+            key: row
+                .get::<_, Option<String>>(0)
+                .map_err(db_err)?
+                .unwrap_or_default(),
+            count: get_u64(row, 1, "count")?,
+        })
+    })
 }
 
 /// One page of history, newest first (see [`history_sql`]).
@@ -513,18 +593,91 @@ pub(crate) fn commit(
 /// Writes many change sets, in order, in one `BEGIN IMMEDIATE` transaction:
 /// all of them, or (on any error, or a crash) none. Import and copy use it,
 /// so a killed import leaves the database as it was.
+///
+/// Each guild's head is checked against the store before its first change
+/// set and written once, after its last one. In between nothing but this
+/// transaction can write (it holds SQLite's write lock), so each later change
+/// set is checked against the head the one before it left, in memory: the
+/// same check as [`commit`]'s, without a read and a rewrite of the head row
+/// per entry. The chain guards still check every entry as it is inserted,
+/// and the head when it is written.
 pub(crate) fn commit_all(
+    conn: &Connection,
+    changes: &mut dyn Iterator<Item = StoreResult<ChangeSet>>,
+) -> StoreResult<u64> {
+    // A cache large enough that the pages the inserts keep touching (the
+    // right-hand edges of each table and index) stay in memory instead of
+    // being spilled to the WAL again and again during one long transaction;
+    // the connection's own size comes back afterwards.
+    let cache: i64 = conn
+        .query_row("PRAGMA cache_size", [], |row| row.get(0))
+        .map_err(db_err)?;
+    conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)
+        .map_err(db_err)?;
+    let written = commit_all_in(conn, changes);
+    let restored = conn
+        .pragma_update(None, "cache_size", cache)
+        .map_err(db_err);
+    let written = written?;
+    restored?;
+    Ok(written)
+}
+
+/// The page cache of a bulk write, in KiB (SQLite reads a negative
+/// `cache_size` as KiB): 256 MiB.
+const BULK_CACHE_KIB: i64 = -256 * 1024;
+
+fn commit_all_in(
     conn: &Connection,
     changes: &mut dyn Iterator<Item = StoreResult<ChangeSet>>,
 ) -> StoreResult<u64> {
     let tx = WriteTx::begin(conn)?;
     let mut written = 0;
+    // The last change set of the guild being written: its head is the one
+    // the next change set must follow, and is written after the guild's last.
+    let mut pending: Option<ChangeSet> = None;
     for change in changes {
-        Rows::of(&change?)?.write(&tx, &|_| Ok(()))?;
+        let change = change?;
+        let rows = Rows::of(&change)?;
+        let body = change.entry.body();
+        match &pending {
+            Some(prev) if prev.guild_id == change.guild_id => {
+                if change.expected_seq != Some(prev.head.seq)
+                    || body.prev_hash != prev.head.last_hash
+                {
+                    return Err(StoreError::Conflict(
+                        "the change sets of a guild do not follow each other".into(),
+                    ));
+                }
+            }
+            _ => {
+                if let Some(prev) = pending.take() {
+                    write_pending_head(&tx, &prev)?;
+                }
+                check_head(&tx, rows.guild, change.expected_seq, &body.prev_hash)?;
+            }
+        }
+        rows.insert(&tx, &|_| Ok(()))?;
+        drop(rows);
+        pending = Some(change);
         written += 1;
+    }
+    if let Some(last) = pending {
+        write_pending_head(&tx, &last)?;
     }
     tx.commit()?;
     Ok(written)
+}
+
+/// Writes a guild's head from the last change set of its run in
+/// [`commit_all`], with the document that change set leaves current.
+fn write_pending_head(tx: &Connection, last: &ChangeSet) -> StoreResult<()> {
+    let text = last.new_head_text()?;
+    let document = match text.as_deref() {
+        Some(text) => HeadDocument::Set(text),
+        None => HeadDocument::Clear,
+    };
+    upsert_head(tx, last.guild_id.as_i64(), &last.head, document)
 }
 
 /// A checked change set with its values ready for binding.
@@ -578,19 +731,31 @@ impl<'a> Rows<'a> {
         })
     }
 
-    /// The head check and the inserts, inside `tx`.
+    /// The head check, the inserts and the head move, inside `tx`.
     fn write(
         &self,
         tx: &Connection,
         fault: &dyn Fn(WriteStep) -> StoreResult<()>,
     ) -> StoreResult<()> {
-        let (change, guild) = (self.change, self.guild);
+        let change = self.change;
         check_head(
             tx,
-            guild,
+            self.guild,
             change.expected_seq,
             &change.entry.body().prev_hash,
         )?;
+        self.insert(tx, fault)?;
+        fault(WriteStep::HeadMove)?;
+        upsert_head(tx, self.guild, &change.head, self.head_document)
+    }
+
+    /// The snapshot, entry and request inserts, inside `tx`.
+    fn insert(
+        &self,
+        tx: &Connection,
+        fault: &dyn Fn(WriteStep) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let (change, guild) = (self.change, self.guild);
         if let Some((version, document, sha256)) = &self.snapshot {
             fault(WriteStep::SnapshotInsert)?;
             tx.prepare_cached(
@@ -611,8 +776,7 @@ impl<'a> Rows<'a> {
             .and_then(|mut s| s.execute(params![guild, request_id, fingerprint, result]))
             .map_err(db_err)?;
         }
-        fault(WriteStep::HeadMove)?;
-        upsert_head(tx, guild, &change.head, self.head_document)
+        Ok(())
     }
 }
 
@@ -782,6 +946,9 @@ const PURGE_BATCH: i64 = 1000;
 
 /// The operations that make a version (and so need its snapshot).
 const VERSION_OPS: &str = "('create', 'update', 'revert')";
+/// The operations whose entry names no kept version's document: every other
+/// entry (a config write or an event) needs its version's snapshot to stay.
+const NO_DOCUMENT_OPS: &str = "('delete', 'purge')";
 
 /// What a purge of entries before `before` would remove: the head, then the
 /// [`PurgeFacts`] in one statement (each CTE and column is the field of that
@@ -808,7 +975,7 @@ pub(crate) fn purge_candidate(
              next AS (
                  SELECT config_version FROM audit_entries
                  WHERE guild_id = ?1 AND seq > (SELECT seq FROM through)
-                   AND operation IN {VERSION_OPS}
+                   AND operation NOT IN {NO_DOCUMENT_OPS}
                  ORDER BY seq LIMIT 1)
              SELECT (SELECT seq FROM cap),
                     (SELECT seq FROM through),

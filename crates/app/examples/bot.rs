@@ -12,6 +12,9 @@
 //!   invalid values come back as a reply listing every violation by path;
 //! - `/config history <path>` shows a moderator who changed one field, when,
 //!   and from what to what.
+//! - a `/config` command refused for lack of permission is put on record in
+//!   the guild's chain as an event: `config.denied` with the path a member
+//!   tried to set, `permission.denied` for a refused `/config history`.
 //!
 //! Run it:
 //!
@@ -44,8 +47,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use guildconf::json::{display_path, get_at, parse_pointer};
 use guildconf::{
-    open, value_at, Actor, ActorKind, Change, ConfigService, Entry, Error, FieldEdit, FieldPath,
-    GuildConfig, GuildId, HistoryRequest, OpenOptions, Outcome, RequestContext, WriteMeta,
+    open, value_at, Actor, ActorKind, Change, ConfigService, Entry, Error, Event as AuditEvent,
+    EventOutcome, FieldEdit, FieldPath, GuildConfig, GuildId, HistoryRequest, OpenOptions, Outcome,
+    RequestContext, Target, WriteMeta,
 };
 use serde_json::Value;
 
@@ -107,6 +111,9 @@ const SCRIPT: &[(Expect, &str)] = &[
     (Expect::Silent, "join | 418203119447113728 | 80351110224678917 | Frank"),
     (Expect::Silent, "join | 418203119447113999 | 80351110224678918 | Grace"),
 ];
+
+/// The guild the script configures.
+const DEMO_GUILD: &str = "418203119447113728";
 
 /// The guild the script never configures: reading its config must not write.
 const UNCONFIGURED_GUILD: &str = "418203119447113999";
@@ -251,9 +258,13 @@ impl Bot {
         let (sub, rest) = args.trim().split_once(' ').unwrap_or((args.trim(), ""));
         let rest = rest.trim();
         match sub {
-            "set" | "history" if !member.can_manage => Ok(Reply::Refused(
-                "You need the Manage Server permission to use /config.".into(),
-            )),
+            "set" | "history" if !member.can_manage => {
+                self.record_refusal(guild, member, sub, rest, interaction_id)
+                    .await?;
+                Ok(Reply::Refused(
+                    "You need the Manage Server permission to use /config.".into(),
+                ))
+            }
             "set" => {
                 let Some((path, value)) = rest.split_once(' ') else {
                     return Ok(Reply::Refused("Usage: /config set <path> <value>".into()));
@@ -280,6 +291,57 @@ impl Bot {
             }
             "history" => self.history(guild, rest).await,
             _ => Ok(Reply::Refused(USAGE.into())),
+        }
+    }
+
+    /// Puts a refused command on record in the guild's chain, by the member
+    /// who tried it: a refused `/config set` as `config.denied` with the
+    /// path it tried to write, a refused `/config history` as
+    /// `permission.denied`. The interaction id is the request id, so a
+    /// redelivered interaction is recorded once.
+    async fn record_refusal(
+        &self,
+        guild: GuildId,
+        member: &Member,
+        sub: &str,
+        rest: &str,
+        interaction_id: &str,
+    ) -> Result<(), Internal> {
+        let target = Target::new("member", &member.user_id).with_label(&member.display_name);
+        let event = if sub == "set" {
+            // The attempted path as a JSON Pointer; a path that does not
+            // parse is recorded as the attempt with no paths.
+            let paths: Vec<String> = rest
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<FieldPath>().ok())
+                .map(|p| p.to_string())
+                .into_iter()
+                .collect();
+            AuditEvent::new("config.denied", EventOutcome::Blocked, target).with("paths", paths)
+        } else {
+            AuditEvent::new("permission.denied", EventOutcome::Blocked, target)
+                .with("permission", "manage_guild")
+        };
+        let Ok(actor) = Actor::new(
+            &member.user_id,
+            ActorKind::Human,
+            Some(&member.display_name),
+        ) else {
+            // A member id the actor rules refuse cannot be recorded as one.
+            return Ok(());
+        };
+        let mut meta = WriteMeta::new(actor);
+        meta.context = RequestContext::new().with("source", "slash-command");
+        meta.request_id = Some(format!("interaction-{interaction_id}"));
+        match self.config.record(guild, &event, &meta).await {
+            Ok(_) => Ok(()),
+            Err(e @ (Error::Storage(_) | Error::Corrupt(_))) => Err(Internal(e)),
+            // Input the registry refuses is a bug in this bot, not the member's.
+            Err(e) => {
+                eprintln!("could not record the refusal: {e}");
+                Ok(())
+            }
         }
     }
 
@@ -607,6 +669,7 @@ async fn main() -> ExitCode {
             ok &= step(&mut bot, line, Some(*expect)).await;
         }
         ok &= check_unwritten(&bot).await;
+        ok &= check_refusals_recorded(&bot).await;
     }
 
     if ok {
@@ -638,6 +701,41 @@ async fn check_unwritten(bot: &Bot) -> bool {
         }
         Err(e) => {
             eprintln!("cannot read guild {guild}'s head: {e}");
+            false
+        }
+    }
+}
+
+/// Every refused `/config set` of the script is on record as a
+/// `config.denied` event in the demo guild's chain.
+async fn check_refusals_recorded(bot: &Bot) -> bool {
+    let (Ok(guild), Ok(operation)) = (
+        GuildId::parse(DEMO_GUILD),
+        guildconf::Operation::parse("config.denied"),
+    ) else {
+        eprintln!("the script's guild id or the action key does not parse");
+        return false;
+    };
+    let request = HistoryRequest {
+        guild_id: Some(guild),
+        operation: Some(operation),
+        limit: Some(1),
+        ..HistoryRequest::default()
+    };
+    match bot.config.history(&request).await {
+        Ok(page) if !page.entries.is_empty() => {
+            println!(
+                "the refused /config set is on record: {}",
+                page.entries[0].body.summary
+            );
+            true
+        }
+        Ok(_) => {
+            eprintln!("the refused /config set was not recorded as config.denied");
+            false
+        }
+        Err(e) => {
+            eprintln!("cannot read guild {guild}'s history: {e}");
             false
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use guildconf_ports::ConfigStore;
-use guildconf_postgres::PgStore;
+use guildconf_postgres::{PgOptions, PgStore};
 use guildconf_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::error::{Error, Result};
@@ -73,7 +73,8 @@ impl OpenOptions {
     }
 
     /// Backend tuning (SQLite's `synchronous`, busy timeout, change-feed
-    /// interval, inline commits); a backend ignores the other's.
+    /// interval, inline commits; PostgreSQL's lock and statement timeouts);
+    /// a backend ignores the other's.
     #[must_use]
     pub fn backend(mut self, backend: BackendOptions) -> Self {
         self.backend = backend;
@@ -88,6 +89,10 @@ pub struct BackendOptions {
     /// SQLite's options. Their `create_if_missing` is replaced by
     /// [`OpenOptions::create_if_missing`].
     pub sqlite: guildconf_sqlite::SqliteOptions,
+    /// PostgreSQL's options: the lock timeout (default 5 s) and statement
+    /// timeout (default 30 s) of every connection. Their `migrate` is
+    /// replaced by [`OpenOptions::migrate`].
+    pub postgres: PgOptions,
 }
 
 /// Opens the store a URL names: `sqlite://PATH` (PATH taken literally:
@@ -115,7 +120,11 @@ pub async fn open(url: &str, options: OpenOptions) -> Result<Arc<dyn ConfigStore
         return Ok(signed(Arc::new(store), options.signing));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect_with(url, options.migrate)
+        let postgres = PgOptions {
+            migrate: options.migrate,
+            ..options.backend.postgres
+        };
+        let store = PgStore::connect_with_options(url, postgres)
             .await
             .map_err(Error::from)?;
         return Ok(signed(Arc::new(store), options.signing));

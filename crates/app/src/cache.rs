@@ -33,8 +33,8 @@ use async_trait::async_trait;
 use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadChange, HistoryQuery,
-    PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
-    StoredEntry, StoredHead, WatchEvent,
+    PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StatsQuery, StatsRow,
+    StoreError, StoreResult, StoredEntry, StoredHead, WatchEvent,
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -495,6 +495,10 @@ impl ConfigStore for WriteThrough {
 
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
         self.cache.store.history(query).await
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
+        self.cache.store.stats(query).await
     }
 
     async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>> {

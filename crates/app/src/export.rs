@@ -36,7 +36,7 @@ pub struct ExportRequest {
 }
 
 /// The CSV header, in column order.
-pub const CSV_COLUMNS: [&str; 13] = [
+pub const CSV_COLUMNS: [&str; 17] = [
     "guild_id",
     "seq",
     "config_version",
@@ -50,6 +50,10 @@ pub const CSV_COLUMNS: [&str; 13] = [
     "reason",
     "request_id",
     "entry_hash",
+    "outcome",
+    "target_type",
+    "target_id",
+    "target_label",
 ];
 
 fn io_error(e: impl std::fmt::Display) -> Error {
@@ -136,6 +140,12 @@ fn csv_record(row: &StoredEntry) -> Result<Vec<String>> {
         Some(other) => other.to_string(),
     };
     let actor = map.get("actor");
+    let is_event = map
+        .get("operation")
+        .and_then(Value::as_str)
+        .is_some_and(|o| o.contains('.'));
+    let detail = map.get("detail").filter(|_| is_event);
+    let target = detail.and_then(|d| d.get("target"));
     let paths: Vec<Value> = map
         .get("changes")
         .and_then(Value::as_array)
@@ -160,6 +170,15 @@ fn csv_record(row: &StoredEntry) -> Result<Vec<String>> {
         text(map.get("reason")),
         text(map.get("request_id")),
         row.entry_hash.clone(),
+        // Config entries read as outcome success with no target.
+        if is_event {
+            text(detail.and_then(|d| d.get("outcome")))
+        } else {
+            "success".to_owned()
+        },
+        text(target.and_then(|t| t.get("type"))),
+        text(target.and_then(|t| t.get("id"))),
+        text(target.and_then(|t| t.get("label"))),
     ])
 }
 

@@ -3,8 +3,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use guildconf_domain::json::{canonical_sha256, parse_pointer};
-use guildconf_domain::{Entry, FieldPath, GuildId, Operation, Timestamp};
-use guildconf_ports::{HistoryPosition, HistoryQuery};
+use guildconf_domain::{Entry, EventOutcome, FieldPath, GuildId, Operation, Timestamp};
+use guildconf_ports::{EntryFilter, HistoryPosition, HistoryQuery, StatsQuery, StatsRow};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
@@ -26,6 +26,9 @@ pub struct HistoryRequest {
     pub actor_id: Option<String>,
     /// Only this operation.
     pub operation: Option<Operation>,
+    /// Only entries of this family, outcome and target (each combinable
+    /// with the other filters).
+    pub filter: EntryFilter,
     /// Only entries that changed this path, something below it, or an
     /// ancestor of it (segments, unescaped).
     pub path: Option<FieldPath>,
@@ -57,6 +60,12 @@ impl HistoryRequest {
             "a": self.actor_id,
             "o": self.operation,
             "p": self.path.as_ref().map(ToString::to_string),
+            "f": [
+                self.filter.family,
+                self.filter.outcome.map(EventOutcome::as_str),
+                self.filter.target_type,
+                self.filter.target_id,
+            ],
             "s": self.since,
             "u": self.until,
         });
@@ -165,6 +174,7 @@ impl ConfigService {
             until: request.until,
             after,
             limit: limit + 1,
+            filter: request.filter.clone(),
         };
         let mut entries = Vec::new();
         let mut more = false;
@@ -206,6 +216,25 @@ impl ConfigService {
             entries,
             next_cursor,
         })
+    }
+}
+
+impl ConfigService {
+    /// Counts entries by operation, family, actor, outcome or UTC day
+    /// (`YYYY-MM-DD`), in ascending key order; the database computes the
+    /// counts. Config entries count as family `config` and outcome
+    /// `success`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `until` is not after `since`;
+    /// [`Error::Storage`] when the database fails.
+    pub async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsRow>> {
+        if let (Some(since), Some(until)) = (query.since, query.until) {
+            if since >= until {
+                return Err(Error::invalid("/until", "must be after --since"));
+            }
+        }
+        Ok(self.store.stats(query).await?)
     }
 }
 

@@ -3,16 +3,18 @@
 
 use std::io::BufRead;
 
+use guildconf_domain::json::value_sha256;
 use guildconf_domain::{
-    apply_changes, link, unapply_changes, CanonicalDocument, ConfigSchema, Entry, EntryBody,
-    EntrySignature, GuildConfigSchema, GuildId, Head, LinkMeta, Operation, RequestContext,
-    SecretPaths, Step, Timestamp, BODY_KEYS,
+    apply_changes, link, unapply_changes, CanonicalDocument, ChainVerifier, CheckedEvent,
+    ConfigSchema, Entry, EntryBody, EntrySignature, GuildConfigSchema, GuildId, Head, LinkMeta,
+    Operation, RequestContext, SecretPaths, SnapshotEvidence, Step, Timestamp, BODY_KEYS,
 };
 use guildconf_ports::{ChangeSet, ConfigStore, StoreError};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::verify::{verify_export, VerifyReport};
+use crate::fanout::{self, RunStart};
+use crate::verify::{verify_export, FastLine, VerifyReport};
 
 /// What an import wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -65,18 +67,86 @@ impl GuildReplay {
         }
     }
 
-    fn change_set(&mut self, line_no: usize, line: &Map<String, Value>) -> Result<ChangeSet> {
+    /// The next line of the guild's run: checked by the chain verifier as
+    /// `verify --file` checks it (hashes, seq and `prev_hash`, snapshots), then
+    /// rebuilt into its change set.
+    fn next(&mut self, line: fanout::Line, verifier: &mut ChainVerifier) -> Result<ChangeSet> {
+        let no = line.no;
+        let text = line.text.map_err(|e| match e {
+            crate::input::InputError::Io(e) => Error::Storage(format!("cannot read the file: {e}")),
+            other => Error::invalid("/file", format!("line {no} {other}")),
+        })?;
+        let fast = line.routed.and_then(|_| FastLine::of(&text));
+        let (entry, snapshot, sig) = match fast {
+            Some(fast) => {
+                let evidence = fast.snapshot_evidence();
+                verifier.push_stored(&fast.body, fast.entry_hash, |_| evidence, None);
+                refuse_unverified(no, verifier)?;
+                let body = serde_json::from_str::<EntryBody>(&fast.body).map_err(|e| {
+                    Unbuilt::Refused(format!("malformed entry body: {e}")).at_line(no)
+                })?;
+                let snapshot = fast
+                    .snapshot
+                    .map(|raw| serde_json::from_str::<Value>(raw.get()))
+                    .transpose()
+                    .map_err(|e| {
+                        Unbuilt::Refused(format!("malformed snapshot: {e}")).at_line(no)
+                    })?;
+                let entry_hash = fast.entry_hash.to_owned();
+                let sig = fast
+                    .sig
+                    .as_ref()
+                    .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+                (Entry { body, entry_hash }, snapshot, sig)
+            }
+            None => {
+                let map = parse_line(no, &text)?;
+                if line_guild(no, &map)? != self.guild {
+                    return Err(Error::Corrupt(format!(
+                        "line {no} cannot be read as an entry of guild {}, whose lines are around it",
+                        self.guild
+                    )));
+                }
+                let evidence = match map.get("snapshot") {
+                    Some(snapshot) => value_sha256(snapshot)
+                        .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256),
+                    None => SnapshotEvidence::Unknown,
+                };
+                verifier.push(&map, evidence, None);
+                refuse_unverified(no, verifier)?;
+                let mut line = Value::Object(map);
+                let entry = Entry::from_json(&line).map_err(|e| Unbuilt::from(e).at_line(no))?;
+                let snapshot = line
+                    .as_object_mut()
+                    .and_then(|m| m.remove("snapshot"))
+                    .filter(|s| !s.is_null());
+                let sig = line.as_object_mut().and_then(|m| m.remove("sig"));
+                (entry, snapshot, sig)
+            }
+        };
+        self.change_set(no, entry, snapshot, sig)
+    }
+
+    fn change_set(
+        &mut self,
+        line_no: usize,
+        claimed: Entry,
+        given: Option<Value>,
+        sig: Option<Value>,
+    ) -> Result<ChangeSet> {
         let at = |why: Unbuilt| why.at_line(line_no);
-        let claimed = Entry::from_json(&Value::Object(line.clone())).map_err(|e| at(e.into()))?;
         check_as_written(&claimed.body).map_err(|e| at(e.into()))?;
         let b = &claimed.body;
-        let given = line.get("snapshot").filter(|s| !s.is_null());
+        let anchored;
         let prev = match &self.head {
-            Some(head) => Some(head.clone()),
+            Some(head) => Some(head),
             None if b.seq <= 1 => None,
-            None => Some(anchor(b, given).map_err(&at)?),
+            None => {
+                anchored = anchor(b, given.as_ref()).map_err(&at)?;
+                Some(&anchored)
+            }
         };
-        let current = prev.as_ref().and_then(|h| h.document.as_ref());
+        let current = prev.and_then(|h| h.document.as_ref());
         let step = Self::step(b, current, given).map_err(&at)?;
         let context = RequestContext::from_map(&b.context);
         let meta = LinkMeta {
@@ -86,7 +156,7 @@ impl GuildReplay {
             context: &context,
         };
         let now = b.occurred_at.datetime();
-        let link = link(self.guild, prev.as_ref(), step, meta, &self.secrets, now)
+        let link = link(self.guild, prev, step, meta, &self.secrets, now)
             .map_err(|e| at(e.to_string().into()))?;
         if link.entry.entry_hash() != claimed.entry_hash {
             return Err(at(Unbuilt::Refused(format!(
@@ -100,8 +170,8 @@ impl GuildReplay {
         let mut change = ChangeSet::new(link, self.head.as_ref().map(|h| h.seq), None);
         // The signature travels as the file has it, byte for byte; a `sig`
         // that is not a well-formed signature is refused with the line.
-        if let Some(sig) = line.get("sig") {
-            let sig = serde_json::from_value::<EntrySignature>(sig.clone())
+        if let Some(sig) = sig {
+            let sig = serde_json::from_value::<EntrySignature>(sig)
                 .ok()
                 .filter(|s| s.check_shape().is_ok())
                 .ok_or_else(|| {
@@ -120,11 +190,11 @@ impl GuildReplay {
     fn step(
         b: &EntryBody,
         current: Option<&Value>,
-        given: Option<&Value>,
+        given: Option<Value>,
     ) -> std::result::Result<Step, Unbuilt> {
         let document = |base: Option<&Value>| -> std::result::Result<CanonicalDocument, Unbuilt> {
             let doc = match (given, base) {
-                (Some(doc), _) => doc.clone(),
+                (Some(doc), _) => doc,
                 (None, Some(base)) => apply_changes(base, &b.changes)?,
                 (None, None) => {
                     return Err(Unbuilt::Refused(format!(
@@ -178,6 +248,17 @@ impl GuildReplay {
                         .to_owned(),
                     entries: purged_count(b).ok_or("a purge entry's summary names no count")?,
                 }
+            }
+            // An event is checked for its shape only: the keys the writing
+            // bot registered are not known here. Its data was redacted when it
+            // was recorded, and the rebuilt entry must hash the same.
+            Operation::Event(key) => {
+                Step::Event(CheckedEvent::from_detail(key, &b.detail).map_err(|v| {
+                    format!(
+                        "guild {} seq {} is not an event guildconf writes: {v}",
+                        b.guild_id, b.seq
+                    )
+                })?)
             }
         })
     }
@@ -329,14 +410,19 @@ async fn require_empty(store: &dyn ConfigStore) -> Result<()> {
     Ok(())
 }
 
-/// Loads an export into an empty database. The whole file is verified first,
-/// then every snapshot is rebuilt in a dry pass; a file that does not verify,
-/// or cannot be rebuilt, stores nothing. `open` is called for each pass and
-/// must return the file from its start; memory does not grow with the file.
-/// `progress` is told each entry written.
+/// Loads an export into an empty database, in one transaction. The file is
+/// read once: a reader thread cuts it into guilds, worker threads check each
+/// guild's lines as `verify --file` does and rebuild them into change sets
+/// (guilds are independent chains), and the store writes them in file
+/// order while they come. A file that does not verify or cannot be rebuilt
+/// stores nothing; only then is it read again, to tell a file that does not
+/// verify (with its verify report) from one that verifies but is refused.
+/// `open` must return the file from its start each time; memory does not
+/// grow with the file. `progress` is told each entry written.
 ///
 /// # Errors
 /// [`ImportRefusal::Unverified`] for a tampered file;
+/// [`ImportRefusal::Rejected`] for a file guildconf could not have written;
 /// [`ImportRefusal::Failed`] with [`Error::Conflict`] for a database that is
 /// not empty, [`Error::Invalid`] for a file that cannot be rebuilt,
 /// [`Error::Storage`] when the database fails.
@@ -346,28 +432,25 @@ pub async fn import<R: BufRead + Send + 'static>(
     mut progress: impl FnMut(u64) + Send + 'static,
 ) -> std::result::Result<ImportReport, ImportRefusal> {
     require_empty(store).await?;
-    let report = verify_export(open()?)?;
-    if !report.ok {
-        return Err(ImportRefusal::Unverified(report));
-    }
-    // One pass, in one transaction: every line rebuilt, checked and
+    // One pass, in one transaction: every line checked, rebuilt and
     // written. A refused line, a failure or a kill leaves the database as
     // empty as it was, and a retry starts afresh.
+    let (dispatch, ordered) = fanout::start(fanout::workers(), replay_run);
+    fanout::spawn_reader(open()?, dispatch);
     let tally = std::sync::Arc::new(std::sync::Mutex::new((ImportReport::default(), None)));
     let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<Error>));
-    let mut lines = LineReplay::new(open()?);
     let (counts, why) = (
         std::sync::Arc::clone(&tally),
         std::sync::Arc::clone(&refused),
     );
-    let changes = std::iter::from_fn(move || match lines.next_change() {
-        Ok(Some(change)) => {
+    let changes = ordered.map(move |replayed| match replayed {
+        Ok(Ok(change)) => {
             // A poisoned tally must fail the import, never end it early
             // (that would commit a part of the file).
             let Ok(mut guard) = counts.lock() else {
-                return Some(Err(StoreError::Storage(
+                return Err(StoreError::Storage(
                     "the import's tally was poisoned".into(),
-                )));
+                ));
             };
             let (report, last) = &mut *guard;
             if *last != Some(change.guild_id) {
@@ -376,19 +459,25 @@ pub async fn import<R: BufRead + Send + 'static>(
             }
             report.entries += 1;
             progress(report.entries);
-            Some(Ok(change))
+            Ok(change)
         }
-        Ok(None) => None,
-        Err(e) => {
+        Ok(Err(e)) => {
             let message = e.to_string();
             if let Ok(mut slot) = why.lock() {
                 *slot = Some(e);
             }
-            Some(Err(StoreError::Storage(message)))
+            Err(StoreError::Storage(message))
         }
+        Err(fanout::Broken) => Err(StoreError::Storage(
+            "an import thread stopped before the end of the file".into(),
+        )),
     });
     let outcome = store.commit_all(Box::new(changes)).await;
     if let Some(e) = refused.lock().ok().and_then(|mut slot| slot.take()) {
+        let report = verify_export(open()?)?;
+        if !report.ok {
+            return Err(ImportRefusal::Unverified(report));
+        }
         return Err(match e {
             Error::Corrupt(reason) => ImportRefusal::Rejected(reason),
             other => ImportRefusal::Failed(other),
@@ -402,56 +491,88 @@ pub async fn import<R: BufRead + Send + 'static>(
     Ok(written)
 }
 
-/// Turns export lines into change sets, one at a time.
-struct LineReplay<R> {
-    lines: std::iter::Enumerate<crate::input::Lines<R>>,
-    current: Option<GuildReplay>,
-}
-
-impl<R: BufRead> LineReplay<R> {
-    fn new(reader: R) -> Self {
-        Self {
-            lines: crate::input::Lines::new(reader).enumerate(),
-            current: None,
+/// Replays one run of the file's lines (see [`fanout`]) into change sets:
+/// a guild's whole chain, checked and rebuilt line by line. Stops at the
+/// first line refused; a run of a guild that came back after another
+/// guild's lines, or of lines before the first guild, is refused at once.
+fn replay_run(
+    start: RunStart,
+    lines: &mut dyn Iterator<Item = fanout::Line>,
+    emit: &mut dyn FnMut(Result<ChangeSet>) -> bool,
+) {
+    let guild = match start {
+        RunStart::Chain(guild) => guild,
+        RunStart::Skipped(Some((guild, no))) => {
+            emit(Err(Error::Corrupt(format!(
+                "line {no}: guild {guild}'s lines come back after another guild's"
+            ))));
+            return;
+        }
+        RunStart::Skipped(None) => {
+            if let Some(line) = lines.next() {
+                emit(Err(unreadable(line)));
+            }
+            return;
+        }
+    };
+    let mut replay = GuildReplay::new(guild, shipped_secrets());
+    let mut verifier = ChainVerifier::new(guild);
+    for line in lines {
+        let change = replay.next(line, &mut verifier);
+        let refused = change.is_err();
+        if !emit(change) || refused {
+            return;
         }
     }
+    if let Err(p) = verifier.finish(None, false) {
+        emit(Err(Error::Corrupt(format!(
+            "guild {guild} does not verify: {}",
+            p.message
+        ))));
+    }
+}
 
-    fn next_change(&mut self) -> Result<Option<ChangeSet>> {
-        for (index, line) in self.lines.by_ref() {
-            let line = line.map_err(|e| match e {
-                crate::input::InputError::Io(e) => {
-                    Error::Storage(format!("cannot read the file: {e}"))
-                }
-                other => Error::invalid("/file", format!("line {} {other}", index + 1)),
-            })?;
-            if line.is_empty() {
-                continue;
-            }
-            let map = match serde_json::from_str::<Value>(&line) {
-                Ok(Value::Object(map)) => map,
-                _ => {
-                    return Err(Error::invalid(
-                        "/file",
-                        format!("line {} is not a JSON object", index + 1),
-                    ))
-                }
-            };
-            let guild = map
-                .get("guild_id")
-                .and_then(Value::as_str)
-                .and_then(|g| GuildId::parse(g).ok())
-                .ok_or_else(|| {
-                    Error::invalid("/file", format!("line {} has no valid guild_id", index + 1))
-                })?;
-            let replay = match self.current.take() {
-                Some(r) if r.guild == guild => self.current.insert(r),
-                _ => self
-                    .current
-                    .insert(GuildReplay::new(guild, shipped_secrets())),
-            };
-            return replay.change_set(index + 1, &map).map(Some);
+/// Why a line that names no guild cannot be replayed.
+fn unreadable(line: fanout::Line) -> Error {
+    let no = line.no;
+    match line.text {
+        Err(crate::input::InputError::Io(e)) => {
+            Error::Storage(format!("cannot read the file: {e}"))
         }
-        Ok(None)
+        Err(other) => Error::invalid("/file", format!("line {no} {other}")),
+        Ok(text) => match parse_line(no, &text) {
+            Ok(map) => line_guild(no, &map).err().unwrap_or_else(|| {
+                Error::invalid("/file", format!("line {no} has no valid guild_id"))
+            }),
+            Err(e) => e,
+        },
+    }
+}
+
+/// A line as a JSON object.
+fn parse_line(no: usize, text: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Error::invalid(
+            "/file",
+            format!("line {no} is not a JSON object"),
+        )),
+    }
+}
+
+/// The guild a parsed line names.
+fn line_guild(no: usize, map: &Map<String, Value>) -> Result<GuildId> {
+    map.get("guild_id")
+        .and_then(Value::as_str)
+        .and_then(|g| GuildId::parse(g).ok())
+        .ok_or_else(|| Error::invalid("/file", format!("line {no} has no valid guild_id")))
+}
+
+/// A line the chain verifier refused, as an import refusal.
+fn refuse_unverified(no: usize, verifier: &ChainVerifier) -> Result<()> {
+    match verifier.problem() {
+        Some(p) => Err(Error::Corrupt(format!("line {no}: {}", p.message))),
+        None => Ok(()),
     }
 }
 

@@ -29,6 +29,7 @@ mod cache;
 mod checkpoint;
 mod error;
 mod export;
+mod fanout;
 mod hints;
 mod history;
 mod import;
@@ -58,12 +59,23 @@ pub use verify::{verify_export, verify_export_with, VerifyOptions, VerifyProblem
 /// JSON helpers: pointers, user paths, canonical form.
 pub use guildconf_domain::json;
 pub use guildconf_domain::{
+    ActionKey, ActionRegistry, ActionSpec, CheckedEvent, DataKey, DataType, Event, EventOutcome,
+    Target,
+};
+pub use guildconf_domain::{
     Actor, ActorKind, Change, ConfigSchema, Entry, EntryBody, FieldPath, GuildConfig,
     GuildConfigSchema, GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation,
     Violations,
 };
-pub use guildconf_ports::{Clock, ConfigStore, GuildSummary, SystemClock};
+pub use guildconf_ports::{
+    Clock, ConfigStore, EntryFilter, GuildSummary, StatsBy, StatsQuery, StatsRow, SystemClock,
+};
 /// The SQLite adapter's option types, for [`BackendOptions::sqlite`].
 pub mod sqlite {
     pub use guildconf_sqlite::{SqliteOptions, Synchronous};
+}
+/// The PostgreSQL adapter's option type and defaults, for
+/// [`BackendOptions::postgres`].
+pub mod postgres {
+    pub use guildconf_postgres::{PgOptions, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT};
 }

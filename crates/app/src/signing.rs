@@ -415,6 +415,13 @@ impl ConfigStore for SigningStore {
         self.inner.stored_requests(from, through).await
     }
 
+    async fn stats(
+        &self,
+        query: &guildconf_ports::StatsQuery,
+    ) -> StoreResult<Vec<guildconf_ports::StatsRow>> {
+        self.inner.stats(query).await
+    }
+
     async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
         self.inner.watch().await
     }

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
+use crate::fanout::{self, RunStart};
 use crate::service::idempotency::parse_result;
 use crate::service::{ConfigService, Outcome};
 use crate::signing::PublicKey;
@@ -458,7 +459,10 @@ impl ConfigService {
 
 /// Verifies an export file offline: every line's hash, each guild's seq and
 /// `prev_hash` chain, and each embedded `snapshot` against its
-/// `snapshot_sha256`. Reads line by line.
+/// `snapshot_sha256`. Reads line by line on the calling thread; the guilds'
+/// chains are checked on worker threads, one per core and at most four
+/// (each guild's lines come together in an export and its chain depends on
+/// no other guild's), and the report lists what they found in file order.
 ///
 /// # Errors
 /// [`Error::Storage`] when the file cannot be read. Broken chains and
@@ -472,84 +476,168 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport> {
 /// # Errors
 /// As [`verify_export`].
 pub fn verify_export_with(reader: impl BufRead, options: &VerifyOptions) -> Result<VerifyReport> {
-    let policy = options.policy();
-    let mut report = VerifyReport::default();
-    let mut current: Option<(GuildId, ChainVerifier)> = None;
-    let mut guilds = GuildOrder::default();
+    let policy = options.policy().cloned();
+    let (mut dispatch, ordered) = fanout::start(fanout::workers(), move |start, lines, emit| {
+        verify_run(start, lines, emit, policy.as_ref());
+    });
+    let merged = std::thread::spawn(move || merge(ordered));
     for (index, line) in crate::input::Lines::new(reader).enumerate() {
-        let line = match line {
-            Ok(line) => line,
+        if !dispatch.line(index + 1, line) {
+            break;
+        }
+    }
+    dispatch.finish();
+    merged
+        .join()
+        .map_err(|_| Error::Storage("the verify's merging thread failed".into()))?
+}
+
+/// What a worker found in a run of an export's lines.
+pub(crate) enum Found {
+    /// A problem, in the order the lines show it.
+    Problem(VerifyProblem),
+    /// A guild's chain is over: its entry count, or its first failure.
+    Guild(std::result::Result<u64, Problem>),
+    /// The file could not be read on.
+    Failed(Error),
+}
+
+/// The report of an export's runs, in file order.
+fn merge(ordered: fanout::Ordered<Found>) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    for found in ordered {
+        match found {
+            Ok(Found::Problem(p)) => report.problems.push(p),
+            Ok(Found::Guild(result)) => report.finish_guild(result),
+            Ok(Found::Failed(e)) => return Err(e),
+            Err(fanout::Broken) => {
+                return Err(Error::Storage(
+                    "a verify thread stopped before the end of the file".into(),
+                ))
+            }
+        }
+    }
+    Ok(report.done())
+}
+
+/// Checks one run of an export's lines (see [`fanout`]): a guild's chain,
+/// or, after a guild came back, the lines skipped until the next new guild.
+pub(crate) fn verify_run(
+    start: RunStart,
+    lines: &mut dyn Iterator<Item = fanout::Line>,
+    emit: &mut dyn FnMut(Found) -> bool,
+    policy: Option<&Arc<SignaturePolicy>>,
+) {
+    let mut current = match start {
+        RunStart::Chain(guild) => Some((guild, ChainVerifier::for_policy(guild, policy))),
+        RunStart::Skipped(returned) => {
+            if let Some((guild, no)) = returned {
+                emit(Found::Problem(VerifyProblem {
+                    guild_id: Some(guild),
+                    seq: None,
+                    problem: "seq_gap".into(),
+                    message: format!(
+                        "line {no}: guild {guild}'s lines come back after another guild's"
+                    ),
+                }));
+            }
+            None
+        }
+    };
+    for line in lines {
+        let text = match line.text {
+            Ok(text) => text,
             Err(crate::input::InputError::Io(e)) => {
-                return Err(Error::Storage(format!("cannot read the export: {e}")))
+                emit(Found::Failed(Error::Storage(format!(
+                    "cannot read the export: {e}"
+                ))));
+                return;
             }
             // Bytes guildconf never writes: a verification failure (exit 6),
             // as a line that is not JSON is.
             Err(other) => {
-                report
-                    .problems
-                    .push(unreadable(&current, format!("line {} {other}", index + 1)));
+                let message = format!("line {} {other}", line.no);
+                if !emit(Found::Problem(unreadable(&current, message))) {
+                    return;
+                }
                 continue;
             }
         };
-        if line.is_empty() {
-            continue;
+        if let Some(problem) = check_line(line.no, &text, line.routed, &mut current) {
+            if !emit(Found::Problem(problem)) {
+                return;
+            }
         }
+    }
+    if let Some((_, verifier)) = current {
+        emit(Found::Guild(verifier.finish(None, false)));
+    }
+}
+
+/// Feeds one line to the run's chain (`None`: a skipped run), or names why
+/// it cannot be read as an entry.
+fn check_line(
+    no: usize,
+    text: &str,
+    routed: Option<GuildId>,
+    current: &mut Option<(GuildId, ChainVerifier)>,
+) -> Option<VerifyProblem> {
+    if routed.is_some() {
+        // A line of a guild that came back is not checked again.
+        let (_, verifier) = current.as_mut()?;
         // The line guildconf writes: its body's canonical text is read out of
         // the line as it is and checked on the stored-body path (no `Value`).
-        if let Some(fast) = FastLine::of(&line) {
-            if !guilds.enter(fast.guild, index, policy, &mut current, &mut report) {
-                continue;
-            }
-            if let Some((_, verifier)) = current.as_mut() {
-                let evidence = fast.snapshot_evidence();
-                verifier.push_stored_signed(
-                    &fast.body,
-                    fast.entry_hash,
-                    fast.sig.as_ref(),
-                    |_| evidence,
-                    None,
-                );
-            }
-            continue;
+        if let Some(fast) = FastLine::of(text) {
+            let evidence = fast.snapshot_evidence();
+            verifier.push_stored_signed(
+                &fast.body,
+                fast.entry_hash,
+                fast.sig.as_ref(),
+                |_| evidence,
+                None,
+            );
+            return None;
         }
-        let parsed = serde_json::from_str::<Value>(&line).ok();
-        let map = match parsed {
-            Some(Value::Object(map)) => map,
-            _ => {
-                let message = format!("line {} is not a JSON object", index + 1);
-                report.problems.push(unreadable(&current, message));
-                continue;
-            }
-        };
-        let Some(guild) = map
-            .get("guild_id")
-            .and_then(Value::as_str)
-            .and_then(|g| GuildId::parse(g).ok())
-        else {
-            report.problems.push(VerifyProblem {
-                guild_id: None,
-                seq: map.get("seq").and_then(Value::as_u64),
-                problem: "entry_hash".into(),
-                message: format!("line {} has no valid guild_id", index + 1),
-            });
-            continue;
-        };
-        if !guilds.enter(guild, index, policy, &mut current, &mut report) {
-            continue;
+    }
+    let map = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            return Some(unreadable(
+                current,
+                format!("line {no} is not a JSON object"),
+            ))
         }
-        if let Some((_, verifier)) = current.as_mut() {
+    };
+    let Some(guild) = map
+        .get("guild_id")
+        .and_then(Value::as_str)
+        .and_then(|g| GuildId::parse(g).ok())
+    else {
+        return Some(VerifyProblem {
+            guild_id: None,
+            seq: map.get("seq").and_then(Value::as_u64),
+            problem: "entry_hash".into(),
+            message: format!("line {no} has no valid guild_id"),
+        });
+    };
+    match current.as_mut() {
+        Some((g, verifier)) if *g == guild => {
             let evidence = match map.get("snapshot") {
                 Some(snapshot) => value_sha256(snapshot)
                     .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256),
                 None => SnapshotEvidence::Unknown,
             };
             verifier.push_signed(&map, line_sig(map.get("sig")).as_ref(), evidence, None);
+            None
         }
+        None if routed.is_some() => None,
+        // The reader's scan of the line and its full parse disagree on its
+        // guild: never the case for JSON, but never passed either.
+        _ => Some(unreadable(
+            current,
+            format!("line {no} cannot be read as an entry of the guild around it"),
+        )),
     }
-    if let Some((_, verifier)) = current.take() {
-        report.finish_guild(verifier.finish(None, false));
-    }
-    Ok(report.done())
 }
 
 /// A line's `sig` member as a signature. A `sig` that is not an object of
@@ -573,52 +661,6 @@ fn unreadable(current: &Option<(GuildId, ChainVerifier)>, message: String) -> Ve
         seq: None,
         problem: "entry_hash".into(),
         message,
-    }
-}
-
-/// The guilds an export has shown so far: each guild's lines come together,
-/// so a guild that comes back after another is a problem (`seq_gap`), and
-/// its later lines are not checked again.
-#[derive(Default)]
-struct GuildOrder {
-    seen: std::collections::BTreeSet<GuildId>,
-    scattered: std::collections::BTreeSet<GuildId>,
-}
-
-impl GuildOrder {
-    /// Moves on to `guild`'s line `index`; whether to check the line.
-    fn enter(
-        &mut self,
-        guild: GuildId,
-        index: usize,
-        policy: Option<&Arc<SignaturePolicy>>,
-        current: &mut Option<(GuildId, ChainVerifier)>,
-        report: &mut VerifyReport,
-    ) -> bool {
-        if current.as_ref().is_some_and(|(g, _)| *g == guild) {
-            return true;
-        }
-        if let Some((_, verifier)) = current.take() {
-            report.finish_guild(verifier.finish(None, false));
-        }
-        if self.scattered.contains(&guild) {
-            return false;
-        }
-        if !self.seen.insert(guild) {
-            self.scattered.insert(guild);
-            report.problems.push(VerifyProblem {
-                guild_id: Some(guild),
-                seq: None,
-                problem: "seq_gap".into(),
-                message: format!(
-                    "line {}: guild {guild}'s lines come back after another guild's",
-                    index + 1
-                ),
-            });
-            return false;
-        }
-        *current = Some((guild, ChainVerifier::for_policy(guild, policy)));
-        true
     }
 }
 
@@ -674,12 +716,11 @@ where
 }
 
 /// What the fast path of [`verify_export`] needs of a line.
-struct FastLine<'a> {
-    guild: GuildId,
-    body: String,
-    entry_hash: &'a str,
-    snapshot: Option<&'a RawValue>,
-    sig: Option<EntrySignature>,
+pub(crate) struct FastLine<'a> {
+    pub body: String,
+    pub entry_hash: &'a str,
+    pub snapshot: Option<&'a RawValue>,
+    pub sig: Option<EntrySignature>,
 }
 
 impl<'a> FastLine<'a> {
@@ -688,7 +729,7 @@ impl<'a> FastLine<'a> {
     /// names what is wrong with it). The chain verifier accepts the body only
     /// if that text is canonical and hashes to `entry_hash`, so nothing here
     /// is trusted.
-    fn of(line: &'a str) -> Option<Self> {
+    pub fn of(line: &'a str) -> Option<Self> {
         let raw: RawLine<'a> = serde_json::from_str(line).ok()?;
         // A `null` snapshot takes the general path, which hashes it (and so
         // refuses it unless the entry names none).
@@ -704,7 +745,7 @@ impl<'a> FastLine<'a> {
         // A guild id is a string: a bare number takes the general path,
         // which refuses it.
         let id = raw.guild_id.get().strip_prefix('"')?.strip_suffix('"')?;
-        let guild = GuildId::parse(id).ok()?;
+        GuildId::parse(id).ok()?;
         let members: [(&str, &RawValue); 15] = [
             ("actor", raw.actor),
             ("changes", raw.changes),
@@ -735,7 +776,6 @@ impl<'a> FastLine<'a> {
         }
         body.push('}');
         Some(Self {
-            guild,
             body,
             entry_hash: raw.entry_hash,
             snapshot: raw.snapshot,
@@ -745,7 +785,7 @@ impl<'a> FastLine<'a> {
 
     /// The hash of the line's snapshot: of its text when that is canonical,
     /// else of its canonical form.
-    fn snapshot_evidence(&self) -> SnapshotEvidence {
+    pub fn snapshot_evidence(&self) -> SnapshotEvidence {
         let Some(raw) = self.snapshot else {
             return SnapshotEvidence::Unknown;
         };
@@ -824,6 +864,17 @@ mod tests {
             r.problems.into_iter().map(|p| (p.seq, p.problem)).collect(),
             r.entries_checked,
         )
+    }
+
+    /// The reader routes a line by its first `guild_id`; a line that names
+    /// another guild in a second `guild_id` is caught by the worker's full
+    /// parse, never passed.
+    #[test]
+    fn a_line_naming_two_guilds_does_not_verify() {
+        let mut lines = export();
+        lines[13] = lines[13].replacen("{", "{\"guild_id\":\"7\",", 1);
+        let (ok, problems, _) = report(&lines);
+        assert!(!ok, "{problems:?}");
     }
 
     /// The canonical lines take the fast path; the same lines re-written with

@@ -433,6 +433,11 @@ impl ChainVerifier {
         self.problem.is_some()
     }
 
+    /// The first failure found so far, if any.
+    pub fn problem(&self) -> Option<&Problem> {
+        self.problem.as_ref()
+    }
+
     /// Feeds the next entry: its JSON line (body keys plus `entry_hash`, other
     /// keys ignored), what the store holds for its snapshot, and, from a
     /// database, the row's own columns.
@@ -645,7 +650,12 @@ impl ChainVerifier {
                 );
             }
         }
-        let purge_like = matches!(link.operation, Operation::Delete | Operation::Purge);
+        // A delete names no snapshot; a purge or an event names the document
+        // current when it ran, none when the guild had none.
+        let purge_like = matches!(
+            link.operation,
+            Operation::Delete | Operation::Purge | Operation::Event(_)
+        );
         match (snapshot, link.snapshot_sha256) {
             (SnapshotEvidence::Unknown, _) => {}
             (SnapshotEvidence::Sha256(stored), Some(claimed_sha)) if stored == claimed_sha => {}
@@ -759,7 +769,10 @@ impl ChainVerifier {
                 let doc_ok = match last.operation {
                     Some(Operation::Delete) => h.document_sha256.is_none(),
                     // A purge leaves the document as it was, deleted or not.
-                    Some(Operation::Purge) => h.document_sha256 == last.snapshot_sha256,
+                    // So does an event, and a guild that has only events has none.
+                    Some(Operation::Purge | Operation::Event(_)) => {
+                        h.document_sha256 == last.snapshot_sha256
+                    }
                     _ => h.document_sha256.is_some() && h.document_sha256 == last.snapshot_sha256,
                 };
                 if h.seq != last.seq || h.last_hash != last.hash {

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::actor::Actor;
 use crate::diff::Change;
+use crate::event::ActionKey;
 use crate::ids::GuildId;
 use crate::json::{canonical, canonical_json, is_canonical, sha256_hex};
 use crate::time::Timestamp;
@@ -37,9 +38,9 @@ pub const BODY_KEYS: [&str; 15] = [
     "prev_hash",
 ];
 
-/// What an entry did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// What an entry did: one of the five config operations, or an event's
+/// action key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
     /// The guild's config was created.
     Create,
@@ -51,12 +52,14 @@ pub enum Operation {
     Delete,
     /// Old history was removed by retention.
     Purge,
+    /// An event (an admin action) was recorded; the config is unchanged.
+    Event(ActionKey),
 }
 
 impl Operation {
     /// Whether an entry of this operation makes a new config version (and so
-    /// stores its snapshot): create, update and revert do; delete and purge
-    /// keep the version they found.
+    /// stores its snapshot): create, update and revert do; delete, purge and
+    /// events keep the version they found.
     pub fn makes_version(self) -> bool {
         matches!(
             self,
@@ -64,21 +67,32 @@ impl Operation {
         )
     }
 
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
+    /// The name written in the entry: the lowercase config operation, or
+    /// the event's action key.
+    pub fn as_str(&self) -> &str {
         match self {
             Operation::Create => "create",
             Operation::Update => "update",
             Operation::Revert => "revert",
             Operation::Delete => "delete",
             Operation::Purge => "purge",
+            Operation::Event(key) => key.as_str(),
         }
     }
 
-    /// Parses an operation name.
+    /// The family the entry belongs to: `config` for the five config
+    /// operations, the part before the dot for an event.
+    pub fn family(&self) -> &str {
+        match self {
+            Operation::Event(key) => key.family(),
+            _ => "config",
+        }
+    }
+
+    /// Parses an operation name: a config operation or an action key.
     ///
     /// # Errors
-    /// Returns a sentence listing the names when `text` is none of them.
+    /// Returns a sentence naming the accepted forms when `text` is neither.
     pub fn parse(text: &str) -> Result<Self, String> {
         match text {
             "create" => Ok(Operation::Create),
@@ -86,7 +100,9 @@ impl Operation {
             "revert" => Ok(Operation::Revert),
             "delete" => Ok(Operation::Delete),
             "purge" => Ok(Operation::Purge),
-            _ => Err("must be one of create, update, revert, delete, purge".into()),
+            _ => ActionKey::parse(text).map(Operation::Event).map_err(|_| {
+                "must be one of create, update, revert, delete, purge, or an action key family.verb (a-z, 0-9 and _)".into()
+            }),
         }
     }
 }
@@ -94,6 +110,28 @@ impl Operation {
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Operation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OperationVisitor;
+        impl serde::de::Visitor<'_> for OperationVisitor {
+            type Value = Operation;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an operation name")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Operation, E> {
+                Operation::parse(text).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(OperationVisitor)
     }
 }
 

@@ -16,6 +16,7 @@ mod chain;
 mod context;
 mod diff;
 mod entry;
+mod event;
 mod guild_config;
 mod ids;
 pub mod json;
@@ -40,6 +41,11 @@ pub use ed25519_dalek;
 pub use entry::{
     body_value, Entry, EntryBody, Operation, SealedEntry, BODY_KEYS, ENTRY_FORMAT_VERSION,
     GENESIS_HASH,
+};
+pub use event::{
+    ActionKey, ActionRegistry, ActionSpec, CheckedEvent, DataKey, DataType, Event, EventOutcome,
+    Target, MAX_ACTION_KEY, MAX_DATA_KEYS, MAX_DATA_STRING, MAX_TARGET_ID, MAX_TARGET_LABEL,
+    MAX_TARGET_TYPE,
 };
 pub use guild_config::{
     Announcements, GuildConfig, GuildConfigSchema, Onboarding, Verification, VerificationMode,

@@ -18,6 +18,7 @@ use crate::actor::Actor;
 use crate::context::RequestContext;
 use crate::diff::diff;
 use crate::entry::{EntryBody, Operation, SealedEntry, ENTRY_FORMAT_VERSION, GENESIS_HASH};
+use crate::event::CheckedEvent;
 use crate::ids::GuildId;
 use crate::json::{canonical_json, sha256_hex};
 use crate::redact::redact_changes;
@@ -131,6 +132,8 @@ pub enum Step {
         /// How many entries were removed.
         entries: u64,
     },
+    /// Record an event; the config is unchanged.
+    Event(CheckedEvent),
 }
 
 impl Step {
@@ -142,6 +145,7 @@ impl Step {
             Step::Revert { .. } => Operation::Revert,
             Step::Delete => Operation::Delete,
             Step::Purge { .. } => Operation::Purge,
+            Step::Event(event) => Operation::Event(event.key()),
         }
     }
 }
@@ -214,6 +218,9 @@ pub fn link(
         (Step::Create(_), None) => {}
         (Step::Purge { .. }, _) if prev.is_none() => return misfit("a purge needs a chain"),
         (Step::Purge { .. }, _) => {}
+        // An event needs no config: a guild without one records it at
+        // version 0, and a later create continues the same chain.
+        (Step::Event(_), _) => {}
         (_, None) => return misfit("the guild has no config"),
         _ => {}
     }
@@ -223,6 +230,13 @@ pub fn link(
         }
     }
     let empty = Value::Object(Map::new());
+    // The hash of the document that stays current, for the steps that keep it.
+    let current_sha = || {
+        current
+            .map(|doc| canonical_json(doc).map(|t| sha256_hex(t.as_bytes())))
+            .transpose()
+            .map_err(LinkError::Canonical)
+    };
     let mut detail = Map::new();
     let (changes, summary, after, snapshot_sha256) = match &step {
         Step::Purge {
@@ -234,12 +248,14 @@ pub fn link(
             detail.insert("before".into(), json!(before.to_string()));
             detail.insert("through_seq".into(), json!(through_seq));
             detail.insert("through_hash".into(), Value::String(through_hash.clone()));
-            let sha = current
-                .map(|doc| canonical_json(doc).map(|t| sha256_hex(t.as_bytes())))
-                .transpose()
-                .map_err(LinkError::Canonical)?;
+            let sha = current_sha()?;
             let summary = summarise_purge(meta.actor, *entries, *before);
             (Vec::new(), summary, None, sha)
+        }
+        Step::Event(event) => {
+            detail = event.detail();
+            let sha = current_sha()?;
+            (Vec::new(), event.summary(meta.actor), None, sha)
         }
         Step::Create(doc) | Step::Update(doc) | Step::Revert { document: doc, .. } => {
             let to_version = match &step {
@@ -304,7 +320,7 @@ pub fn link(
                 document: doc,
             })
         }
-        Step::Delete | Step::Purge { .. } => None,
+        Step::Delete | Step::Purge { .. } | Step::Event(_) => None,
     };
     Ok(Link {
         entry,

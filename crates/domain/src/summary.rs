@@ -25,6 +25,7 @@ pub fn summarise(
         Operation::Create => format!("{who} created the config{}", fields_suffix(changes.len())),
         Operation::Delete => format!("{who} deleted the config"),
         Operation::Purge => format!("{who} purged old history"),
+        Operation::Event(key) => format!("{who} recorded {key}"),
         Operation::Update => format!("{who} updated {}", describe(changes)),
         Operation::Revert => {
             let target = to_version.map_or_else(String::new, |v| format!(" to version {v}"));

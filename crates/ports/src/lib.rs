@@ -17,8 +17,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use guildconf_domain::{
-    Actor, Entry, EntryBody, EntrySignature, GuildId, Link, Operation, SealedEntry, SealedSnapshot,
-    Timestamp,
+    Actor, Entry, EntryBody, EntrySignature, EventOutcome, GuildId, Link, Operation, SealedEntry,
+    SealedSnapshot, Timestamp,
 };
 
 pub use guildconf_domain::Head;
@@ -195,6 +195,34 @@ impl ChangeSet {
             (None, Some(_)) => HeadDocument::Keep,
         }
     }
+
+    /// The document text of the head row when it is written as a whole new
+    /// row (a bulk write writes each guild's head once, from its last change
+    /// set): the new snapshot's text, nothing after a delete, or, for a write
+    /// that makes no version (a purge), the canonical text of the head's
+    /// document, since there is no stored text to keep.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the head's document cannot be
+    /// canonicalised (a validated document always can).
+    pub fn new_head_text(&self) -> StoreResult<Option<std::borrow::Cow<'_, str>>> {
+        match self.head_document() {
+            HeadDocument::Set(text) => Ok(Some(std::borrow::Cow::Borrowed(text))),
+            HeadDocument::Clear => Ok(None),
+            HeadDocument::Keep => self
+                .head
+                .document
+                .as_ref()
+                .map(|doc| {
+                    guildconf_domain::json::canonical_json(doc)
+                        .map(std::borrow::Cow::Owned)
+                        .map_err(|e| {
+                            StoreError::Storage(format!("cannot canonicalise a head document: {e}"))
+                        })
+                })
+                .transpose(),
+        }
+    }
 }
 
 /// What a write does to the head row's document column (see
@@ -319,8 +347,9 @@ pub struct PurgeCandidate {
     pub through_hash: String,
     /// How many entries would go (those with seq ≤ `through_seq`).
     pub entries: u64,
-    /// The lowest version a kept create/update/revert entry names; snapshots
-    /// of lower versions would go.
+    /// The lowest version a kept entry other than a delete or purge names
+    /// (a create, update, revert or event); snapshots of lower versions
+    /// would go.
     pub keep_from_version: u64,
     /// How many snapshots would go.
     pub snapshots: u64,
@@ -350,8 +379,10 @@ pub struct PurgeFacts {
     pub through: Option<(i64, String)>,
     /// How many entries have `seq` ≤ that entry's (0 without one).
     pub entries: i64,
-    /// `config_version` of the first entry after `through` that made a
-    /// version (`None`: there is none, or no `through`).
+    /// `config_version` of the first entry after `through` whose operation
+    /// is neither `delete` nor `purge` (a version-making entry or an event,
+    /// which names the document current when it was recorded, so that
+    /// version's snapshot must stay; `None`: there is none, or no `through`).
     pub next_version: Option<i64>,
     /// How many snapshots have a version below `next_version` other than the
     /// head's (0 without a `next_version`).
@@ -522,6 +553,69 @@ pub struct HistoryQuery {
     pub after: Option<HistoryPosition>,
     /// At most this many entries.
     pub limit: u32,
+    /// Only entries of this family, outcome and target.
+    pub filter: EntryFilter,
+}
+
+/// Filters on what an entry is about, each read from the hashed body (or
+/// the verified `operation` column), so nothing verify does not prove
+/// decides what a query returns. Config entries read as family `config`,
+/// outcome `success` and no target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryFilter {
+    /// Only this family: `config`, or the part of an event's action key
+    /// before the dot.
+    pub family: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<EventOutcome>,
+    /// Only events whose target has this type.
+    pub target_type: Option<String>,
+    /// Only events whose target has this id.
+    pub target_id: Option<String>,
+}
+
+impl EntryFilter {
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// What [`ConfigStore::stats`] counts entries by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsBy {
+    /// The operation (config operation or action key).
+    Operation,
+    /// The family (`config` or the action key's family).
+    Family,
+    /// The actor id.
+    Actor,
+    /// The outcome (`success` for config entries).
+    Outcome,
+    /// The UTC day of `occurred_at`, `YYYY-MM-DD`.
+    Day,
+}
+
+/// Which entries [`ConfigStore::stats`] counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsQuery {
+    /// Only this guild; every guild without one.
+    pub guild_id: Option<GuildId>,
+    /// Only entries at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+    /// What to count by.
+    pub by: StatsBy,
+}
+
+/// One row of [`ConfigStore::stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsRow {
+    /// The value counted by.
+    pub key: String,
+    /// How many entries have it.
+    pub count: u64,
 }
 
 /// One stored entry as export and verify read it.
@@ -738,6 +832,13 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
     /// [`StoreError::Storage`] when the database fails;
     /// [`StoreError::Corrupt`] when a stored body does not parse.
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>>;
+
+    /// Counts the entries `query` selects by one key, in ascending key
+    /// order, computed by the database.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails.
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>>;
 
     /// Guild ids that have a head or entries, ascending, after `after`.
     ///

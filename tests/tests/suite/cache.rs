@@ -15,8 +15,8 @@ use guildconf::{
 use guildconf_domain::{Entry, Operation, Timestamp};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, GuildSummary, Head, HistoryQuery, PurgeCandidate, PurgeOutcome,
-    PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult, StoredEntry, StoredHead,
-    WatchEvent,
+    PurgeSet, RequestRecord, Snapshot, StatsQuery, StatsRow, StoreError, StoreResult, StoredEntry,
+    StoredHead, WatchEvent,
 };
 use guildconf_tests::{contract, Backend, Postgres, Sqlite, TestDb};
 use serde_json::json;
@@ -278,6 +278,11 @@ impl ConfigStore for Flaky {
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
         self.check()?;
         self.inner.history(query).await
+    }
+
+    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
+        self.check()?;
+        self.inner.stats(query).await
     }
     async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>> {
         self.check()?;

@@ -122,6 +122,7 @@ contract! {
     a_float_and_the_integer_it_equals_are_the_same_config,
     a_typed_modify_is_diffed_validated_and_audited,
     every_stored_column_is_proven_by_verify,
+    head_edits_and_rows_past_the_head_are_caught_with_the_triggers_on,
 }
 
 /// The tamper matrix: every column of every table guildconf reads back
@@ -243,15 +244,7 @@ async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
     let mut expected = Vec::new();
     for (i, (what, _sql, problems)) in cases.iter().enumerate() {
         let g = 1000 + i as u64;
-        s.create(gid(g), json!({}), &alice()).await.expect("v1");
-        let mut m = bob();
-        m.request_id = Some("r2".into());
-        s.update(gid(g), set("features.a", json!(true)), &m)
-            .await
-            .expect("v2");
-        s.update(gid(g), set("features.b", json!(true)), &alice())
-            .await
-            .expect("v3");
+        seed_three_versions(&s, g).await;
         for (offset, seq, code) in problems {
             expected.push((g + offset, *seq, code.to_string(), *what));
         }
@@ -268,7 +261,7 @@ async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
             .unwrap_or_else(|e| panic!("{what}: the tampering SQL runs: {e}"));
     }
     let report = s.verify(None).await.expect("verify runs");
-    let mut found: Vec<(u64, Option<u64>, String)> = report
+    let found = report
         .problems
         .iter()
         .map(|p| {
@@ -281,13 +274,221 @@ async fn every_stored_column_is_proven_by_verify(backend: Backend, name: &str) {
             (g, p.seq, p.problem.clone())
         })
         .collect();
+    assert_found_exactly(found, &expected);
+}
+
+/// The tamper matrix with the chain guards on, as anyone may who can write
+/// plain SQL without dropping a trigger (on PostgreSQL the application role
+/// does the same in
+/// `privileges::the_application_role_cannot_roll_back_a_head_or_write_past_it_unseen`):
+/// the head moved back is refused; a head rolled back or edited at its own
+/// seq, and a real next entry and snapshot slipped in past the head, are
+/// caught by verify with the guild, the seq and the problem code.
+async fn head_edits_and_rows_past_the_head_are_caught_with_the_triggers_on(
+    backend: Backend,
+    name: &str,
+) {
+    let db = TestDb::new(backend, name).await;
+    let s = db.service().await;
+    for g in 3000..3006 {
+        seed_three_versions(&s, g).await;
+    }
+    // Guild 3004's next write, made for real on a copy.
+    // (A short name: a test database's name is cut to 63 characters.)
+    let twin = TestDb::new(
+        backend,
+        &format!("{}_guards_on_twin", backend.test_prefix()),
+    )
+    .await;
+    guildconf::copy(db.store().await, twin.store().await.as_ref(), |_| {})
+        .await
+        .expect("copies");
+    twin.service()
+        .await
+        .update(gid(3004), set("features.c", json!(true)), &alice())
+        .await
+        .expect("v4");
+    let next_write = next_write_sql(backend, twin.url(), 3004, 4).await;
+    let err = db
+        .exec(&head_rollback_sql(3000))
+        .await
+        .expect_err("a head moved back is refused");
+    assert!(err.contains("guildconf: a head m"), "{err}");
+    let mut expected = Vec::new();
+    for (what, sql, (g, seq, code)) in triggers_on_tamperings(3001, next_write) {
+        db.exec(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the guards let it in: {e}"));
+        expected.push((g, seq, code.to_owned(), what));
+    }
+    let report = s.verify(None).await.expect("verify runs");
+    let found = report
+        .problems
+        .iter()
+        .map(|p| {
+            let g = p.guild_id.expect("a guild").to_string().parse().expect("n");
+            (g, p.seq, p.problem.clone())
+        })
+        .collect();
+    assert_found_exactly(found, &expected);
+}
+
+/// A tampering: what it does, its SQL, and the problem verify must report
+/// (guild, seq, code).
+pub(crate) type Tampering = (&'static str, String, (u64, Option<u64>, &'static str));
+
+/// Moves guild `g`'s head back to seq 1 (of [`seed_three_versions`]),
+/// every column as version 1 left it: what the head-forward guard refuses.
+pub(crate) fn head_rollback_sql(g: u64) -> String {
+    format!(
+        "UPDATE guild_heads SET version = 1, seq = 1, \
+         last_hash = (SELECT entry_hash FROM audit_entries WHERE guild_id = {g} AND seq = 1), \
+         document = (SELECT document FROM guild_snapshots WHERE guild_id = {g} AND version = 1), \
+         updated_at = (SELECT occurred_at FROM audit_entries WHERE guild_id = {g} AND seq = 1) \
+         WHERE guild_id = {g}"
+    )
+}
+
+/// What the chain guards let through, on guilds `g`..`g + 4` of
+/// [`seed_three_versions`]: the version and document rolled back at the
+/// head's own seq, the head's actor label and document edited in place,
+/// `next_write` (guild `g + 3`'s real next entry and snapshot, from
+/// [`next_write_sql`]) slipped in without moving the head, and a snapshot
+/// past the head.
+pub(crate) fn triggers_on_tamperings(g: u64, next_write: String) -> Vec<Tampering> {
+    let snapshot = |g: u64, version: u64| {
+        format!(
+            "(SELECT document FROM guild_snapshots WHERE guild_id = {g} AND version = {version})"
+        )
+    };
+    vec![
+        (
+            "the version and document rolled back at the same seq",
+            format!(
+                "UPDATE guild_heads SET version = 1, document = {} WHERE guild_id = {g}",
+                snapshot(g, 1)
+            ),
+            (g, Some(3), "head"),
+        ),
+        (
+            "the head's actor label edited in place",
+            format!(
+                "UPDATE guild_heads SET actor_label = 'mallory' WHERE guild_id = {}",
+                g + 1
+            ),
+            (g + 1, Some(3), "head"),
+        ),
+        (
+            "the head's document edited in place",
+            format!(
+                "UPDATE guild_heads SET document = {} WHERE guild_id = {}",
+                snapshot(g + 2, 2),
+                g + 2
+            ),
+            (g + 2, Some(3), "head"),
+        ),
+        (
+            "a valid next entry and snapshot past the head, which stays",
+            next_write,
+            (g + 3, Some(4), "past_head"),
+        ),
+        (
+            "a snapshot past the head",
+            format!(
+                "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
+                 SELECT guild_id, 4, document, sha256 FROM guild_snapshots \
+                 WHERE guild_id = {} AND version = 1",
+                g + 4
+            ),
+            (g + 4, None, "past_head"),
+        ),
+    ]
+}
+
+/// SQL that inserts guild `g`'s entry `seq`, and the snapshot of its
+/// version, exactly as the database at `url` stores them: a link that
+/// extends the chain in every respect, for slipping into another database.
+/// The database writes the literals itself, quotes doubled.
+pub(crate) async fn next_write_sql(backend: Backend, url: &str, g: u64, seq: u64) -> String {
+    let literal = |column: &str| {
+        format!(
+            "CASE WHEN {column} IS NULL THEN 'NULL' \
+             ELSE '''' || replace(CAST({column} AS TEXT), '''', '''''') || '''' END"
+        )
+    };
+    let values = |columns: &str| {
+        columns
+            .split(", ")
+            .map(literal)
+            .collect::<Vec<_>>()
+            .join(" || ', ' || ")
+    };
+    let entry = "guild_id, seq, config_version, operation, occurred_at, actor_id, request_id, \
+                 body, entry_hash, prev_hash";
+    let snapshot = "guild_id, version, document, sha256";
+    let entry_values = first_value(
+        backend,
+        url,
+        &format!(
+            "SELECT {} FROM audit_entries WHERE guild_id = {g} AND seq = {seq}",
+            values(entry)
+        ),
+    )
+    .await;
+    let snapshot_values = first_value(
+        backend,
+        url,
+        &format!(
+            "SELECT {} FROM guild_snapshots WHERE guild_id = {g} AND version = \
+             (SELECT config_version FROM audit_entries WHERE guild_id = {g} AND seq = {seq})",
+            values(snapshot)
+        ),
+    )
+    .await;
+    format!(
+        "INSERT INTO audit_entries ({entry}) VALUES ({entry_values}); \
+         INSERT INTO guild_snapshots ({snapshot}) VALUES ({snapshot_values})"
+    )
+}
+
+/// The first column of the first row of a query at `url`.
+async fn first_value(backend: Backend, url: &str, sql: &str) -> String {
+    backend
+        .rows(url, sql)
+        .await
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// A guild of the tamper matrix: version 1 by alice, version 2 by bob with
+/// request id `r2`, version 3 by alice (three entries, three snapshots).
+pub(crate) async fn seed_three_versions(s: &ConfigService, g: u64) {
+    s.create(gid(g), json!({}), &alice()).await.expect("v1");
+    let mut m = bob();
+    m.request_id = Some("r2".into());
+    s.update(gid(g), set("features.a", json!(true)), &m)
+        .await
+        .expect("v2");
+    s.update(gid(g), set("features.b", json!(true)), &alice())
+        .await
+        .expect("v3");
+}
+
+/// Verify's problems, as (guild, seq, code), are exactly the `expected`
+/// ones: (guild, seq, code, the tampering that should cause it).
+pub(crate) fn assert_found_exactly(
+    mut found: Vec<(u64, Option<u64>, String)>,
+    expected: &[(u64, Option<u64>, String, &str)],
+) {
     found.sort();
     let mut want: Vec<(u64, Option<u64>, String)> = expected
         .iter()
         .map(|(g, seq, code, _)| (*g, *seq, code.clone()))
         .collect();
     want.sort();
-    for (g, seq, code, what) in &expected {
+    for (g, seq, code, what) in expected {
         assert!(
             found.contains(&(*g, *seq, code.clone())),
             "{what}: expected guild {g} seq {seq:?} {code}; verify found {found:?}"
@@ -1440,7 +1641,7 @@ async fn export_streams_and_verifies_offline(backend: Backend, name: &str) {
     };
     assert_eq!(s.export(&request, &mut csv).await.expect("csv"), 2);
     let csv = String::from_utf8(csv).expect("utf-8");
-    assert!(csv.starts_with("guild_id,seq,config_version,operation,occurred_at,actor_id,actor_kind,actor_label,changed_paths,summary,reason,request_id,entry_hash\r\n"));
+    assert!(csv.starts_with("guild_id,seq,config_version,operation,occurred_at,actor_id,actor_kind,actor_label,changed_paths,summary,reason,request_id,entry_hash,outcome,target_type,target_id,target_label\r\n"));
     assert_eq!(csv.matches("\r\n").count(), 3);
 }
 

@@ -462,15 +462,10 @@ async fn a_consistently_rehashed_forgery_is_refused() {
     }
 }
 
-/// SIGKILL during `guildconf import`, at random moments, at least 20 times
-/// per backend: the target is empty or holds the whole file every time, and
-/// a retry succeeds. (An import is one transaction.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_import_killed_at_any_moment_leaves_nothing_or_everything() {
-    use std::hash::{BuildHasher, RandomState};
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
-    let source = TestDb::new(BACKENDS[0], "kill_import_src").await;
+/// The source of the kill loop of `what`: six guilds of 151 entries each on the
+/// first backend, and its export with and without snapshots.
+async fn kill_loop_source(what: &str) -> (TestDb, Vec<u8>, Vec<u8>) {
+    let source = TestDb::new(BACKENDS[0], &format!("kill_{what}_seed")).await;
     let s = source.service().await;
     let alice = meta("80351110224678912", "alice");
     for g in 1..=6u64 {
@@ -493,6 +488,73 @@ async fn an_import_killed_at_any_moment_leaves_nothing_or_everything() {
     }
     let full = export(source.store().await, true).await;
     let plain = export(source.store().await, false).await;
+    (source, full, plain)
+}
+
+/// SIGKILLs a run of the CLI into a fresh target of `backend` at random
+/// moments within how long a whole run takes, until at least 20 kills have
+/// landed: after each, the target holds nothing or all of `plain` (an
+/// export without snapshots), and when it holds nothing a run to the end
+/// succeeds and leaves all of it. `run` starts the CLI on a target URL.
+async fn kill_loop(
+    backend: Backend,
+    what: &str,
+    plain: &[u8],
+    run: impl Fn(&str) -> std::process::Child,
+) {
+    use std::hash::{BuildHasher, RandomState};
+    use std::time::{Duration, Instant};
+    // How long a whole run takes here, to kill within it.
+    let timing = TestDb::new(backend, &format!("kill_{what}_timing_{backend:?}")).await;
+    let started = Instant::now();
+    assert!(run(timing.url()).wait().expect("runs").success());
+    let span = started.elapsed().as_micros().max(1) as u64;
+    let mut kills = 0;
+    for round in 0..60u64 {
+        if kills >= 20 {
+            break;
+        }
+        let target = TestDb::new(backend, &format!("kill_{what}_{backend:?}_{}", round % 3)).await;
+        let mut child = run(target.url());
+        let wait = RandomState::new().hash_one(round) % span;
+        std::thread::sleep(Duration::from_micros(wait));
+        if child.try_wait().expect("status").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        let _ = child.wait();
+        let store = target.store().await;
+        let held = store.guild_ids(None, 10).await.expect("ids");
+        if !held.is_empty() {
+            assert_eq!(
+                export(store.clone(), false).await,
+                plain,
+                "{what} {backend:?}: all of it"
+            );
+            continue;
+        }
+        // Nothing stored: a retry succeeds and stores everything.
+        assert!(
+            run(target.url()).wait().expect("runs").success(),
+            "{what} {backend:?}: retry"
+        );
+        assert_eq!(
+            export(store, false).await,
+            plain,
+            "{what} {backend:?}: after the retry"
+        );
+    }
+    assert!(kills >= 20, "{what} {backend:?}: only {kills} kills landed");
+    println!("{what} into {backend:?}: {kills} SIGKILLs, the target empty or complete after each");
+}
+
+/// SIGKILL during `guildconf import`, at random moments, at least 20 times
+/// per backend: the target is empty or holds the whole file every time, and
+/// a retry succeeds. (An import is one transaction.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_at_any_moment_leaves_nothing_or_everything() {
+    use std::process::{Command, Stdio};
+    let (_source, full, plain) = kill_loop_source("import").await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let file = dir.path().join("audit.jsonl");
     std::fs::write(&file, &full).expect("written");
@@ -507,47 +569,37 @@ async fn an_import_killed_at_any_moment_leaves_nothing_or_everything() {
             .expect("the CLI starts")
     };
     for &backend in BACKENDS {
-        // How long a whole import takes here, to kill within it.
-        let timing = TestDb::new(backend, &format!("kill_import_timing_{backend:?}")).await;
-        let started = Instant::now();
-        assert!(import(timing.url()).wait().expect("runs").success());
-        let span = started.elapsed().as_micros().max(1) as u64;
-        let mut kills = 0;
-        for round in 0..60u64 {
-            if kills >= 20 {
-                break;
-            }
-            let target =
-                TestDb::new(backend, &format!("kill_import_{backend:?}_{}", round % 3)).await;
-            let mut child = import(target.url());
-            let wait = RandomState::new().hash_one(round) % span;
-            std::thread::sleep(Duration::from_micros(wait));
-            if child.try_wait().expect("status").is_none() {
-                child.kill().expect("SIGKILL");
-                kills += 1;
-            }
-            let _ = child.wait();
-            let store = target.store().await;
-            let held = store.guild_ids(None, 10).await.expect("ids");
-            if !held.is_empty() {
-                assert_eq!(
-                    export(store.clone(), false).await,
-                    plain,
-                    "{backend:?}: all of it"
-                );
-                continue;
-            }
-            // Nothing stored: a retry succeeds and stores everything.
-            assert!(
-                import(target.url()).wait().expect("runs").success(),
-                "{backend:?}: retry"
-            );
-            assert_eq!(
-                export(store, false).await,
-                plain,
-                "{backend:?}: after the retry"
-            );
-        }
-        assert!(kills >= 20, "{backend:?}: only {kills} kills landed");
+        kill_loop(backend, "import", &plain, import).await;
+    }
+}
+
+/// SIGKILL during `guildconf copy`, at random moments, at least 20 times
+/// per backend, each time from a database of the other backend: the target
+/// is empty or holds the whole source every time, and a retry succeeds. (A
+/// copy writes its target in one transaction.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_killed_at_any_moment_leaves_nothing_or_everything() {
+    use std::process::{Command, Stdio};
+    let (_source, full, plain) = kill_loop_source("copy").await;
+    let bin = guildconf_tests::guildconf_bin();
+    for &backend in BACKENDS {
+        let other = BACKENDS
+            .iter()
+            .find(|b| b.name() != backend.name())
+            .copied()
+            .unwrap_or(backend);
+        let source = TestDb::new(other, &format!("kill_copy_src_{backend:?}")).await;
+        import_bytes(source.store().await.as_ref(), &full)
+            .await
+            .expect("the source imports");
+        let copy = |url: &str| {
+            Command::new(&bin)
+                .args(["--database-url", source.url(), "copy", "--to", url])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the CLI starts")
+        };
+        kill_loop(backend, "copy", &plain, copy).await;
     }
 }

@@ -55,6 +55,27 @@ pub struct Cli {
     #[arg(long, global = true, env = "GUILDCONF_NO_MIGRATE")]
     pub no_migrate: bool,
 
+    /// PostgreSQL: how long a statement waits for a lock another session
+    /// holds before failing (exit 1), such as 500ms, 5s or 1m; 0 waits
+    /// without bound. Default 5s.
+    #[arg(
+        long,
+        global = true,
+        env = "GUILDCONF_LOCK_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub lock_timeout: Option<String>,
+
+    /// PostgreSQL: how long one statement may run before it is cancelled
+    /// (exit 1); 0 for no limit. Default 30s.
+    #[arg(
+        long,
+        global = true,
+        env = "GUILDCONF_STATEMENT_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub statement_timeout: Option<String>,
+
     /// Sign every write's entry with this Ed25519 private key (PKCS#8 PEM,
     /// as `keygen` writes it), and refuse to build on a head that is not
     /// signed by a trusted key.
@@ -144,6 +165,9 @@ pub enum Command {
     Revert(RevertArgs),
     /// Delete a guild's config; its history stays.
     Delete(DeleteArgs),
+    /// Record an event (an admin action) in the guild's chain; the config is
+    /// unchanged. ACTION is a registered action key such as member.role_added.
+    Event(EventArgs),
     /// Show a guild's document now, at a version, or at a time.
     Show(ShowArgs),
     /// List every guild with its version, last change time and actor.
@@ -152,6 +176,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Show the changes between two versions.
     Diff(DiffArgs),
+    /// Count entries by operation, family, actor, outcome or UTC day,
+    /// computed by the database.
+    Stats(StatsArgs),
     /// Re-verify hash chains in the database, or an export file offline.
     Verify(VerifyArgs),
     /// Print a checkpoint: one digest over every guild's head, to keep outside
@@ -252,6 +279,36 @@ pub struct DeleteArgs {
     pub guard: GuardArgs,
 }
 
+/// The arguments of `event`.
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Guild id (snowflake).
+    pub guild: String,
+    /// The action key, family.verb (for example member.role_added).
+    pub action: String,
+    /// success, failed, partial, info or blocked.
+    #[arg(long)]
+    pub outcome: String,
+    /// What the action acted on: member, channel, role, ...
+    #[arg(long, value_name = "T")]
+    pub target_type: String,
+    /// The target's id.
+    #[arg(long, value_name = "ID")]
+    pub target_id: String,
+    /// The target's display name.
+    #[arg(long, value_name = "L")]
+    pub target_label: Option<String>,
+    /// KEY=VALUE facts the action declares; VALUE is JSON if it parses, else
+    /// a string.
+    #[arg(long = "data", value_name = "KEY=VALUE")]
+    pub data: Vec<String>,
+    /// Print the entry's result and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
 /// The arguments of `show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -279,12 +336,26 @@ pub struct HistoryArgs {
     /// Only entries by this actor id.
     #[arg(long)]
     pub actor: Option<String>,
-    /// Only this operation: create, update, revert, delete, purge.
+    /// Only this operation: create, update, revert, delete, purge, or an
+    /// event's action key.
     #[arg(long)]
     pub operation: Option<String>,
     /// Only entries that changed this path, below it, or an ancestor of it.
     #[arg(long)]
     pub path: Option<String>,
+    /// Only this family: config, or an action key's part before the dot.
+    #[arg(long, value_name = "F")]
+    pub family: Option<String>,
+    /// Only this outcome: success (every config entry), failed, partial,
+    /// info or blocked.
+    #[arg(long, value_name = "O")]
+    pub outcome: Option<String>,
+    /// Only events whose target has this type.
+    #[arg(long, value_name = "T")]
+    pub target_type: Option<String>,
+    /// Only events whose target has this id.
+    #[arg(long, value_name = "ID")]
+    pub target_id: Option<String>,
     /// Entries at or after this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
@@ -297,6 +368,23 @@ pub struct HistoryArgs {
     /// The next_cursor printed by the previous page.
     #[arg(long)]
     pub cursor: Option<String>,
+}
+
+/// The arguments of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this guild.
+    #[arg(long)]
+    pub guild: Option<String>,
+    /// Entries at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Entries before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// operation, family, actor, outcome or day.
+    #[arg(long)]
+    pub by: String,
 }
 
 /// The arguments of `diff`.

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
+use std::time::Duration;
 
 use guildconf::{
     Actor, ActorKind, Error, FieldPath, GuildId, RequestContext, Timestamp, WriteMeta,
@@ -40,6 +41,36 @@ pub fn parse_u64(name: &str, text: &str) -> Result<u64, Error> {
             ),
         )
     })
+}
+
+/// `--NAME` as a duration: a whole number with a unit, `ms`, `s` or `m`
+/// (`500ms`, `5s`, `2m`), or `0` for none.
+pub fn parse_duration(name: &str, text: &str) -> Result<Duration, Error> {
+    let bad = || {
+        invalid(
+            &format!("/{name}"),
+            format!(
+                "--{} must be a whole number with a unit, ms, s or m (such as 500ms, 5s, 2m), \
+                 or 0 for none; got {text:?}",
+                name.replace('_', "-")
+            ),
+        )
+    };
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        _ => None,
+    };
+    millis.map(Duration::from_millis).ok_or_else(bad)
 }
 
 /// `--NAME` as an RFC 3339 time.
@@ -139,5 +170,34 @@ impl PurgeActorArgs {
             self.actor_label.as_deref(),
             self.reason.as_ref(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        for (text, ms) in [("0", 0), ("500ms", 500), ("5s", 5000), ("2m", 120_000)] {
+            let d = parse_duration("lock_timeout", text).expect(text);
+            assert_eq!(d, Duration::from_millis(ms), "{text}");
+        }
+        for bad in [
+            "",
+            "5",
+            "s",
+            "1.5s",
+            "-1s",
+            "5 s",
+            "5h",
+            "5S",
+            "99999999999999999999m",
+        ] {
+            let e = parse_duration("lock_timeout", bad).expect_err(bad);
+            assert!(e.to_string().contains("--lock-timeout"), "{bad}: {e}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
-use guildconf::{ConfigService, Error, OpenOptions, PublicKey, Signing};
+use guildconf::{BackendOptions, ConfigService, Error, OpenOptions, PublicKey, Signing};
 use serde_json::json;
 
 use args::{Cli, Command};
@@ -132,6 +132,8 @@ pub struct Ctx<'a> {
     pub out: &'a Output,
     /// Whether opening a database may apply migrations (not `--no-migrate`).
     pub migrate: bool,
+    /// Backend tuning from the global flags (PostgreSQL's timeouts).
+    pub backend: BackendOptions,
     /// How writes are signed (`--signing-key`), when they are.
     pub signing: Option<Signing>,
     /// The `--trusted-key` public keys.
@@ -144,7 +146,8 @@ impl Ctx<'_> {
     pub fn open_options(&self, create: bool) -> OpenOptions {
         let options = OpenOptions::new()
             .create_if_missing(create)
-            .migrate(self.migrate);
+            .migrate(self.migrate)
+            .backend(self.backend.clone());
         match &self.signing {
             Some(signing) => options.signing(signing.clone()),
             None => options,
@@ -157,6 +160,18 @@ impl Ctx<'_> {
             guildconf::open(self.url, self.open_options(create)).await?,
         ))
     }
+}
+
+/// The backend tuning the global flags ask for.
+fn backend_options(cli: &Cli) -> Result<BackendOptions, Error> {
+    let mut backend = BackendOptions::default();
+    if let Some(text) = &cli.lock_timeout {
+        backend.postgres.lock_timeout = input::parse_duration("lock_timeout", text)?;
+    }
+    if let Some(text) = &cli.statement_timeout {
+        backend.postgres.statement_timeout = input::parse_duration("statement_timeout", text)?;
+    }
+    Ok(backend)
 }
 
 /// Runs one command and returns its exit code.
@@ -187,6 +202,7 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         url: &cli.database_url,
         out,
         migrate: !cli.no_migrate,
+        backend: backend_options(&cli)?,
         signing,
         trusted,
     };
@@ -196,10 +212,12 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         Command::Apply(args) => write::apply(&ctx, args).await,
         Command::Revert(args) => write::revert(&ctx, args).await,
         Command::Delete(args) => write::delete(&ctx, args).await,
+        Command::Event(args) => write::event(&ctx, args).await,
         Command::Show(args) => read::show(&ctx, args).await,
         Command::List => read::list(&ctx).await,
         Command::History(args) => read::history(&ctx, args).await,
         Command::Diff(args) => read::diff(&ctx, args).await,
+        Command::Stats(args) => read::stats(&ctx, args).await,
         Command::Verify(args) => audit::verify(&ctx, args).await,
         Command::Checkpoint(args) => audit::checkpoint(&ctx, args).await,
         Command::Export(args) => audit::export(&ctx, args).await,

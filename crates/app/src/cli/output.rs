@@ -173,6 +173,29 @@ impl Output {
         println!("{}", plan_text(before, plan));
     }
 
+    pub fn stats(&self, rows: &[guildconf::StatsRow]) {
+        if self.json {
+            let rows: Vec<Value> = rows
+                .iter()
+                .map(|r| json!({"key": r.key, "count": r.count}))
+                .collect();
+            print_json(&json!({ "rows": rows }));
+            return;
+        }
+        if rows.is_empty() {
+            println!("no entries");
+            return;
+        }
+        let width = rows
+            .iter()
+            .map(|r| r.key.chars().count())
+            .max()
+            .unwrap_or(0);
+        for r in rows {
+            println!("{:<width$}  {}", r.key, r.count);
+        }
+    }
+
     pub fn write_result(&self, result: &WriteResult) {
         if self.json {
             print_json(&serde_json::to_value(result).unwrap_or(Value::Null));
@@ -191,12 +214,16 @@ impl Output {
             Outcome::Reverted => "reverted",
             Outcome::Deleted => "deleted",
             Outcome::Unchanged => "unchanged",
+            Outcome::Recorded => "recorded",
         };
         if result.dry_run {
             println!("dry run, nothing written: guild {guild} would be {verb} at version {v}");
             for change in result.changes.as_deref().unwrap_or_default() {
                 println!("  {}", change_line(change));
             }
+        } else if result.outcome == Outcome::Recorded {
+            let replay = if result.replayed { " [replayed]" } else { "" };
+            println!("recorded an event for guild {guild}: config version {v}{hash}{replay}");
         } else if result.outcome == Outcome::Unchanged {
             println!("unchanged: guild {guild} stays at version {v}");
         } else {

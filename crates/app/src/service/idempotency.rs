@@ -17,6 +17,7 @@ impl Edit {
             Edit::Replace { .. } => "apply",
             Edit::Revert { .. } => "revert",
             Edit::Delete => "delete",
+            Edit::Event(_) => "event",
         }
     }
 
@@ -32,6 +33,11 @@ impl Edit {
             Edit::Replace { document } => document.clone(),
             Edit::Revert { to } => json!({ "to": to }),
             Edit::Delete => Value::Null,
+            // The checked event, secrets already redacted.
+            Edit::Event(event) => json!({
+                "action": event.key().as_str(),
+                "detail": Value::Object(event.detail()),
+            }),
         }
     }
 }

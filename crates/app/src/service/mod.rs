@@ -10,8 +10,8 @@ mod write;
 use std::sync::Arc;
 
 use guildconf_domain::{
-    redact_document, Actor, Change, ConfigSchema, FieldPath, GuildConfigSchema, GuildId, LinkMeta,
-    Operation, RequestContext, Timestamp,
+    redact_document, ActionRegistry, Actor, Change, CheckedEvent, ConfigSchema, FieldPath,
+    GuildConfigSchema, GuildId, LinkMeta, Operation, RequestContext, Timestamp,
 };
 use guildconf_ports::{Clock, ConfigStore, SystemClock};
 use serde::Serialize;
@@ -147,6 +147,9 @@ pub enum Edit {
     },
     /// Delete the config; history stays.
     Delete,
+    /// Record an event (checked against the service's action registry);
+    /// the config is unchanged.
+    Event(CheckedEvent),
 }
 
 /// What a write did.
@@ -163,6 +166,8 @@ pub enum Outcome {
     Reverted,
     /// The config was deleted.
     Deleted,
+    /// An event was recorded; the config is unchanged.
+    Recorded,
 }
 
 impl Outcome {
@@ -174,6 +179,7 @@ impl Outcome {
             Operation::Update | Operation::Purge => Outcome::Updated,
             Operation::Revert => Outcome::Reverted,
             Operation::Delete => Outcome::Deleted,
+            Operation::Event(_) => Outcome::Recorded,
         }
     }
 }
@@ -231,6 +237,7 @@ pub struct ConfigService {
     pub(crate) schema: Arc<dyn ConfigSchema>,
     pub(crate) max_retries: u32,
     pub(crate) hints: Arc<HeadHints>,
+    pub(crate) actions: Arc<ActionRegistry>,
 }
 
 impl ConfigService {
@@ -243,6 +250,7 @@ impl ConfigService {
             schema: Arc::new(GuildConfigSchema),
             max_retries: DEFAULT_MAX_RETRIES,
             hints: Arc::new(HeadHints::new(DEFAULT_HEAD_HINTS)),
+            actions: Arc::new(ActionRegistry::shipped()),
         }
     }
 
@@ -258,6 +266,31 @@ impl ConfigService {
     pub fn with_schema(mut self, schema: Arc<dyn ConfigSchema>) -> Self {
         self.schema = schema;
         self
+    }
+
+    /// Replaces the registry of action keys events may use (by default
+    /// [`ActionRegistry::shipped`]). A bot registers its own keys at
+    /// start-up:
+    ///
+    /// ```
+    /// use guildconf::{ActionRegistry, ActionSpec, DataType, EventOutcome};
+    /// let mut actions = ActionRegistry::shipped();
+    /// actions.register(
+    ///     ActionSpec::new("economy.bonus_paid", "A daily bonus was paid.")?
+    ///         .outcomes(&[EventOutcome::Success])
+    ///         .required("amount", DataType::Integer),
+    /// )?;
+    /// # let _ = actions; Ok::<(), String>(())
+    /// ```
+    #[must_use]
+    pub fn with_actions(mut self, actions: ActionRegistry) -> Self {
+        self.actions = Arc::new(actions);
+        self
+    }
+
+    /// The action keys this service accepts.
+    pub fn actions(&self) -> &ActionRegistry {
+        &self.actions
     }
 
     /// Sets how often a lost race is retried before a conflict is reported.

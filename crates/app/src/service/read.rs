@@ -69,11 +69,12 @@ impl ConfigService {
                         version,
                         document,
                     }),
-                    Some(_) => Err(Error::NotFound(format!(
+                    Some(h) if h.version > 0 => Err(Error::NotFound(format!(
                         "guild {guild}'s config is deleted"
                     ))),
-                    None => Err(Error::NotFound(format!("guild {guild} has no config"))),
-                }
+                    // A head at version 0 has recorded events only.
+                    Some(_) | None => Err(Error::NotFound(format!("guild {guild} has no config"))),
+                };
             }
             At::Version(v) => v,
             At::Time(t) => match self.store.entry_at(guild, t).await? {
@@ -102,12 +103,16 @@ impl ConfigService {
         }
     }
 
-    /// Every configured guild with its version and last change.
+    /// Every configured guild with its version and last change (also
+    /// those whose config is deleted; not those that only recorded events,
+    /// which never had a config).
     ///
     /// # Errors
     /// [`Error::Storage`] when the database fails.
     pub async fn list(&self) -> Result<Vec<GuildSummary>> {
-        Ok(self.store.list_guilds().await?)
+        let mut guilds = self.store.list_guilds().await?;
+        guilds.retain(|g| g.version > 0);
+        Ok(guilds)
     }
 
     /// The (redacted) changes between two versions.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use guildconf_domain::json::{self, canonical_json, check_limits};
 use guildconf_domain::{
-    link, restore_kept_secrets, CanonicalDocument, GuildConfig, GuildId, Step, Violation,
+    link, restore_kept_secrets, CanonicalDocument, Event, GuildConfig, GuildId, Step, Violation,
     Violations,
 };
 use guildconf_ports::{ChangeSet, Head, RequestRecord, StoreError};
@@ -102,12 +102,15 @@ impl ConfigService {
                     document: Some(document),
                     ..
                 }) => (version, seq, document),
-                Some(_) => {
+                Some(h) if h.version > 0 => {
                     return Err(Error::NotFound(format!(
                         "guild {guild}'s config is deleted"
                     )))
                 }
-                None => return Err(Error::NotFound(format!("guild {guild} has no config"))),
+                // A head at version 0 has recorded events only.
+                Some(_) | None => {
+                    return Err(Error::NotFound(format!("guild {guild} has no config")))
+                }
             };
             let mut config = GuildConfig::from_document(&document).map_err(|_| {
                 Error::invalid("", "modify edits the shipped GuildConfig schema only")
@@ -160,6 +163,27 @@ impl ConfigService {
     /// [`Error::NotFound`] when the guild has no config.
     pub async fn delete(&self, guild: GuildId, meta: &WriteMeta) -> Result<WriteResult> {
         self.write(guild, Edit::Delete, meta).await
+    }
+
+    /// Records an event in the guild's chain: checked against the service's
+    /// action registry ([`ConfigService::with_actions`]), its secret data
+    /// redacted, written as the guild's next entry with the current config
+    /// version and document hash (0 and none for a guild without a config).
+    /// The config is unchanged. Idempotent with `meta.request_id` as any
+    /// write is.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an unknown action key, a disallowed outcome,
+    /// a bad target, or data the key does not declare or of the wrong type
+    /// (then nothing is stored); otherwise as [`ConfigService::write`].
+    pub async fn record(
+        &self,
+        guild: GuildId,
+        event: &Event,
+        meta: &WriteMeta,
+    ) -> Result<WriteResult> {
+        let checked = self.actions.check(event)?;
+        self.write(guild, Edit::Event(checked), meta).await
     }
 
     /// Returns the current document, creating the default config first when
@@ -328,8 +352,11 @@ impl ConfigService {
         let version = head.map_or(0, |h| h.version);
         let existing = || {
             current.ok_or_else(|| match head {
-                Some(_) => Error::NotFound(format!("guild {guild}'s config is deleted")),
-                None => Error::NotFound(format!("guild {guild} has no config (create it first)")),
+                Some(h) if h.version > 0 => {
+                    Error::NotFound(format!("guild {guild}'s config is deleted"))
+                }
+                // A head at version 0 has recorded events only.
+                _ => Error::NotFound(format!("guild {guild} has no config (create it first)")),
             })
         };
         // An edit of the current document: `None` when it changes nothing.
@@ -388,6 +415,7 @@ impl ConfigService {
                 existing()?;
                 Step::Delete
             }
+            Edit::Event(event) => Step::Event(event.clone()),
         };
         Ok(Some(step))
     }

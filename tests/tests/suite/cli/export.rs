@@ -266,7 +266,7 @@ fn csv_records(db: &TestDb, dir: &Path) -> Vec<Vec<String>> {
     records
 }
 
-async fn csv_export_has_thirteen_columns_matching_the_jsonl(backend: Backend, name: &str) {
+async fn csv_export_has_seventeen_columns_matching_the_jsonl(backend: Backend, name: &str) {
     let db = TestDb::new(backend, name).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let Exported { lines, .. } = exported(&db, dir.path());
@@ -286,11 +286,17 @@ async fn csv_export_has_thirteen_columns_matching_the_jsonl(backend: Backend, na
             "summary",
             "reason",
             "request_id",
-            "entry_hash"
+            "entry_hash",
+            "outcome",
+            "target_type",
+            "target_id",
+            "target_label"
         ]
     );
     for (rec, line) in records[1..].iter().zip(&lines) {
-        assert_eq!(rec.len(), 13, "{rec:?}");
+        assert_eq!(rec.len(), 17, "{rec:?}");
+        // Config entries read as outcome success, with no target.
+        assert_eq!(rec[13..], ["success", "", "", ""], "{rec:?}");
         assert_eq!(json!(rec[0]), line["guild_id"]);
         assert_eq!(rec[1], line["seq"].to_string());
         assert_eq!(rec[2], line["config_version"].to_string());
@@ -336,6 +342,6 @@ guildconf_tests::contract! {
     verify_file_checks_an_export_and_finds_a_changed_byte,
     verify_file_finds_a_removed_line,
     export_filters_by_guild_and_time,
-    csv_export_has_thirteen_columns_matching_the_jsonl,
+    csv_export_has_seventeen_columns_matching_the_jsonl,
     csv_export_quotes_text_and_filters_by_guild,
 }

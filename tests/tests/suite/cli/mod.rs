@@ -8,6 +8,7 @@
 //! four versions several areas start from); each submodule is one area, each
 //! test in it one behaviour.
 
+mod events;
 mod exits;
 mod export;
 mod history;

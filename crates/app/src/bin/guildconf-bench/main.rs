@@ -158,7 +158,10 @@ pub async fn open_with(
 ) -> guildconf::Result<std::sync::Arc<dyn guildconf::ConfigStore>> {
     let options = guildconf::OpenOptions::new()
         .create_if_missing(sqlite.create_if_missing)
-        .backend(guildconf::BackendOptions { sqlite });
+        .backend(guildconf::BackendOptions {
+            sqlite,
+            ..Default::default()
+        });
     guildconf::open(url, options).await
 }
 

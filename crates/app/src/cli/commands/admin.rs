@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
-use guildconf::{ConfigService, Error, ImportRefusal, OpenOptions};
+use guildconf::{ConfigService, Error, ImportRefusal};
 
 use super::super::args::{CopyArgs, ImportArgs, KeygenArgs, PurgeArgs};
 use super::super::input::{open_file, optional, parse_guild, parse_time};
@@ -126,7 +126,7 @@ pub async fn copy(ctx: &Ctx<'_>, args: CopyArgs) -> Result<u8, Error> {
 
 /// `migrate`: creates the database if missing and applies the migrations.
 pub async fn migrate(ctx: &Ctx<'_>) -> Result<u8, Error> {
-    guildconf::open(ctx.url, OpenOptions::new().create_if_missing(true)).await?;
+    guildconf::open(ctx.url, ctx.open_options(true).migrate(true)).await?;
     if ctx.out.is_json() {
         println!("{}", serde_json::json!({"migrated": true}));
     } else {

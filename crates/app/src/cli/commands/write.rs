@@ -1,9 +1,9 @@
-//! The writes: `create`, `set`, `apply`, `revert`, `delete`.
+//! The writes: `create`, `set`, `apply`, `revert`, `delete`, `event`.
 
-use guildconf::{Error, FieldEdit, WriteResult};
-use serde_json::json;
+use guildconf::{ActionRegistry, Error, Event, EventOutcome, FieldEdit, Target, WriteResult};
+use serde_json::{json, Map, Value};
 
-use super::super::args::{ApplyArgs, CreateArgs, DeleteArgs, RevertArgs, SetArgs};
+use super::super::args::{ApplyArgs, CreateArgs, DeleteArgs, EventArgs, RevertArgs, SetArgs};
 use super::super::input::{
     invalid, parse_assignment, parse_guild, parse_path, parse_u64, read_json_file,
 };
@@ -82,4 +82,37 @@ pub async fn delete(ctx: &Ctx<'_>, args: DeleteArgs) -> Result<u8, Error> {
     let meta = args.guard.meta()?;
     let service = ctx.service(false).await?;
     Ok(written(ctx, &service.delete(guild, &meta).await?))
+}
+
+pub async fn event(ctx: &Ctx<'_>, args: EventArgs) -> Result<u8, Error> {
+    let guild = parse_guild(&args.guild)?;
+    let outcome = EventOutcome::parse(&args.outcome)
+        .map_err(|e| invalid("/outcome", format!("--outcome {e}")))?;
+    let mut target = Target::new(args.target_type, args.target_id);
+    target.label = args.target_label;
+    let mut data = Map::new();
+    for item in &args.data {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(invalid(
+                "/data",
+                format!("expected KEY=VALUE, got {item:?}"),
+            ));
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        if data.insert(key.to_owned(), value).is_some() {
+            return Err(invalid("/data", format!("--data {key} is given twice")));
+        }
+    }
+    let event = Event {
+        action: args.action,
+        outcome,
+        target,
+        data,
+    };
+    let meta = args.write.meta(None, args.dry_run)?;
+    // Checked before the database is opened (or created), so bad input
+    // leaves no trace at all; the service checks again with the same keys.
+    ActionRegistry::shipped().check(&event)?;
+    let service = ctx.service(!args.dry_run).await?;
+    Ok(written(ctx, &service.record(guild, &event, &meta).await?))
 }
