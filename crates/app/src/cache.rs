@@ -29,12 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use guildconf_domain::{Entry, GuildId, Operation, Timestamp};
+use guildconf_domain::GuildId;
 use guildconf_ports::{
-    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadChange, HistoryQuery,
-    PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StatsQuery, StatsRow,
-    StoreError, StoreResult, StoredEntry, StoredHead, WatchEvent,
+    ChangeSet, ChangeWatcher, ConfigStore, HeadChange, PurgeOutcome, PurgeSet, StoreError,
+    StoreResult, WatchEvent,
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -411,12 +409,13 @@ struct WriteThrough {
     cache: Arc<Inner>,
 }
 
-#[async_trait]
-impl ConfigStore for WriteThrough {
-    async fn head(&self, guild: GuildId) -> StoreResult<Option<Head>> {
-        self.cache.store.head(guild).await
+impl crate::wrapper::Wraps for WriteThrough {
+    fn wrapped(&self) -> &dyn ConfigStore {
+        self.cache.store.as_ref()
     }
+}
 
+crate::wrapper::wrapping_store!(WriteThrough {
     async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
         let guild = change.guild_id;
         let (version, seq) = (change.head.version, change.head.seq);
@@ -436,30 +435,6 @@ impl ConfigStore for WriteThrough {
         }
     }
 
-    async fn entry_signature(
-        &self,
-        guild: GuildId,
-        seq: u64,
-    ) -> StoreResult<Option<(String, Option<guildconf_domain::EntrySignature>)>> {
-        self.cache.store.entry_signature(guild, seq).await
-    }
-
-    async fn request(
-        &self,
-        guild: GuildId,
-        request_id: &str,
-    ) -> StoreResult<Option<RequestRecord>> {
-        self.cache.store.request(guild, request_id).await
-    }
-
-    async fn purge_candidate(
-        &self,
-        guild: GuildId,
-        before: Timestamp,
-    ) -> StoreResult<Option<PurgeCandidate>> {
-        self.cache.store.purge_candidate(guild, before).await
-    }
-
     async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
         let guild = purge.head.guild_id;
         let (version, seq) = (purge.head.version, purge.head.seq);
@@ -476,81 +451,4 @@ impl ConfigStore for WriteThrough {
             }
         }
     }
-
-    async fn snapshot(&self, guild: GuildId, version: u64) -> StoreResult<Option<Snapshot>> {
-        self.cache.store.snapshot(guild, version).await
-    }
-
-    async fn entry_at(
-        &self,
-        guild: GuildId,
-        at: Timestamp,
-    ) -> StoreResult<Option<(u64, Operation)>> {
-        self.cache.store.entry_at(guild, at).await
-    }
-
-    async fn list_guilds(&self) -> StoreResult<Vec<GuildSummary>> {
-        self.cache.store.list_guilds().await
-    }
-
-    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
-        self.cache.store.history(query).await
-    }
-
-    async fn stats(&self, query: &StatsQuery) -> StoreResult<Vec<StatsRow>> {
-        self.cache.store.stats(query).await
-    }
-
-    async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>> {
-        self.cache.store.guild_ids(after, limit).await
-    }
-
-    async fn entries_between(
-        &self,
-        after: (GuildId, u64),
-        through: GuildId,
-        since: Option<Timestamp>,
-        limit: u32,
-        with_snapshots: bool,
-    ) -> StoreResult<Vec<StoredEntry>> {
-        self.cache
-            .store
-            .entries_between(after, through, since, limit, with_snapshots)
-            .await
-    }
-
-    async fn stored_heads(
-        &self,
-        from: GuildId,
-        through: GuildId,
-    ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
-        self.cache.store.stored_heads(from, through).await
-    }
-
-    async fn commit_all(
-        &self,
-        changes: Box<dyn Iterator<Item = StoreResult<guildconf_ports::ChangeSet>> + Send>,
-    ) -> StoreResult<u64> {
-        self.cache.store.commit_all(changes).await
-    }
-
-    async fn rows_past_heads(
-        &self,
-        from: GuildId,
-        through: GuildId,
-    ) -> StoreResult<Vec<guildconf_ports::PastHead>> {
-        self.cache.store.rows_past_heads(from, through).await
-    }
-
-    async fn stored_requests(
-        &self,
-        from: GuildId,
-        through: GuildId,
-    ) -> StoreResult<Vec<guildconf_ports::StoredRequest>> {
-        self.cache.store.stored_requests(from, through).await
-    }
-
-    async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
-        self.cache.store.watch().await
-    }
-}
+});

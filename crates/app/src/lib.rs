@@ -39,6 +39,7 @@ mod service;
 pub mod signing;
 mod stream;
 mod verify;
+mod wrapper;
 
 pub use backend::{open, BackendOptions, OpenOptions};
 pub use cache::{CacheOptions, CachedConfig, ConfigChanged, ReadCache};

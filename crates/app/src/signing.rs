@@ -15,20 +15,13 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
 };
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use guildconf_domain::{
-    fingerprint, Entry, EntrySignature, GuildId, Operation, SignatureFault, Timestamp, TrustedKeys,
-};
-use guildconf_ports::{
-    ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HistoryQuery, PastHead,
-    PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StoreError, StoreResult,
-    StoredEntry, StoredHead, StoredRequest,
-};
+use guildconf_domain::{fingerprint, EntrySignature, GuildId, SignatureFault, TrustedKeys};
+use guildconf_ports::{ChangeSet, ConfigStore, PurgeOutcome, PurgeSet, StoreError, StoreResult};
 
 use crate::error::{Error, Result};
 
@@ -301,12 +294,13 @@ impl SigningStore {
     }
 }
 
-#[async_trait]
-impl ConfigStore for SigningStore {
-    async fn head(&self, guild: GuildId) -> StoreResult<Option<Head>> {
-        self.inner.head(guild).await
+impl crate::wrapper::Wraps for SigningStore {
+    fn wrapped(&self) -> &dyn ConfigStore {
+        self.inner.as_ref()
     }
+}
 
+crate::wrapper::wrapping_store!(SigningStore {
     async fn commit(&self, mut change: ChangeSet) -> StoreResult<()> {
         let guild = change.guild_id;
         self.check_base(guild, change.expected_seq, &change.entry.body().prev_hash)
@@ -316,122 +310,6 @@ impl ConfigStore for SigningStore {
         self.inner.commit(change).await?;
         self.remember(guild, &hash);
         Ok(())
-    }
-
-    async fn commit_all(
-        &self,
-        changes: Box<dyn Iterator<Item = StoreResult<ChangeSet>> + Send>,
-    ) -> StoreResult<u64> {
-        self.inner.commit_all(changes).await
-    }
-
-    async fn entry_signature(
-        &self,
-        guild: GuildId,
-        seq: u64,
-    ) -> StoreResult<Option<(String, Option<EntrySignature>)>> {
-        self.inner.entry_signature(guild, seq).await
-    }
-
-    async fn request(
-        &self,
-        guild: GuildId,
-        request_id: &str,
-    ) -> StoreResult<Option<RequestRecord>> {
-        self.inner.request(guild, request_id).await
-    }
-
-    async fn snapshot(&self, guild: GuildId, version: u64) -> StoreResult<Option<Snapshot>> {
-        self.inner.snapshot(guild, version).await
-    }
-
-    async fn entry_at(
-        &self,
-        guild: GuildId,
-        at: Timestamp,
-    ) -> StoreResult<Option<(u64, Operation)>> {
-        self.inner.entry_at(guild, at).await
-    }
-
-    async fn list_guilds(&self) -> StoreResult<Vec<GuildSummary>> {
-        self.inner.list_guilds().await
-    }
-
-    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<Entry>> {
-        self.inner.history(query).await
-    }
-
-    async fn guild_ids(&self, after: Option<GuildId>, limit: u32) -> StoreResult<Vec<GuildId>> {
-        self.inner.guild_ids(after, limit).await
-    }
-
-    async fn entries(
-        &self,
-        guild: GuildId,
-        after_seq: u64,
-        since: Option<Timestamp>,
-        limit: u32,
-        with_snapshots: bool,
-    ) -> StoreResult<Vec<StoredEntry>> {
-        self.inner
-            .entries(guild, after_seq, since, limit, with_snapshots)
-            .await
-    }
-
-    async fn entries_between(
-        &self,
-        after: (GuildId, u64),
-        through: GuildId,
-        since: Option<Timestamp>,
-        limit: u32,
-        with_snapshots: bool,
-    ) -> StoreResult<Vec<StoredEntry>> {
-        self.inner
-            .entries_between(after, through, since, limit, with_snapshots)
-            .await
-    }
-
-    async fn stored_head(&self, guild: GuildId) -> StoreResult<Option<StoredHead>> {
-        self.inner.stored_head(guild).await
-    }
-
-    async fn stored_heads(
-        &self,
-        from: GuildId,
-        through: GuildId,
-    ) -> StoreResult<Vec<(GuildId, StoredHead)>> {
-        self.inner.stored_heads(from, through).await
-    }
-
-    async fn rows_past_heads(&self, from: GuildId, through: GuildId) -> StoreResult<Vec<PastHead>> {
-        self.inner.rows_past_heads(from, through).await
-    }
-
-    async fn stored_requests(
-        &self,
-        from: GuildId,
-        through: GuildId,
-    ) -> StoreResult<Vec<StoredRequest>> {
-        self.inner.stored_requests(from, through).await
-    }
-
-    async fn stats(
-        &self,
-        query: &guildconf_ports::StatsQuery,
-    ) -> StoreResult<Vec<guildconf_ports::StatsRow>> {
-        self.inner.stats(query).await
-    }
-
-    async fn watch(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
-        self.inner.watch().await
-    }
-
-    async fn purge_candidate(
-        &self,
-        guild: GuildId,
-        before: Timestamp,
-    ) -> StoreResult<Option<PurgeCandidate>> {
-        self.inner.purge_candidate(guild, before).await
     }
 
     async fn purge(&self, mut purge: PurgeSet) -> StoreResult<PurgeOutcome> {
@@ -448,4 +326,4 @@ impl ConfigStore for SigningStore {
         self.remember(guild, &hash);
         Ok(outcome)
     }
-}
+});
