@@ -538,15 +538,16 @@ impl PgStore {
         Ok(())
     }
 
-    /// A guild's head as `change` leaves it, with `document` (the text the
-    /// guild's change sets left, see [`commit_all`](Self::commit_all)),
-    /// inserted inside `tx`; a guild that has a head already is a conflict.
+    /// A guild's head as `change` leaves it, with the document text it
+    /// leaves current ([`ChangeSet::new_head_text`], which also knows it when
+    /// `change` makes no version), inserted inside `tx`; a guild that has a
+    /// head already is a conflict.
     async fn insert_head(
         &self,
         tx: &mut sqlx::PgConnection,
         change: &ChangeSet,
-        document: Option<&str>,
     ) -> StoreResult<()> {
+        let document = change.new_head_text()?;
         let head = &change.head;
         let inserted = sqlx::query(
             "INSERT INTO guild_heads (guild_id, version, seq, last_hash, updated_at, actor_id, \
@@ -561,7 +562,7 @@ impl PgStore {
         .bind(&head.actor.id)
         .bind(head.actor.kind.as_str())
         .bind(&head.actor.label)
-        .bind(document)
+        .bind(document.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
@@ -728,10 +729,6 @@ impl ConfigStore for PgStore {
             .map_err(|e| self.err(e))?;
         let mut written = 0;
         let mut pending: Option<ChangeSet> = None;
-        // The head document the guild's change sets so far leave: a write
-        // that makes no version (a purge, an event) keeps the text an
-        // earlier one set, so the last change set alone does not know it.
-        let mut document: Option<String> = None;
         for change in changes {
             let change = change?;
             change.check()?;
@@ -745,10 +742,7 @@ impl ConfigStore for PgStore {
                     ));
                 }
                 Some(prev) if prev.guild_id == change.guild_id => {}
-                Some(prev) => {
-                    self.insert_head(&mut tx, prev, document.as_deref()).await?;
-                    document = None;
-                }
+                Some(prev) => self.insert_head(&mut tx, prev).await?,
                 None => {}
             }
             let first_of_guild = pending
@@ -760,16 +754,11 @@ impl ConfigStore for PgStore {
                 ));
             }
             self.insert_rows(&mut tx, &change).await?;
-            match change.head_document() {
-                HeadDocument::Set(text) => document = Some(text.to_owned()),
-                HeadDocument::Clear => document = None,
-                HeadDocument::Keep => {}
-            }
             pending = Some(change);
             written += 1;
         }
         if let Some(last) = &pending {
-            self.insert_head(&mut tx, last, document.as_deref()).await?;
+            self.insert_head(&mut tx, last).await?;
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(written)
