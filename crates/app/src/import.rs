@@ -3,18 +3,17 @@
 
 use std::io::BufRead;
 
-use guildconf_domain::json::value_sha256;
 use guildconf_domain::{
     apply_changes, link, unapply_changes, CanonicalDocument, ChainVerifier, CheckedEvent,
     ConfigSchema, Entry, EntryBody, EntrySignature, GuildConfigSchema, GuildId, Head, LinkMeta,
-    Operation, RequestContext, SecretPaths, SnapshotEvidence, Step, Timestamp, BODY_KEYS,
+    Operation, RequestContext, SecretPaths, Step, Timestamp, BODY_KEYS,
 };
 use guildconf_ports::{ChangeSet, ConfigStore, StoreError};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::fanout::{self, RunStart};
-use crate::verify::{verify_export, FastLine, VerifyReport};
+use crate::verify::{line_sig, line_snapshot_evidence, verify_export, FastLine, VerifyReport};
 
 /// What an import wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -93,11 +92,7 @@ impl GuildReplay {
                         Unbuilt::Refused(format!("malformed snapshot: {e}")).at_line(no)
                     })?;
                 let entry_hash = fast.entry_hash.to_owned();
-                let sig = fast
-                    .sig
-                    .as_ref()
-                    .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
-                (Entry { body, entry_hash }, snapshot, sig)
+                (Entry { body, entry_hash }, snapshot, fast.sig)
             }
             None => {
                 let map = parse_line(no, &text)?;
@@ -107,12 +102,7 @@ impl GuildReplay {
                         self.guild
                     )));
                 }
-                let evidence = match map.get("snapshot") {
-                    Some(snapshot) => value_sha256(snapshot)
-                        .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256),
-                    None => SnapshotEvidence::Unknown,
-                };
-                verifier.push(&map, evidence, None);
+                verifier.push(&map, line_snapshot_evidence(&map), None);
                 refuse_unverified(no, verifier)?;
                 let mut line = Value::Object(map);
                 let entry = Entry::from_json(&line).map_err(|e| Unbuilt::from(e).at_line(no))?;
@@ -120,7 +110,7 @@ impl GuildReplay {
                     .as_object_mut()
                     .and_then(|m| m.remove("snapshot"))
                     .filter(|s| !s.is_null());
-                let sig = line.as_object_mut().and_then(|m| m.remove("sig"));
+                let sig = line_sig(line.get("sig"));
                 (entry, snapshot, sig)
             }
         };
@@ -132,7 +122,7 @@ impl GuildReplay {
         line_no: usize,
         claimed: Entry,
         given: Option<Value>,
-        sig: Option<Value>,
+        sig: Option<EntrySignature>,
     ) -> Result<ChangeSet> {
         let at = |why: Unbuilt| why.at_line(line_no);
         check_as_written(&claimed.body).map_err(|e| at(e.into()))?;
@@ -171,15 +161,12 @@ impl GuildReplay {
         // The signature travels as the file has it, byte for byte; a `sig`
         // that is not a well-formed signature is refused with the line.
         if let Some(sig) = sig {
-            let sig = serde_json::from_value::<EntrySignature>(sig)
-                .ok()
-                .filter(|s| s.check_shape().is_ok())
-                .ok_or_else(|| {
-                    at(Unbuilt::Refused(format!(
-                        "guild {} seq {} has a sig that is not a well-formed ed25519 signature",
-                        b.guild_id, b.seq
-                    )))
-                })?;
+            if sig.check_shape().is_err() {
+                return Err(at(Unbuilt::Refused(format!(
+                    "guild {} seq {} has a sig that is not a well-formed ed25519 signature",
+                    b.guild_id, b.seq
+                ))));
+            }
             change.signature = Some(sig);
         }
         self.head = Some(change.head.clone());

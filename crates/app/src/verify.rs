@@ -12,7 +12,7 @@ use guildconf_domain::{
 use guildconf_ports::{PastHead, StoredEntry, StoredHead, StoredRequest};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
@@ -622,11 +622,7 @@ fn check_line(
     };
     match current.as_mut() {
         Some((g, verifier)) if *g == guild => {
-            let evidence = match map.get("snapshot") {
-                Some(snapshot) => value_sha256(snapshot)
-                    .map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256),
-                None => SnapshotEvidence::Unknown,
-            };
+            let evidence = line_snapshot_evidence(&map);
             verifier.push_signed(&map, line_sig(map.get("sig")).as_ref(), evidence, None);
             None
         }
@@ -640,10 +636,21 @@ fn check_line(
     }
 }
 
+/// The hash of a parsed line's `snapshot` member: unknown when the line has
+/// none (an export without snapshots), missing when it cannot be hashed.
+pub(crate) fn line_snapshot_evidence(line: &Map<String, Value>) -> SnapshotEvidence {
+    match line.get("snapshot") {
+        Some(snapshot) => {
+            value_sha256(snapshot).map_or(SnapshotEvidence::Missing, SnapshotEvidence::Sha256)
+        }
+        None => SnapshotEvidence::Unknown,
+    }
+}
+
 /// A line's `sig` member as a signature. A `sig` that is not an object of
 /// the three strings reads as a malformed signature (empty parts), so a
 /// verify with trusted keys names it; without them it is not looked at.
-fn line_sig(sig: Option<&Value>) -> Option<EntrySignature> {
+pub(crate) fn line_sig(sig: Option<&Value>) -> Option<EntrySignature> {
     let sig = sig?;
     Some(
         serde_json::from_value::<EntrySignature>(sig.clone()).unwrap_or(EntrySignature {
