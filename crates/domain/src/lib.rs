@@ -28,6 +28,7 @@ mod secret_paths;
 mod signature;
 mod summary;
 mod time;
+mod token;
 mod violation;
 
 pub use actor::{Actor, ActorKind};
@@ -63,4 +64,5 @@ pub use signature::{
 };
 pub use summary::{summarise, summarise_purge};
 pub use time::Timestamp;
+pub use token::{Permission, TokenInfo, TokenRole, MAX_TOKEN_GUILDS, MAX_TOKEN_LABEL};
 pub use violation::{Violation, Violations};
