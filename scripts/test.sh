@@ -2,7 +2,9 @@
 # Runs every check and test guildconf has, doing its own set-up first:
 # starts the local PostgreSQL if it is installed but stopped, installs the
 # Python packages the third-party verifiers use (rfc8785, cryptography),
-# then format, lint, the whole test suite (both backends) and the example bot.
+# the OpenAPI fuzzer (schemathesis) and Debian's chromium and chromium-driver
+# for the browser tests when they are missing; then format, lint, the whole
+# test suite (both backends) and the example bot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,20 @@ fi
 if ! python3 -c 'import cryptography' 2>/dev/null; then
   echo "== installing the cryptography Python package (for docs/verify_signatures.py)"
   python3 -m pip install --quiet cryptography
+fi
+
+if ! python3 -c 'import schemathesis' 2>/dev/null; then
+  echo "== installing schemathesis (the OpenAPI fuzzer the HTTP tests run)"
+  python3 -m pip install --quiet schemathesis
+fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "== installing Debian's chromium and chromium-driver (for the browser tests)"
+  as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get install -y -q chromium chromium-driver >/dev/null ||
+    { "${as_root[@]}" apt-get update -q >/dev/null &&
+      "${as_root[@]}" apt-get install -y -q chromium chromium-driver >/dev/null; }
 fi
 
 echo "== cargo fmt --check"
