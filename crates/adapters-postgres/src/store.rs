@@ -499,45 +499,6 @@ impl PgStore {
             .map_err(|e| self.err(e))
     }
 
-    /// A change set's snapshot, entry and request record inside `tx`, with
-    /// no head move (the bulk path of `commit_all`).
-    async fn insert_rows(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        change: &ChangeSet,
-    ) -> StoreResult<()> {
-        let guild = change.guild_id.as_i64();
-        if let Some(snapshot) = &change.snapshot {
-            sqlx::query(
-                "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(guild)
-            .bind(to_i64(snapshot.version, "version")?)
-            .bind(snapshot.document.text())
-            .bind(snapshot.document.sha256())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        }
-        self.insert_entry(tx, &change.entry, change.signature.as_ref(), guild)
-            .await?;
-        if let Some(request) = &change.request {
-            sqlx::query(
-                "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(guild)
-            .bind(&request.request_id)
-            .bind(&request.fingerprint)
-            .bind(request_result_text(&request.result)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
     /// A guild's head as `change` leaves it, with the document text it
     /// leaves current ([`ChangeSet::new_head_text`], which also knows it when
     /// `change` makes no version), inserted inside `tx`; a guild that has a
@@ -574,6 +535,151 @@ impl PgStore {
                 change.guild_id
             )))
         }
+    }
+}
+
+/// Change sets a bulk write sends per round trip.
+const BULK_BATCH: usize = 1000;
+/// Document and body bytes a bulk write sends per round trip at most, so a
+/// batch of large documents stays a modest message.
+const BULK_BATCH_BYTES: usize = 8 << 20;
+
+/// The rows of up to [`BULK_BATCH`] change sets, column by column, for the
+/// bulk path of `commit_all`: each table gets one `INSERT … SELECT FROM
+/// UNNEST(…)` per batch instead of one statement per row. Rows keep their
+/// order, so the chain trigger (which sees the rows inserted before it in
+/// the same statement) checks each entry against the one before it, as it
+/// does for single writes.
+#[derive(Default)]
+struct BulkRows {
+    snap_guild: Vec<i64>,
+    snap_version: Vec<i64>,
+    snap_document: Vec<String>,
+    snap_sha256: Vec<String>,
+    guild: Vec<i64>,
+    seq: Vec<i64>,
+    config_version: Vec<i64>,
+    operation: Vec<String>,
+    occurred_at: Vec<String>,
+    actor_id: Vec<String>,
+    request_id: Vec<Option<String>>,
+    body: Vec<String>,
+    entry_hash: Vec<String>,
+    prev_hash: Vec<String>,
+    sig_alg: Vec<Option<String>>,
+    sig_key: Vec<Option<String>>,
+    sig_value: Vec<Option<String>>,
+    req_guild: Vec<i64>,
+    req_id: Vec<String>,
+    req_fingerprint: Vec<String>,
+    req_result: Vec<String>,
+    bytes: usize,
+}
+
+impl BulkRows {
+    /// Adds a change set's snapshot, entry and request record.
+    fn push(&mut self, change: &ChangeSet) -> StoreResult<()> {
+        let guild = change.guild_id.as_i64();
+        if let Some(snapshot) = &change.snapshot {
+            self.snap_guild.push(guild);
+            self.snap_version.push(to_i64(snapshot.version, "version")?);
+            self.snap_document.push(snapshot.document.text().to_owned());
+            self.snap_sha256.push(snapshot.document.sha256().to_owned());
+            self.bytes += snapshot.document.text().len();
+        }
+        let body = change.entry.body();
+        let signature = change.signature.as_ref();
+        self.guild.push(guild);
+        self.seq.push(to_i64(body.seq, "seq")?);
+        self.config_version
+            .push(to_i64(body.config_version, "config version")?);
+        self.operation.push(body.operation.as_str().to_owned());
+        self.occurred_at.push(body.occurred_at.to_string());
+        self.actor_id.push(body.actor.id.clone());
+        self.request_id.push(body.request_id.clone());
+        self.body.push(change.entry.text().to_owned());
+        self.entry_hash.push(change.entry.entry_hash().to_owned());
+        self.prev_hash.push(body.prev_hash.clone());
+        self.sig_alg.push(signature.map(|s| s.alg.clone()));
+        self.sig_key.push(signature.map(|s| s.key.clone()));
+        self.sig_value.push(signature.map(|s| s.value.clone()));
+        self.bytes += change.entry.text().len();
+        if let Some(request) = &change.request {
+            self.req_guild.push(guild);
+            self.req_id.push(request.request_id.clone());
+            self.req_fingerprint.push(request.fingerprint.clone());
+            self.req_result.push(request_result_text(&request.result)?);
+        }
+        Ok(())
+    }
+
+    fn is_full(&self) -> bool {
+        self.guild.len() >= BULK_BATCH || self.bytes >= BULK_BATCH_BYTES
+    }
+}
+
+impl PgStore {
+    /// Sends the batched rows inside `tx`, snapshots first, and empties the
+    /// batch.
+    async fn flush_rows(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        rows: &mut BulkRows,
+    ) -> StoreResult<()> {
+        let rows = std::mem::take(rows);
+        if !rows.snap_guild.is_empty() {
+            sqlx::query(
+                "INSERT INTO guild_snapshots (guild_id, version, document, sha256) \
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[])",
+            )
+            .bind(rows.snap_guild)
+            .bind(rows.snap_version)
+            .bind(rows.snap_document)
+            .bind(rows.snap_sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        if !rows.guild.is_empty() {
+            sqlx::query(
+                "INSERT INTO audit_entries (guild_id, seq, config_version, operation, \
+                 occurred_at, actor_id, request_id, body, entry_hash, prev_hash, sig_alg, \
+                 sig_key, sig_value) \
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], \
+                 $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], \
+                 $11::TEXT[], $12::TEXT[], $13::TEXT[])",
+            )
+            .bind(rows.guild)
+            .bind(rows.seq)
+            .bind(rows.config_version)
+            .bind(rows.operation)
+            .bind(rows.occurred_at)
+            .bind(rows.actor_id)
+            .bind(rows.request_id)
+            .bind(rows.body)
+            .bind(rows.entry_hash)
+            .bind(rows.prev_hash)
+            .bind(rows.sig_alg)
+            .bind(rows.sig_key)
+            .bind(rows.sig_value)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        if !rows.req_guild.is_empty() {
+            sqlx::query(
+                "INSERT INTO audit_requests (guild_id, request_id, fingerprint, result) \
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[])",
+            )
+            .bind(rows.req_guild)
+            .bind(rows.req_id)
+            .bind(rows.req_fingerprint)
+            .bind(rows.req_result)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 }
 
@@ -729,6 +835,7 @@ impl ConfigStore for PgStore {
             .map_err(|e| self.err(e))?;
         let mut written = 0;
         let mut pending: Option<ChangeSet> = None;
+        let mut rows = BulkRows::default();
         for change in changes {
             let change = change?;
             change.check()?;
@@ -753,10 +860,14 @@ impl ConfigStore for PgStore {
                     "a bulk write starts each guild from no head".into(),
                 ));
             }
-            self.insert_rows(&mut tx, &change).await?;
+            rows.push(&change)?;
+            if rows.is_full() {
+                self.flush_rows(&mut tx, &mut rows).await?;
+            }
             pending = Some(change);
             written += 1;
         }
+        self.flush_rows(&mut tx, &mut rows).await?;
         if let Some(last) = &pending {
             self.insert_head(&mut tx, last).await?;
         }
