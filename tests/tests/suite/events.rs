@@ -19,11 +19,11 @@ const QUIET: u64 = 9;
 /// A secret that must never be stored in an entry or exported.
 const SECRET: &str = "HUNTER2";
 
-fn gid(n: u64) -> GuildId {
+pub(crate) fn gid(n: u64) -> GuildId {
     GuildId::from_u64(n).expect("valid")
 }
 
-fn alice() -> WriteMeta {
+pub(crate) fn alice() -> WriteMeta {
     WriteMeta::new(
         guildconf::Actor::new(
             "80351110224678912",

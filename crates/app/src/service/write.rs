@@ -476,7 +476,7 @@ impl ConfigService {
     }
 
     /// Builds the chained change set and the result it will report.
-    fn change_set(
+    pub(crate) fn change_set(
         &self,
         guild: GuildId,
         head: Option<&Head>,
