@@ -53,8 +53,8 @@ pub use history::{HistoryPage, HistoryRequest};
 pub use import::{copy, import, ImportRefusal, ImportReport};
 pub use purge::PurgeResult;
 pub use service::{
-    value_at, At, ConfigService, Edit, FieldEdit, Outcome, Shown, WriteMeta, WriteResult,
-    DEFAULT_MAX_RETRIES,
+    check_recordable, value_at, At, ConfigService, Edit, FieldEdit, Outcome, Shown, WriteMeta,
+    WriteResult, DEFAULT_MAX_RETRIES,
 };
 pub use signing::{keygen, read_public_key, read_signing_key, PublicKey, Signing};
 pub use tokens::{IssuedToken, NewToken, TOKEN_PREFIX, TOKEN_RECHECK_AFTER};

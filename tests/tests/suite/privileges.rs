@@ -285,6 +285,21 @@ fn every_command_runs_as_the_application_role_and_nothing_more() {
     ok(&app, &["history", "--actor", ALICE]);
     ok(&app, &["diff", GUILD, "1", "3"]);
     ok(&app, &["verify"]);
+    let token: Value = serde_json::from_str(&ok(
+        &app,
+        &[
+            &[
+                "--json", "token", "create", "--role", "viewer", "--guild", GUILD,
+            ][..],
+            &["--label", "dashboard"],
+            &write,
+        ]
+        .concat(),
+    ))
+    .expect("the token as JSON");
+    let id = token["id"].as_str().expect("an id");
+    assert!(ok(&app, &["token", "list"]).contains(id));
+    ok(&app, &[&["token", "revoke", id][..], &write].concat());
     ok(&app, &["checkpoint", "--output", &path("checkpoint.json")]);
     ok(&app, &["verify", "--checkpoint", &path("checkpoint.json")]);
     ok(&app, &["export", "--format", "csv"]);

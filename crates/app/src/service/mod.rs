@@ -21,6 +21,7 @@ use crate::hints::{HeadHints, DEFAULT_HEAD_HINTS};
 use crate::tokens::TokenCache;
 
 pub use read::value_at;
+pub use write::check_recordable;
 pub(crate) use write::{backoff, check_meta};
 
 /// How many times a write without an expected version is recomputed from the

@@ -22,6 +22,27 @@ use crate::error::{Error, Result};
 /// may not record themselves.
 const TOKEN_FAMILY: &str = "token";
 
+/// Refuses an event only guildconf itself records: the `token` family
+/// (`token.created`, `token.revoked`), written when an API token is created
+/// or revoked, so that such an entry always stands for a real token.
+/// [`ConfigService::record`] runs it; a caller can run it before opening a
+/// database, so that such an event leaves no trace at all.
+///
+/// # Errors
+/// [`Error::Invalid`] at `/action` for a key of the `token` family.
+pub fn check_recordable(event: &Event) -> Result<()> {
+    if event.action.split_once('.').map(|(family, _)| family) == Some(TOKEN_FAMILY) {
+        return Err(Error::invalid(
+            "/action",
+            format!(
+                "{} is recorded by guildconf itself when an API token is created or revoked",
+                event.action
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl ConfigService {
     /// Creates a guild's config: the defaults, overlaid with `input`.
     ///
@@ -192,15 +213,7 @@ impl ConfigService {
         event: &Event,
         meta: &WriteMeta,
     ) -> Result<WriteResult> {
-        if event.action.split_once('.').map(|(family, _)| family) == Some(TOKEN_FAMILY) {
-            return Err(Error::invalid(
-                "/action",
-                format!(
-                    "{} is recorded by guildconf itself when an API token is created or revoked",
-                    event.action
-                ),
-            ));
-        }
+        check_recordable(event)?;
         let checked = self.actions.check(event)?;
         self.write(guild, Edit::Event(checked), meta).await
     }
