@@ -38,6 +38,7 @@ mod purge;
 mod service;
 pub mod signing;
 mod stream;
+pub mod ui;
 mod verify;
 mod wrapper;
 
@@ -55,6 +56,7 @@ pub use service::{
     DEFAULT_MAX_RETRIES,
 };
 pub use signing::{keygen, read_public_key, read_signing_key, PublicKey, Signing};
+pub use ui::pending_tokens::{IssuedToken, NewToken};
 pub use verify::{verify_export, verify_export_with, VerifyOptions, VerifyProblem, VerifyReport};
 
 /// JSON helpers: pointers, user paths, canonical form.
