@@ -6,8 +6,8 @@
 //! to one guild is refused another (and the refusal is in that guild's
 //! chain). A PNG of every page goes to `target/ui-screenshots/`.
 //!
-//! Debian's `chromium` and `chromium-driver` must be installed
-//! (`scripts/test.sh` installs them); without them the test fails saying so.
+//! Debian's `chromium` and `chromium-driver` must be installed; without
+//! them the test fails, naming the command that installs them.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ const CHROMIUM_FLAGS: [&str; 9] = [
 const WALK_LIMIT: Duration = Duration::from_secs(240);
 
 /// `name` on the `PATH`, or a failure saying how to install it.
-fn installed(name: &str, package: &str) -> PathBuf {
+fn installed(name: &str) -> PathBuf {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
@@ -51,9 +51,9 @@ fn installed(name: &str, package: &str) -> PathBuf {
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "`{name}` is not installed, and the browser tests need it: \
-                 run `apt-get install -y chromium chromium-driver` (scripts/test.sh does)  \
-                 [package {package}]"
+                "`{name}` is not on the PATH, and the browser tests need it: install \
+                 Debian's chromium and chromium-driver with \
+                 `apt-get install -y chromium chromium-driver`"
             )
         })
 }
@@ -78,8 +78,8 @@ struct Driver {
 
 impl Driver {
     async fn start() -> Self {
-        let chromium = installed("chromium", "chromium");
-        let chromedriver = installed("chromedriver", "chromium-driver");
+        let chromium = installed("chromium");
+        let chromedriver = installed("chromedriver");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
