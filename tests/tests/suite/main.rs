@@ -15,4 +15,5 @@ mod privileges;
 mod processes;
 mod retention;
 mod signing;
+mod tokens;
 mod ui;

@@ -23,7 +23,6 @@
 
 mod access;
 mod pages;
-pub mod pending_tokens;
 mod session;
 mod view;
 

@@ -268,9 +268,10 @@ async fn walk(mut w: Walk, auditor: IssuedToken, viewer: IssuedToken) -> Vec<Pat
     assert!(w.text("header .who").await.contains("audit-desk (auditor)"));
     w.shot("guilds").await;
 
-    // The log, newest first.
+    // The log, newest first: the story, then the viewer's token created.
     w.click(&format!("#guilds a[href$='/g/{A}']")).await;
-    assert_eq!(w.seqs().await, vec![6, 5, 4, 3, 2, 1]);
+    assert_eq!(w.seqs().await, vec![7, 6, 5, 4, 3, 2, 1]);
+    assert!(w.text("#log").await.contains("token.created"));
     w.assert_nothing_ran().await;
     let log = w.text("#log").await;
     for hostile in [EVIL_LABEL, EVIL_REASON, EVIL_TARGET] {
@@ -314,7 +315,7 @@ async fn walk(mut w: Walk, auditor: IssuedToken, viewer: IssuedToken) -> Vec<Pat
         .contains("SECRET-HOOK-VALUE"));
     assert!(w.text("#e-actor").await.starts_with("alice (human"));
     assert_eq!(w.text("#e-reason").await, "rotate the hook");
-    assert!(w.text("#chain-ok").await.contains("6 entries checked"));
+    assert!(w.text("#chain-ok").await.contains("7 entries checked"));
     w.shot("entry-redacted").await;
 
     // The hostile entry: label, reason and value as text; nothing ran.
@@ -346,7 +347,7 @@ async fn walk(mut w: Walk, auditor: IssuedToken, viewer: IssuedToken) -> Vec<Pat
     // The verify button.
     w.goto(&format!("/ui/g/{A}")).await;
     w.click("#verify").await;
-    assert!(w.text("#chain-ok").await.contains("6 entries checked"));
+    assert!(w.text("#chain-ok").await.contains("7 entries checked"));
     w.shot("verify").await;
 
     // Sign out, then a viewer scoped to A asks for B: refused, recorded.
