@@ -691,3 +691,41 @@ async fn an_entry_shows_its_diff_with_secrets_redacted_and_the_chain_status() {
     assert!(verified.body.contains("id=\"chain-broken\""));
     assert!(verified.body.contains("entry_hash"), "{}", verified.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_signed_out() {
+    let served = Served::start(&Sqlite, "ui_revoked").await;
+    story(&served.service).await;
+    let here = token(&served.service, TokenRole::Viewer, &[], "here").await;
+    let there = token(&served.service, TokenRole::Viewer, &[], "there").await;
+    let mut first = served.client();
+    let mut second = served.client();
+    assert_eq!(first.sign_in(&here.secret).await.status, 303);
+    assert_eq!(second.sign_in(&there.secret).await.status, 303);
+    assert_eq!(first.get(&format!("/ui/g/{A}")).await.status, 200);
+    assert_eq!(second.get(&format!("/ui/g/{A}")).await.status, 200);
+
+    // Revoked through the pages' own service: out at the next request.
+    served
+        .service
+        .revoke_token(&here.info.id, &alice())
+        .await
+        .expect("revoked");
+    let reply = first.get(&format!("/ui/g/{A}")).await;
+    assert_eq!(reply.status, 303);
+    assert_eq!(reply.location(), Some("/ui/signin"));
+    // Signing in with it again is refused.
+    let again = first.sign_in(&here.secret).await;
+    assert_eq!(again.status, 401);
+
+    // Revoked by another process (another service over the database, as
+    // `guildconf token revoke` is): out within TOKEN_RECHECK_AFTER.
+    let elsewhere = served.db.service().await;
+    elsewhere
+        .revoke_token(&there.info.id, &alice())
+        .await
+        .expect("revoked elsewhere");
+    tokio::time::sleep(guildconf::TOKEN_RECHECK_AFTER + std::time::Duration::from_millis(200))
+        .await;
+    assert_eq!(second.get(&format!("/ui/g/{A}")).await.status, 303);
+}
