@@ -10,11 +10,11 @@
 pub mod backend;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use guildconf::{ConfigService, ConfigStore};
+use guildconf::{ConfigService, ConfigStore, Entropy};
 use guildconf_ports::{Clock, FaultHook};
 
 pub use backend::{pg_admin_url, Backend, Postgres, Sqlite, TestBackend};
@@ -77,6 +77,25 @@ impl Clock for StepClock {
     fn now(&self) -> DateTime<Utc> {
         let t = self.micros.fetch_add(self.step, Ordering::SeqCst);
         DateTime::from_timestamp_micros(t).unwrap_or_default()
+    }
+}
+
+/// Randomness that is not random, for API tokens: the n-th fill is the
+/// little-endian bytes of n repeated, each XORed with its index. Every fill
+/// differs, so tokens stay distinct, and the same operations draw the same
+/// token ids (hence write the same entries) on every backend.
+#[derive(Debug, Default)]
+pub struct StepEntropy {
+    fills: AtomicU64,
+}
+
+impl Entropy for StepEntropy {
+    fn fill(&self, bytes: &mut [u8]) -> Result<(), String> {
+        let n = self.fills.fetch_add(1, Ordering::SeqCst).to_le_bytes();
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = n[i % n.len()] ^ (i as u8);
+        }
+        Ok(())
     }
 }
 
@@ -157,9 +176,11 @@ impl TestDb {
         out
     }
 
-    /// A service with a [`StepClock`] on a new store.
+    /// A service with a [`StepClock`] and [`StepEntropy`] on a new store.
     pub async fn service(&self) -> ConfigService {
-        ConfigService::new(self.store().await).with_clock(Arc::new(StepClock::new()))
+        ConfigService::new(self.store().await)
+            .with_clock(Arc::new(StepClock::new()))
+            .with_entropy(Arc::new(StepEntropy::default()))
     }
 
     /// Runs plain SQL through a separate connection, as an attacker or admin

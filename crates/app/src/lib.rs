@@ -58,7 +58,7 @@ pub use service::{
     WriteResult, DEFAULT_MAX_RETRIES,
 };
 pub use signing::{keygen, read_public_key, read_signing_key, PublicKey, Signing};
-pub use tokens::{IssuedToken, NewToken, TOKEN_PREFIX, TOKEN_RECHECK_AFTER};
+pub use tokens::{Entropy, IssuedToken, NewToken, OsEntropy, TOKEN_PREFIX, TOKEN_RECHECK_AFTER};
 pub use verify::{verify_export, verify_export_with, VerifyOptions, VerifyProblem, VerifyReport};
 
 /// JSON helpers: pointers, user paths, canonical form.

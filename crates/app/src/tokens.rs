@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{LazyLock, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -51,6 +51,30 @@ const SECRET_CHARS: usize = 43;
 const ID_BYTES: usize = 8;
 /// Most tokens the authentication cache holds; past it, it starts afresh.
 const CACHED_TOKENS: usize = 10_000;
+
+/// Where the random bytes of token secrets and ids come from. Production
+/// uses [`OsEntropy`], the operating system's CSPRNG; tests inject a fixed
+/// source ([`ConfigService::with_entropy`]) so that the same operations
+/// give the same token ids, hence the same entries, on every backend, as
+/// they inject a fixed clock. A predictable source makes predictable
+/// secrets: never give one to a service that issues real tokens.
+pub trait Entropy: Send + Sync + fmt::Debug {
+    /// Fills `bytes` with random bytes.
+    ///
+    /// # Errors
+    /// A sentence when no randomness can be had.
+    fn fill(&self, bytes: &mut [u8]) -> std::result::Result<(), String>;
+}
+
+/// The operating system's CSPRNG (`getrandom`): the default [`Entropy`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&self, bytes: &mut [u8]) -> std::result::Result<(), String> {
+        OsRng.try_fill_bytes(bytes).map_err(|e| e.to_string())
+    }
+}
 
 /// The registry token events are checked against: the shipped one, whatever
 /// registry a bot gave its service, since these keys are guildconf's own.
@@ -152,14 +176,14 @@ fn well_formed(secret: &str) -> bool {
     })
 }
 
-/// A new secret and a new public id, from the operating system's CSPRNG.
-fn generate() -> Result<(String, String)> {
+/// A new secret and a new public id, drawn from `entropy`.
+fn generate(entropy: &dyn Entropy) -> Result<(String, String)> {
     let mut secret = [0u8; SECRET_BYTES];
     let mut id = [0u8; ID_BYTES];
-    OsRng
-        .try_fill_bytes(&mut secret)
-        .and_then(|()| OsRng.try_fill_bytes(&mut id))
-        .map_err(|e| Error::Storage(format!("the operating system gave no randomness: {e}")))?;
+    entropy
+        .fill(&mut secret)
+        .and_then(|()| entropy.fill(&mut id))
+        .map_err(|e| Error::Storage(format!("no randomness for a token: {e}")))?;
     let secret = format!(
         "{TOKEN_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
@@ -194,6 +218,15 @@ fn check_token_meta(meta: &WriteMeta) -> Result<()> {
 }
 
 impl ConfigService {
+    /// Replaces where token secrets and ids are drawn from (by default
+    /// [`OsEntropy`]). For tests only, as [`ConfigService::with_clock`] is:
+    /// see [`Entropy`].
+    #[must_use]
+    pub fn with_entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
+        self.entropy = entropy;
+        self
+    }
+
     /// Issues a token: checks it, draws its secret and id, and stores it
     /// with a `token.created` event in the chain of every guild it names,
     /// in one transaction. The secret is in the result and nowhere else.
@@ -206,7 +239,7 @@ impl ConfigService {
     /// [`Error::Storage`] when the write fails (nothing stored).
     pub async fn create_token(&self, new: NewToken, meta: &WriteMeta) -> Result<IssuedToken> {
         check_token_meta(meta)?;
-        let (secret, id) = generate()?;
+        let (secret, id) = generate(self.entropy.as_ref())?;
         let secret_sha256 = lower_hex(&digest(&secret));
         let mut attempt = 0;
         loop {
@@ -392,11 +425,11 @@ mod tests {
 
     #[test]
     fn secrets_have_the_documented_shape_and_ids_are_hex() {
-        let (secret, id) = generate().expect("randomness");
+        let (secret, id) = generate(&OsEntropy).expect("randomness");
         assert!(well_formed(&secret), "{}", secret.len());
         assert_eq!(secret.len(), TOKEN_PREFIX.len() + SECRET_CHARS);
         assert!(is_token_id(&id));
-        let (other, other_id) = generate().expect("randomness");
+        let (other, other_id) = generate(&OsEntropy).expect("randomness");
         assert_ne!((secret, id), (other, other_id));
     }
 
@@ -419,7 +452,7 @@ mod tests {
 
     #[test]
     fn an_issued_token_never_debug_prints_its_secret() {
-        let (secret, id) = generate().expect("randomness");
+        let (secret, id) = generate(&OsEntropy).expect("randomness");
         let issued = IssuedToken {
             secret: secret.clone(),
             info: TokenInfo {

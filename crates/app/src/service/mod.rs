@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::hints::{HeadHints, DEFAULT_HEAD_HINTS};
-use crate::tokens::TokenCache;
+use crate::tokens::{Entropy, OsEntropy, TokenCache};
 
 pub use read::value_at;
 pub use write::check_recordable;
@@ -243,6 +243,8 @@ pub struct ConfigService {
     /// Tokens this service authenticated, shared by its clones (and by the
     /// read cache's service), so a revocation here reaches them all at once.
     pub(crate) token_cache: Arc<TokenCache>,
+    /// Where token secrets and ids are drawn from.
+    pub(crate) entropy: Arc<dyn Entropy>,
 }
 
 impl ConfigService {
@@ -257,6 +259,7 @@ impl ConfigService {
             hints: Arc::new(HeadHints::new(DEFAULT_HEAD_HINTS)),
             actions: Arc::new(ActionRegistry::shipped()),
             token_cache: Arc::new(TokenCache::default()),
+            entropy: Arc::new(OsEntropy),
         }
     }
 
