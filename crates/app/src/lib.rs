@@ -40,6 +40,7 @@ mod service;
 pub mod signing;
 mod stream;
 mod tokens;
+pub mod ui;
 mod verify;
 mod wrapper;
 

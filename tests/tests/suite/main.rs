@@ -16,3 +16,4 @@ mod processes;
 mod retention;
 mod signing;
 mod tokens;
+mod ui;
