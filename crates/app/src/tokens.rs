@@ -163,7 +163,13 @@ fn digest(secret: &str) -> [u8; 32] {
 
 /// Lowercase hex, as the store keeps hashes and ids.
 fn lower_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// Whether `secret` has the shape of a secret guildconf issues.
