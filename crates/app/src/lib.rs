@@ -6,6 +6,20 @@
 //! [`CachedConfig`], [`ConfigChanged`]), and the domain types re-exported
 //! below.
 //!
+//! With the cargo feature `metrics` (off by default), writes, events,
+//! conflicts, retries, audit write failures and verify problems are counted, and write latency measured, through the
+//! [`metrics`](https://docs.rs/metrics) facade, for whichever recorder the
+//! bot installs: `guildconf_writes_total{operation, outcome}`,
+//! `guildconf_write_errors_total{operation, error}`,
+//! `guildconf_write_conflicts_total{operation}`,
+//! `guildconf_write_retries_total{operation}`,
+//! `guildconf_audit_write_failures_total{operation, error}`, the histogram
+//! `guildconf_write_duration_seconds{operation}`,
+//! `guildconf_verify_runs_total{outcome}`,
+//! and `guildconf_verify_problems_total{problem}` (the README says what
+//! each label holds). No label carries a guild id. Without the feature no
+//! metrics code is compiled in.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), guildconf::Error> {
 //! use guildconf::{open, Actor, ActorKind, ConfigService, FieldEdit, GuildId, OpenOptions, WriteMeta};
@@ -34,6 +48,7 @@ mod hints;
 mod history;
 mod import;
 pub mod input;
+mod metrics;
 mod purge;
 mod service;
 pub mod signing;

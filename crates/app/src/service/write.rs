@@ -17,6 +17,7 @@ use super::{
     MAX_REQUEST_ID,
 };
 use crate::error::{Error, Result};
+use crate::metrics::WriteProbe;
 
 impl ConfigService {
     /// Creates a guild's config: the defaults, overlaid with `input`.
@@ -129,6 +130,7 @@ impl ConfigService {
                         && self.store.head(guild).await?.map(|h| h.seq) != Some(seq) =>
                 {
                     attempt += 1;
+                    crate::metrics::retried("replace");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 other => return other,
@@ -182,7 +184,11 @@ impl ConfigService {
         event: &Event,
         meta: &WriteMeta,
     ) -> Result<WriteResult> {
-        let checked = self.actions.check(event)?;
+        let checked = self.actions.check(event).map_err(|e| {
+            let e = Error::from(e);
+            crate::metrics::event_refused(&e);
+            e
+        })?;
         self.write(guild, Edit::Event(checked), meta).await
     }
 
@@ -224,6 +230,21 @@ impl ConfigService {
     /// the retries, [`Error::NotFound`] for a missing guild or version,
     /// [`Error::Storage`] when the write fails (then nothing was written).
     pub async fn write(&self, guild: GuildId, edit: Edit, meta: &WriteMeta) -> Result<WriteResult> {
+        let probe = WriteProbe::start(&edit);
+        let result = self.write_loop(guild, edit, meta, &probe).await;
+        probe.finish(&result);
+        result
+    }
+
+    /// The loop of [`ConfigService::write`], telling `probe` of each commit
+    /// and retry.
+    async fn write_loop(
+        &self,
+        guild: GuildId,
+        edit: Edit,
+        meta: &WriteMeta,
+        probe: &WriteProbe,
+    ) -> Result<WriteResult> {
         check_meta(meta)?;
         let fingerprint = meta
             .request_id
@@ -304,7 +325,9 @@ impl ConfigService {
                     .as_ref()
                     .is_none_or(reads_back_exactly))
             .then(|| change_set.head.clone());
-            match self.store.commit(change_set).await {
+            let committed = self.store.commit(change_set).await;
+            probe.committed(&committed);
+            match committed {
                 Ok(()) => {
                     match new_head {
                         Some(new_head) => self.hints.put(new_head),
@@ -322,6 +345,7 @@ impl ConfigService {
                     if meta.expect_version.is_none() && attempt < self.max_retries =>
                 {
                     attempt += 1;
+                    probe.retried();
                     tracing::debug!(guild = %guild, attempt, %reason, "lost a race; recomputing from the new head");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
