@@ -1,9 +1,9 @@
 //! Metrics through the `metrics` facade, compiled in only with the
 //! `metrics` cargo feature. Each concern calls in here from one place: the
-//! write loop ([`WriteProbe`]) and a finished verification
-//! (`VerifyReport::done`). Without the feature every function is an empty
-//! inline body and [`WriteProbe`] is zero-sized, so the instrumented code
-//! costs nothing.
+//! write loop ([`WriteProbe`]), a finished verification
+//! (`VerifyReport::done`) and a retention run. Without the feature every
+//! function is an empty inline body and [`WriteProbe`] is zero-sized, so
+//! the instrumented code costs nothing.
 //!
 //! No label ever carries a guild id, an actor or any other value a caller
 //! or the database controls without bound: labels are operations (the
@@ -14,6 +14,7 @@
 use guildconf_ports::StoreError;
 
 use crate::error::Result;
+use crate::purge::PurgeResult;
 use crate::service::{Edit, WriteResult};
 use crate::verify::VerifyReport;
 
@@ -37,6 +38,10 @@ mod name {
     pub(super) const VERIFY_RUNS: &str = "guildconf_verify_runs_total";
     /// Verify problems, by `problem` code.
     pub(super) const VERIFY_PROBLEMS: &str = "guildconf_verify_problems_total";
+    /// Scheduled retention runs, by `outcome` (`ok` or `failed`).
+    pub(super) const RETENTION_RUNS: &str = "guildconf_retention_runs_total";
+    /// Entries removed by scheduled retention runs.
+    pub(super) const RETENTION_PURGED: &str = "guildconf_retention_purged_entries_total";
 
     /// The operation label of an event the action registry refused: its key
     /// may be anything the caller sent, so it is not used as a label value.
@@ -211,6 +216,22 @@ pub(crate) fn verified(report: &VerifyReport) {
     }
 }
 
+/// A scheduled retention run finished with `result`.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn retention_run(result: &Result<Vec<PurgeResult>>) {
+    #[cfg(feature = "metrics")]
+    {
+        describe();
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics::counter!(RETENTION_RUNS, "outcome" => outcome).increment(1);
+        let purged: u64 = result
+            .as_ref()
+            .map_or(0, |r| r.iter().map(|p| p.entries_removed).sum());
+        metrics::counter!(RETENTION_PURGED).increment(purged);
+    }
+}
+
 /// Describes every metric to the installed recorder, once per process
 /// (the recorder prints the descriptions as help text).
 #[cfg(feature = "metrics")]
@@ -242,5 +263,10 @@ fn describe() {
         );
         describe_counter!(VERIFY_RUNS, "Verifications finished, by outcome.");
         describe_counter!(VERIFY_PROBLEMS, "Verify problems, by problem code.");
+        describe_counter!(RETENTION_RUNS, "Scheduled retention runs, by outcome.");
+        describe_counter!(
+            RETENTION_PURGED,
+            "Audit entries removed by scheduled retention runs."
+        );
     });
 }

@@ -1,8 +1,8 @@
 //! The `metrics` feature's counters and histogram, read back through a
 //! Prometheus recorder installed in this test process: what the write loop,
-//! a refused event and verify count, with which labels, and that no label
-//! carries a guild id. Races and failing commits come from mocked stores;
-//! verify runs on a real SQLite file.
+//! a refused event, verify and scheduled retention count, with which
+//! labels, and that no label carries a guild id. Races and failing commits
+//! come from mocked stores; verify and retention run on real SQLite files.
 //! The example bot's test scrapes the same metrics over HTTP.
 //!
 //! Run with `cargo test -p guildconf --features metrics --test metrics`.
@@ -11,11 +11,12 @@
 
 use std::io::Cursor;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use guildconf::{
-    Actor, ActorKind, ConfigService, Error, Event, EventOutcome, ExportRequest, FieldEdit, GuildId,
-    OpenOptions, Target, Timestamp, WriteMeta,
+    spawn_retention, Actor, ActorKind, ConfigService, Error, Event, EventOutcome, ExportRequest,
+    FieldEdit, GuildId, OpenOptions, RetentionPolicy, Target, Timestamp, WriteMeta,
 };
 use guildconf_domain::{ConfigSchema, GuildConfigSchema};
 use guildconf_ports::{Clock, Head, MockConfigStore, StoreError};
@@ -301,6 +302,70 @@ async fn verify_counts_runs_and_each_problem_by_its_code() {
                 r#"guildconf_verify_problems_total{problem="entry_hash"}"#,
                 2.0,
             ),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn retention_counts_runs_failures_and_purged_entries() {
+    let _one = SERIAL.lock().await;
+    recorder();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Three versions written on 2026-01-01; retention runs "a year later"
+    // and keeps a day, so the two entries before the current version go.
+    let writer = sqlite(&dir, at(2026, 1, 1)).await;
+    writer
+        .create(guild(), json!({}), &meta())
+        .await
+        .expect("v1");
+    for flag in ["a", "b"] {
+        writer
+            .update(
+                guild(),
+                set(&format!("features.{flag}"), json!(true)),
+                &meta(),
+            )
+            .await
+            .expect("update");
+    }
+    let retention = sqlite(&dir, at(2027, 1, 1)).await;
+    let day = Duration::from_secs(24 * 60 * 60);
+
+    // A run that fails: the named guild has no history.
+    let before = page();
+    let missing = GuildId::parse(OTHER_GUILD).expect("valid id");
+    let policy = RetentionPolicy::new(day, day)
+        .expect("valid")
+        .guild(missing);
+    let handle = spawn_retention(retention.clone(), policy);
+    let mut status = handle.status();
+    status.wait_for(|s| s.runs >= 1).await.expect("a run");
+    handle.stop().await;
+    // A run that purges.
+    let handle = spawn_retention(retention, RetentionPolicy::new(day, day).expect("valid"));
+    let mut status = handle.status();
+    let done = status
+        .wait_for(|s| s.runs >= 1)
+        .await
+        .expect("a run")
+        .clone();
+    handle.stop().await;
+    let purged: u64 = done
+        .last
+        .iter()
+        .flat_map(|run| &run.purged)
+        .map(|p| p.entries_removed)
+        .sum();
+    assert_eq!(purged, 2, "{done:?}");
+
+    let after = page();
+    assert_grew(
+        &before,
+        &after,
+        &[
+            (r#"guildconf_retention_runs_total{outcome="failed"}"#, 1.0),
+            (r#"guildconf_retention_runs_total{outcome="ok"}"#, 1.0),
+            ("guildconf_retention_purged_entries_total", 2.0),
         ],
     );
 }

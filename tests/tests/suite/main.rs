@@ -14,4 +14,5 @@ mod plans;
 mod privileges;
 mod processes;
 mod retention;
+mod scheduled;
 mod signing;
