@@ -52,6 +52,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The `metrics` feature is off by default: lint its code too.
+cargo clippy -p guildconf --all-targets --features metrics -- -D warnings
 echo "== cargo doc (no warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 echo "== cargo test (SQLite and PostgreSQL)"
@@ -59,6 +61,8 @@ echo "== cargo test (SQLite and PostgreSQL)"
 # meet a stale one.
 cargo build --workspace --bins
 cargo test --workspace -- --show-output
+echo "== the metrics feature (counters read back; the example bot's endpoint scraped)"
+cargo test -p guildconf --features metrics --test metrics --example bot
 echo "== the example bot"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -25,7 +25,18 @@
 //! ```
 //!
 //! The database URL is the first argument, else `GUILDCONF_DATABASE_URL`, else
-//! `sqlite://bot-example.db`. With `--stdin`, each line is one event:
+//! `sqlite://bot-example.db`.
+//!
+//! With `--metrics 127.0.0.1:PORT` the bot serves guildconf's metrics for
+//! Prometheus at `http://127.0.0.1:PORT/metrics` while it runs, and after
+//! its events until Ctrl-C. The library emits them only when built with its
+//! `metrics` feature:
+//!
+//! ```text
+//! cargo run -p guildconf --features metrics --example bot -- --metrics 127.0.0.1:9184
+//! ```
+//!
+//! With `--stdin`, each line is one event:
 //!
 //! ```text
 //! join | <guild id> | <user id> | <display name>
@@ -42,6 +53,7 @@
 //! against the same database behaves the same way.
 
 use std::io::BufRead;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -610,27 +622,105 @@ async fn step(bot: &mut Bot, line: &str, expect: Option<Expect>) -> bool {
     }
 }
 
-fn usage() -> ExitCode {
-    eprintln!("usage: bot [DATABASE_URL] [--stdin]");
-    ExitCode::from(2)
+const USAGE_LINE: &str = "usage: bot [DATABASE_URL] [--stdin] [--metrics 127.0.0.1:PORT]";
+
+/// Exit statuses: as the `guildconf` command line's.
+const EXIT_OK: u8 = 0;
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn usage() -> u8 {
+    eprintln!("{USAGE_LINE}");
+    EXIT_USAGE
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (status, metrics) = run(&args).await;
+    if let (EXIT_OK, Some(addr)) = (status, metrics) {
+        // The events are over, but a scraper may not have come by yet.
+        println!("bot: serving http://{addr}/metrics until Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    ExitCode::from(status)
+}
+
+/// Runs the bot with the command-line arguments `args`: the exit status,
+/// and the address metrics are served on (served from this runtime, for as
+/// long as it runs).
+async fn run(args: &[String]) -> (u8, Option<SocketAddr>) {
     let mut url = None;
     let mut from_stdin = false;
-    for arg in std::env::args().skip(1) {
+    let mut metrics = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--stdin" => from_stdin = true,
+            "--metrics" => match args.next().map(|a| a.parse::<SocketAddr>()) {
+                Some(Ok(addr)) => metrics = Some(addr),
+                Some(Err(e)) => {
+                    eprintln!("--metrics takes an address such as 127.0.0.1:9184: {e}");
+                    return (EXIT_USAGE, None);
+                }
+                None => return (usage(), None),
+            },
             "-h" | "--help" => {
-                println!("usage: bot [DATABASE_URL] [--stdin]");
-                return ExitCode::SUCCESS;
+                println!("{USAGE_LINE}");
+                return (EXIT_OK, None);
             }
-            flag if flag.starts_with('-') => return usage(),
-            _ if url.is_some() => return usage(),
-            _ => url = Some(arg),
+            flag if flag.starts_with('-') => return (usage(), None),
+            _ if url.is_some() => return (usage(), None),
+            _ => url = Some(arg.clone()),
         }
     }
+    if let Some(addr) = metrics {
+        if let Err((status, message)) = serve_metrics(addr) {
+            eprintln!("{message}");
+            return (status, None);
+        }
+        println!("bot: metrics at http://{addr}/metrics");
+    }
+    let status = run_bot(url, from_stdin).await;
+    (status, metrics)
+}
+
+/// The buckets of the write latency histogram, in seconds: from half a
+/// millisecond (an SQLite write) to a few seconds (a write stuck behind
+/// locks).
+#[cfg(feature = "metrics")]
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Installs a Prometheus recorder with an HTTP listener on `addr`, on the
+/// current runtime: what a bot adds to have guildconf's metrics scraped.
+#[cfg(feature = "metrics")]
+fn serve_metrics(addr: SocketAddr) -> Result<(), (u8, String)> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(
+            Matcher::Full("guildconf_write_duration_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .and_then(PrometheusBuilder::install)
+        .map_err(|e| (EXIT_FAILURE, format!("cannot serve metrics on {addr}: {e}")))
+}
+
+/// Without the library's `metrics` feature there is nothing to serve.
+#[cfg(not(feature = "metrics"))]
+fn serve_metrics(_addr: SocketAddr) -> Result<(), (u8, String)> {
+    Err((
+        EXIT_USAGE,
+        "this bot was built without guildconf's `metrics` feature: \
+         run it with `cargo run -p guildconf --features metrics --example bot -- --metrics ADDR`"
+            .into(),
+    ))
+}
+
+/// Opens the store and runs the script (or stdin's events): the exit status.
+async fn run_bot(url: Option<String>, from_stdin: bool) -> u8 {
     let url = url
         .or_else(|| std::env::var("GUILDCONF_DATABASE_URL").ok())
         .unwrap_or_else(|| DEFAULT_URL.to_owned());
@@ -639,7 +729,7 @@ async fn main() -> ExitCode {
         Ok(store) => store,
         Err(e) => {
             eprintln!("cannot open {url}: {e}");
-            return ExitCode::FAILURE;
+            return EXIT_FAILURE;
         }
     };
     let mut bot = Bot {
@@ -655,7 +745,7 @@ async fn main() -> ExitCode {
                 Ok(line) => line,
                 Err(e) => {
                     eprintln!("cannot read stdin: {e}");
-                    return ExitCode::FAILURE;
+                    return EXIT_FAILURE;
                 }
             };
             let line = line.trim();
@@ -673,10 +763,10 @@ async fn main() -> ExitCode {
     }
 
     if ok {
-        ExitCode::SUCCESS
+        EXIT_OK
     } else {
         eprintln!("\nsome steps did not go as expected");
-        ExitCode::FAILURE
+        EXIT_FAILURE
     }
 }
 
@@ -737,6 +827,139 @@ async fn check_refusals_recorded(bot: &Bot) -> bool {
         Err(e) => {
             eprintln!("cannot read guild {guild}'s history: {e}");
             false
+        }
+    }
+}
+
+/// The bot's metrics, scraped: the example runs its built-in script with
+/// `--metrics` on a free port, as `main` does, and reads the Prometheus page
+/// over HTTP.
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+
+    /// A port nobody listens on right now.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("the system hands out a free port")
+    }
+
+    /// `GET /metrics` over plain HTTP/1.1: the whole response.
+    async fn scrape(addr: SocketAddr) -> String {
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr).expect("the listener accepts");
+            let request =
+                format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            stream
+                .write_all(request.as_bytes())
+                .expect("the request is sent");
+            let mut response = String::new();
+            stream
+                .read_to_string(&mut response)
+                .expect("the response is read");
+            response
+        })
+        .await
+        .expect("the scrape runs")
+    }
+
+    /// The value of one series (`name{labels}`), if the page has it.
+    fn value(page: &str, series: &str) -> Option<f64> {
+        page.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[tokio::test]
+    async fn the_script_s_writes_and_events_are_scraped_without_guild_ids() {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let url = format!("sqlite://{}", dir.path().join("bot.db").display());
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let args = [url, "--metrics".to_owned(), addr.to_string()];
+        let (status, served) = run(&args).await;
+        assert_eq!((status, served), (EXIT_OK, Some(addr)));
+
+        let response = scrape(addr).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let page = response;
+        let expected = [
+            // Alice's /config set calls, one upsert each: the first creates
+            // the config, "[redacted]" keeps the secret (unchanged).
+            (
+                r#"guildconf_writes_total{operation="upsert",outcome="created"}"#,
+                1.0,
+            ),
+            (
+                r#"guildconf_writes_total{operation="upsert",outcome="updated"}"#,
+                5.0,
+            ),
+            (
+                r#"guildconf_writes_total{operation="upsert",outcome="unchanged"}"#,
+                1.0,
+            ),
+            // Bob's refused commands, recorded as events by action key, with
+            // the event's outcome.
+            (
+                r#"guildconf_writes_total{operation="config.denied",outcome="blocked"}"#,
+                1.0,
+            ),
+            (
+                r#"guildconf_writes_total{operation="permission.denied",outcome="blocked"}"#,
+                1.0,
+            ),
+            // Values the schema refuses: invalid input, nothing stored.
+            (
+                r#"guildconf_write_errors_total{operation="upsert",error="invalid_input"}"#,
+                5.0,
+            ),
+            // Every write call is timed, refused ones included.
+            (
+                r#"guildconf_write_duration_seconds_count{operation="upsert"}"#,
+                12.0,
+            ),
+            (
+                r#"guildconf_write_duration_seconds_count{operation="config.denied"}"#,
+                1.0,
+            ),
+            (
+                r#"guildconf_write_duration_seconds_bucket{operation="upsert",le="+Inf"}"#,
+                12.0,
+            ),
+        ];
+        for (series, want) in expected {
+            assert_eq!(value(&page, series), Some(want), "{series} in:\n{page}");
+        }
+        assert!(
+            page.contains("# TYPE guildconf_write_duration_seconds histogram"),
+            "{page}"
+        );
+        assert!(
+            value(
+                &page,
+                r#"guildconf_write_duration_seconds_sum{operation="upsert"}"#
+            )
+            .is_some_and(|s| s > 0.0),
+            "{page}"
+        );
+        // No race was lost and no commit failed in a one-bot script.
+        for absent in [
+            "guildconf_write_conflicts_total",
+            "guildconf_write_retries_total",
+            "guildconf_audit_write_failures_total",
+        ] {
+            assert!(!page.contains(absent), "{absent} in:\n{page}");
+        }
+        // No label carries a guild id (nor a member's).
+        for id in [
+            DEMO_GUILD,
+            UNCONFIGURED_GUILD,
+            "80351110224678912",
+            "80351110224678913",
+        ] {
+            assert!(!page.contains(id), "{id} in:\n{page}");
         }
     }
 }

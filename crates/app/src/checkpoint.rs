@@ -133,7 +133,7 @@ impl ConfigService {
         checkpoint: &Checkpoint,
         options: &crate::VerifyOptions,
     ) -> Result<VerifyReport> {
-        let mut report = self.verify_with(None, options).await?;
+        let mut report = self.check_chains(None, options).await?;
         for cp in &checkpoint.heads {
             let (guild, seq) = (cp.guild_id, cp.seq);
             let rows = self

@@ -4,8 +4,26 @@
 //! API boundary for bot authors: [`ConfigService`], [`open`] and
 //! [`OpenOptions`], [`WriteMeta`], [`FieldEdit`] and [`FieldPath`], [`Edit`], [`At`], [`Error`], the read cache ([`ReadCache`],
 //! [`CachedConfig`], [`ConfigChanged`]), API tokens ([`NewToken`],
-//! [`IssuedToken`], [`TokenInfo`], [`TokenRole`], [`Permission`]), and the
-//! domain types re-exported below.
+//! [`IssuedToken`], [`TokenInfo`], [`TokenRole`], [`Permission`]), scheduled
+//! retention ([`spawn_retention`], [`RetentionPolicy`]), and the domain types
+//! re-exported below.
+//!
+//! With the cargo feature `metrics` (off by default), writes, events,
+//! conflicts, retries, audit write failures, verify problems and retention
+//! runs are counted, and write latency measured, through the
+//! [`metrics`](https://docs.rs/metrics) facade, for whichever recorder the
+//! bot installs: `guildconf_writes_total{operation, outcome}`,
+//! `guildconf_write_errors_total{operation, error}`,
+//! `guildconf_write_conflicts_total{operation}`,
+//! `guildconf_write_retries_total{operation}`,
+//! `guildconf_audit_write_failures_total{operation, error}`, the histogram
+//! `guildconf_write_duration_seconds{operation}`,
+//! `guildconf_verify_runs_total{outcome}`,
+//! `guildconf_verify_problems_total{problem}`,
+//! `guildconf_retention_runs_total{outcome}` and
+//! `guildconf_retention_purged_entries_total` (the README says what each
+//! label holds). No label carries a guild id. Without the feature no
+//! metrics code is compiled in.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), guildconf::Error> {
@@ -35,7 +53,9 @@ mod hints;
 mod history;
 mod import;
 pub mod input;
+mod metrics;
 mod purge;
+mod retention;
 mod service;
 pub mod signing;
 mod stream;
@@ -53,6 +73,10 @@ pub use hints::DEFAULT_HEAD_HINTS;
 pub use history::{HistoryPage, HistoryRequest};
 pub use import::{copy, import, ImportRefusal, ImportReport};
 pub use purge::PurgeResult;
+pub use retention::{
+    spawn_retention, RetentionHandle, RetentionPolicy, RetentionRun, RetentionStatus,
+    DEFAULT_RETENTION_ACTOR,
+};
 pub use service::{
     check_recordable, value_at, At, ConfigService, Edit, FieldEdit, Outcome, Shown, WriteMeta,
     WriteResult, DEFAULT_MAX_RETRIES,

@@ -134,8 +134,11 @@ impl VerifyReport {
         self.notices.extend(part.notices);
     }
 
+    /// Finishes a verification's report; called once per verification,
+    /// which is where its metrics are counted.
     pub(crate) fn done(mut self) -> Self {
         self.ok = self.problems.is_empty();
+        crate::metrics::verified(&self);
         self
     }
 }
@@ -272,6 +275,18 @@ impl ConfigService {
         guild: Option<GuildId>,
         options: &VerifyOptions,
     ) -> Result<VerifyReport> {
+        Ok(self.check_chains(guild, options).await?.done())
+    }
+
+    /// The chain checks of [`ConfigService::verify_with`], before the
+    /// report is finished: a checkpoint's verification adds its own
+    /// problems first, so that one verification is finished (and counted)
+    /// once.
+    pub(crate) async fn check_chains(
+        &self,
+        guild: Option<GuildId>,
+        options: &VerifyOptions,
+    ) -> Result<VerifyReport> {
         let policy = options.policy().cloned();
         let mut report = VerifyReport::default();
         match guild {
@@ -286,7 +301,7 @@ impl ConfigService {
             }
             None => self.verify_all(policy.as_ref(), &mut report).await?,
         }
-        Ok(report.done())
+        Ok(report)
     }
 
     /// Verifies every guild, a range of guilds (see [`GuildRanges`]) per

@@ -14,6 +14,7 @@ mod plans;
 mod privileges;
 mod processes;
 mod retention;
+mod scheduled;
 mod signing;
 mod tokens;
 mod ui;

@@ -12,21 +12,21 @@ use guildconf::{
 use guildconf_tests::{contract, guildconf_bin, Backend, StepClock, TestDb};
 use serde_json::{json, Value};
 
-fn gid(n: u64) -> GuildId {
+pub(super) fn gid(n: u64) -> GuildId {
     GuildId::from_u64(n).expect("test ids are valid")
 }
 
-fn alice() -> WriteMeta {
+pub(super) fn alice() -> WriteMeta {
     WriteMeta::new(
         Actor::new("80351110224678912", ActorKind::Human, Some("alice")).expect("valid actor"),
     )
 }
 
-fn set(path: &str, value: Value) -> FieldEdit {
+pub(super) fn set(path: &str, value: Value) -> FieldEdit {
     FieldEdit::new().set(path.parse().expect("a valid path"), value)
 }
 
-fn t(text: &str) -> Timestamp {
+pub(super) fn t(text: &str) -> Timestamp {
     Timestamp::parse_rfc3339(text).expect("valid time")
 }
 

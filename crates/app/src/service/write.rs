@@ -17,6 +17,7 @@ use super::{
     MAX_REQUEST_ID,
 };
 use crate::error::{Error, Result};
+use crate::metrics::WriteProbe;
 
 /// The family of the events guildconf records for API tokens, which callers
 /// may not record themselves.
@@ -154,6 +155,7 @@ impl ConfigService {
                         && self.store.head(guild).await?.map(|h| h.seq) != Some(seq) =>
                 {
                     attempt += 1;
+                    crate::metrics::retried("replace");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 other => return other,
@@ -214,7 +216,11 @@ impl ConfigService {
         meta: &WriteMeta,
     ) -> Result<WriteResult> {
         check_recordable(event)?;
-        let checked = self.actions.check(event)?;
+        let checked = self.actions.check(event).map_err(|e| {
+            let e = Error::from(e);
+            crate::metrics::event_refused(&e);
+            e
+        })?;
         self.write(guild, Edit::Event(checked), meta).await
     }
 
@@ -256,6 +262,21 @@ impl ConfigService {
     /// the retries, [`Error::NotFound`] for a missing guild or version,
     /// [`Error::Storage`] when the write fails (then nothing was written).
     pub async fn write(&self, guild: GuildId, edit: Edit, meta: &WriteMeta) -> Result<WriteResult> {
+        let probe = WriteProbe::start(&edit);
+        let result = self.write_loop(guild, edit, meta, &probe).await;
+        probe.finish(&result);
+        result
+    }
+
+    /// The loop of [`ConfigService::write`], telling `probe` of each commit
+    /// and retry.
+    async fn write_loop(
+        &self,
+        guild: GuildId,
+        edit: Edit,
+        meta: &WriteMeta,
+        probe: &WriteProbe,
+    ) -> Result<WriteResult> {
         check_meta(meta)?;
         let fingerprint = meta
             .request_id
@@ -336,7 +357,9 @@ impl ConfigService {
                     .as_ref()
                     .is_none_or(reads_back_exactly))
             .then(|| change_set.head.clone());
-            match self.store.commit(change_set).await {
+            let committed = self.store.commit(change_set).await;
+            probe.committed(&committed);
+            match committed {
                 Ok(()) => {
                     match new_head {
                         Some(new_head) => self.hints.put(new_head),
@@ -354,6 +377,7 @@ impl ConfigService {
                     if meta.expect_version.is_none() && attempt < self.max_retries =>
                 {
                     attempt += 1;
+                    probe.retried();
                     tracing::debug!(guild = %guild, attempt, %reason, "lost a race; recomputing from the new head");
                     tokio::time::sleep(backoff(attempt)).await;
                 }

@@ -1,7 +1,9 @@
-//! What the command-line tests of this crate share: the binary and how to
-//! run it on a database.
+//! What the tests of this crate share: the binary and how to run it on a
+//! database, and (`retention`) the retention loop's mocks.
 
 #![allow(dead_code)] // each test binary uses its own part
+
+pub mod retention;
 
 use std::ffi::OsStr;
 use std::path::Path;
