@@ -10,6 +10,12 @@ GRANT SELECT, INSERT, UPDATE ON guild_heads TO guildconf_app;
 GRANT USAGE ON SEQUENCE guild_change_id TO guildconf_app;
 -- Entries, snapshots and request records are only ever appended.
 GRANT SELECT, INSERT ON audit_entries, guild_snapshots, audit_requests TO guildconf_app;
+-- API tokens are created, listed and looked up by their secret's hash.
+-- Revocation is the one change a token takes, so `revoked_at` is the only
+-- column that may be updated (the table's trigger also refuses to clear it
+-- or to revoke twice); no token is ever deleted.
+GRANT SELECT, INSERT ON api_tokens TO guildconf_app;
+GRANT UPDATE (revoked_at) ON api_tokens TO guildconf_app;
 -- A retention purge deletes old entries and snapshots (through the purge
 -- gate: a plain DELETE is still refused by the append-only triggers).
 GRANT DELETE ON audit_entries, guild_snapshots TO guildconf_retention;

@@ -1,16 +1,19 @@
 //! The [`ConfigStore`] implementation.
 
 use async_trait::async_trait;
-use guildconf_domain::{Actor, Entry, EntrySignature, GuildId, Operation, SealedEntry, Timestamp};
+use guildconf_domain::{
+    Actor, Entry, EntrySignature, GuildId, Operation, SealedEntry, Timestamp, TokenInfo,
+};
 use guildconf_ports::codec::{
     request_result_text, stored_actor, stored_entry_body, stored_guild, stored_json,
-    stored_operation, stored_signature, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
+    stored_operation, stored_signature, stored_timestamp, stored_token, stored_u64,
+    to_stored_i64 as to_i64, token_guilds_text, StoredToken, TOKEN_COLUMNS,
 };
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, GuildSummary, Head, HeadDocument, HistoryQuery,
     PastHead, PurgeCandidate, PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord,
     Snapshot, StatsBy, StatsQuery, StatsRow, StoreError, StoreResult, StoredEntry, StoredHead,
-    StoredRequest, WriteStep,
+    StoredRequest, TokenChange, TokenWrite, WriteStep,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -574,6 +577,83 @@ impl PgStore {
                 change.guild_id
             )))
         }
+    }
+}
+
+impl PgStore {
+    /// A token write inside `tx`: the token row first, then each guild's
+    /// event as [`PgStore::write_change`] writes it (its head moves only
+    /// from where the change set expects, else a conflict).
+    async fn token_write_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        write: &TokenWrite,
+    ) -> StoreResult<()> {
+        match &write.token {
+            TokenChange::Insert {
+                info,
+                secret_sha256,
+            } => {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, secret_sha256, role, guilds, label, human_id, \
+                     created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+                )
+                .bind(&info.id)
+                .bind(secret_sha256)
+                .bind(info.role.as_str())
+                .bind(token_guilds_text(&info.guilds)?)
+                .bind(&info.label)
+                .bind(&info.human_id)
+                .bind(info.created_at.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+            }
+            TokenChange::Revoke { id, revoked_at } => {
+                let revoked = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(revoked_at.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+                if revoked.rows_affected() != 1 {
+                    return Err(StoreError::Conflict(
+                        "no unrevoked token has this id".into(),
+                    ));
+                }
+            }
+        }
+        for change in &write.changes {
+            self.write_change(change, change.guild_id.as_i64(), &mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The token rows a query selects ([`TOKEN_COLUMNS`], then `rest`, whose
+    /// `$1`, if any, is `arg`).
+    async fn select_tokens(&self, rest: &str, arg: Option<&str>) -> StoreResult<Vec<TokenInfo>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens {rest}");
+        let mut query = sqlx::query(&sql);
+        if let Some(arg) = arg {
+            query = query.bind(arg);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|row| {
+                stored_token(StoredToken {
+                    id: get(row, "id")?,
+                    role: get(row, "role")?,
+                    guilds: get(row, "guilds")?,
+                    label: get(row, "label")?,
+                    human_id: get(row, "human_id")?,
+                    created_at: get(row, "created_at")?,
+                    revoked_at: get(row, "revoked_at")?,
+                })
+            })
+            .collect()
     }
 }
 
@@ -1176,5 +1256,39 @@ impl ConfigStore for PgStore {
                 Err(e)
             }
         }
+    }
+
+    async fn commit_token(&self, write: TokenWrite) -> StoreResult<()> {
+        write.check()?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        match self.token_write_in(&mut tx, &write).await {
+            Ok(()) => tx.commit().await.map_err(|e| self.err(e)),
+            Err(e) => {
+                if tx.rollback().await.is_err() {
+                    tracing::warn!("rollback after a failed token write did not complete");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn token_by_hash(&self, secret_sha256: &str) -> StoreResult<Option<TokenInfo>> {
+        Ok(self
+            .select_tokens("WHERE secret_sha256 = $1", Some(secret_sha256))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn token(&self, id: &str) -> StoreResult<Option<TokenInfo>> {
+        Ok(self
+            .select_tokens("WHERE id = $1", Some(id))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<TokenInfo>> {
+        self.select_tokens("ORDER BY created_at, id", None).await
     }
 }

@@ -226,9 +226,9 @@ async fn migrations_apply_twice() {
         .await
         .unwrap();
     assert_eq!(
-        applied, 7,
+        applied, 8,
         "0001_initial, 0002_purge_gate, 0003_change_feed, 0004_chain_guards, \
-         0005_documents_as_text, 0006_signatures and 0007_event_filters"
+         0005_documents_as_text, 0006_signatures, 0007_event_filters and 0008_tokens"
     );
     second.pool().close().await;
     third.pool().close().await;

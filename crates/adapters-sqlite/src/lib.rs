@@ -37,11 +37,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use guildconf_domain::{Entry, EntrySignature, GuildId, Operation, Timestamp};
+use guildconf_domain::{Entry, EntrySignature, GuildId, Operation, Timestamp, TokenInfo};
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, FaultHook, GuildSummary, Head, HistoryQuery, PastHead,
     PurgeCandidate, PurgeOutcome, PurgeSet, RequestRecord, Snapshot, StatsQuery, StatsRow,
-    StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
+    StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, TokenWrite, WriteStep,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -270,6 +270,13 @@ impl SqliteStore {
             .await
     }
 
+    /// The fault hook as a step callback for a write's closure: the hook
+    /// when one is set, else a no-op.
+    fn fault(&self) -> impl Fn(WriteStep) -> StoreResult<()> + Send + 'static {
+        let hook = self.fault_hook.clone();
+        move |step| hook.as_ref().map_or(Ok(()), |h| h(step))
+    }
+
     /// The path the store was opened with.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -409,12 +416,9 @@ impl ConfigStore for SqliteStore {
     }
 
     async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
-        let hook = self.fault_hook.clone();
-        self.write(move |conn| {
-            let fault = |step: WriteStep| hook.as_ref().map_or(Ok(()), |h| h(step));
-            queries::commit(conn, &change, fault)
-        })
-        .await
+        let fault = self.fault();
+        self.write(move |conn| queries::commit(conn, &change, fault))
+            .await
     }
 
     async fn commit_all(
@@ -535,5 +539,26 @@ impl ConfigStore for SqliteStore {
 
     async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {
         self.write(move |conn| queries::purge(conn, &purge)).await
+    }
+
+    async fn commit_token(&self, write: TokenWrite) -> StoreResult<()> {
+        let fault = self.fault();
+        self.write(move |conn| queries::commit_token(conn, &write, fault))
+            .await
+    }
+
+    async fn token_by_hash(&self, secret_sha256: &str) -> StoreResult<Option<TokenInfo>> {
+        let hash = secret_sha256.to_owned();
+        self.read_short(move |conn| queries::token_by_hash(conn, &hash))
+            .await
+    }
+
+    async fn token(&self, id: &str) -> StoreResult<Option<TokenInfo>> {
+        let id = id.to_owned();
+        self.read(move |conn| queries::token(conn, &id)).await
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<TokenInfo>> {
+        self.read(queries::tokens).await
     }
 }

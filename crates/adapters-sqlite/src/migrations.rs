@@ -33,10 +33,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_event_filters",
         include_str!("../migrations/0005_event_filters.sql"),
     ),
+    ("0006_tokens", include_str!("../migrations/0006_tokens.sql")),
 ];
 
 /// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 // The constant must follow the migration list.
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);

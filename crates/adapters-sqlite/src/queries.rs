@@ -2,15 +2,18 @@
 //! a blocking thread with a connection it has to itself; none of them ever
 //! sees an `.await`.
 
+use guildconf_domain::TokenInfo;
 use guildconf_domain::{Actor, Entry, EntrySignature, GuildId, Operation, SealedEntry, Timestamp};
 use guildconf_ports::codec::{
     request_result_text, stored_actor, stored_entry_body, stored_guild, stored_json,
-    stored_operation, stored_signature, stored_timestamp, stored_u64, to_stored_i64 as to_i64,
+    stored_operation, stored_signature, stored_timestamp, stored_token, stored_u64,
+    to_stored_i64 as to_i64, token_guilds_text, StoredToken, TOKEN_COLUMNS,
 };
 use guildconf_ports::{
     ChangeSet, GuildSummary, Head, HeadDocument, HistoryQuery, PastHead, PurgeCandidate,
     PurgeFacts, PurgeOutcome, PurgeSet, RequestEntry, RequestRecord, Snapshot, StatsBy, StatsQuery,
-    StatsRow, StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, WriteStep,
+    StatsRow, StoreError, StoreResult, StoredEntry, StoredHead, StoredRequest, TokenChange,
+    TokenWrite, WriteStep,
 };
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -588,6 +591,109 @@ pub(crate) fn commit(
     rows.write(&tx, &fault)?;
     fault(WriteStep::Commit)?;
     tx.commit()
+}
+
+/// Writes a token change and its guilds' event entries in one `BEGIN
+/// IMMEDIATE` transaction: the token row first, then each change set as
+/// [`commit`] writes it (head check, inserts, head move), so a failure
+/// anywhere leaves no token behind. `fault` is called as in [`commit`].
+pub(crate) fn commit_token(
+    conn: &Connection,
+    write: &TokenWrite,
+    fault: impl Fn(WriteStep) -> StoreResult<()>,
+) -> StoreResult<()> {
+    write.check()?;
+    let rows = write
+        .changes
+        .iter()
+        .map(Rows::of)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let guilds = match &write.token {
+        TokenChange::Insert { info, .. } => Some(token_guilds_text(&info.guilds)?),
+        TokenChange::Revoke { .. } => None,
+    };
+    let tx = WriteTx::begin(conn)?;
+    match &write.token {
+        TokenChange::Insert {
+            info,
+            secret_sha256,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO api_tokens (id, secret_sha256, role, guilds, label, human_id,
+                                         created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    info.id,
+                    secret_sha256,
+                    info.role.as_str(),
+                    guilds,
+                    info.label,
+                    info.human_id,
+                    info.created_at.to_string(),
+                ])
+            })
+            .map_err(db_err)?;
+        }
+        TokenChange::Revoke { id, revoked_at } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                )
+                .and_then(|mut s| s.execute(params![id, revoked_at.to_string()]))
+                .map_err(db_err)?;
+            if n != 1 {
+                return Err(StoreError::Conflict(
+                    "no unrevoked token has this id".into(),
+                ));
+            }
+        }
+    }
+    for row in &rows {
+        row.write(&tx, &fault)?;
+    }
+    fault(WriteStep::Commit)?;
+    tx.commit()
+}
+
+/// The token rows a query selects ([`TOKEN_COLUMNS`], then `rest`).
+fn select_tokens(
+    conn: &Connection,
+    rest: &str,
+    args: impl rusqlite::Params,
+) -> StoreResult<Vec<TokenInfo>> {
+    let mut stmt = conn
+        .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens {rest}"))
+        .map_err(db_err)?;
+    let mut rows = stmt.query(args).map_err(db_err)?;
+    collect(&mut rows, |row| {
+        stored_token(StoredToken {
+            id: get_text(row, 0)?,
+            role: get_text(row, 1)?,
+            guilds: get_text(row, 2)?,
+            label: get_text(row, 3)?,
+            human_id: row.get(4).map_err(db_err)?,
+            created_at: get_text(row, 5)?,
+            revoked_at: row.get(6).map_err(db_err)?,
+        })
+    })
+}
+
+pub(crate) fn token_by_hash(conn: &Connection, sha256: &str) -> StoreResult<Option<TokenInfo>> {
+    Ok(select_tokens(conn, "WHERE secret_sha256 = ?1", [sha256])?
+        .into_iter()
+        .next())
+}
+
+pub(crate) fn token(conn: &Connection, id: &str) -> StoreResult<Option<TokenInfo>> {
+    Ok(select_tokens(conn, "WHERE id = ?1", [id])?
+        .into_iter()
+        .next())
+}
+
+pub(crate) fn tokens(conn: &Connection) -> StoreResult<Vec<TokenInfo>> {
+    select_tokens(conn, "ORDER BY created_at, id", [])
 }
 
 /// Writes many change sets, in order, in one `BEGIN IMMEDIATE` transaction:

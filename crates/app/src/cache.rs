@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use guildconf_domain::GuildId;
 use guildconf_ports::{
     ChangeSet, ChangeWatcher, ConfigStore, HeadChange, PurgeOutcome, PurgeSet, StoreError,
-    StoreResult, WatchEvent,
+    StoreResult, TokenWrite, WatchEvent,
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -415,24 +415,54 @@ impl crate::wrapper::Wraps for WriteThrough {
     }
 }
 
-crate::wrapper::wrapping_store!(WriteThrough {
-    async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
-        let guild = change.guild_id;
-        let (version, seq) = (change.head.version, change.head.seq);
-        let document = change.head.document.clone();
-        match self.cache.store.commit(change).await {
+/// What the cache learns from a change set once it commits: the guild's
+/// new head (version, seq and document).
+type NewHead = (GuildId, u64, u64, Option<Value>);
+
+fn new_head(change: &ChangeSet) -> NewHead {
+    let head = &change.head;
+    (
+        change.guild_id,
+        head.version,
+        head.seq,
+        head.document.clone(),
+    )
+}
+
+impl WriteThrough {
+    /// After a write of change sets: cache the heads they leave when it
+    /// committed; after a conflict, forget those guilds (someone else moved
+    /// a head, so what is held is old).
+    fn settle(&self, heads: Vec<NewHead>, result: &StoreResult<()>) {
+        match result {
             Ok(()) => {
-                self.cache.committed(guild, version, seq, document);
-                Ok(())
+                for (guild, version, seq, document) in heads {
+                    self.cache.committed(guild, version, seq, document);
+                }
             }
-            Err(e) => {
-                if matches!(e, StoreError::Conflict(_)) {
-                    // Someone else moved the head: what we hold is old.
+            Err(StoreError::Conflict(_)) => {
+                for (guild, ..) in heads {
                     self.cache.forget(guild);
                 }
-                Err(e)
             }
+            Err(_) => {}
         }
+    }
+}
+
+crate::wrapper::wrapping_store!(WriteThrough {
+    async fn commit(&self, change: ChangeSet) -> StoreResult<()> {
+        let heads = vec![new_head(&change)];
+        let result = self.cache.store.commit(change).await;
+        self.settle(heads, &result);
+        result
+    }
+
+    async fn commit_token(&self, write: TokenWrite) -> StoreResult<()> {
+        let heads = write.changes.iter().map(new_head).collect();
+        let result = self.cache.store.commit_token(write).await;
+        self.settle(heads, &result);
+        result
     }
 
     async fn purge(&self, purge: PurgeSet) -> StoreResult<PurgeOutcome> {

@@ -3,8 +3,9 @@
 //!
 //! API boundary for bot authors: [`ConfigService`], [`open`] and
 //! [`OpenOptions`], [`WriteMeta`], [`FieldEdit`] and [`FieldPath`], [`Edit`], [`At`], [`Error`], the read cache ([`ReadCache`],
-//! [`CachedConfig`], [`ConfigChanged`]), and the domain types re-exported
-//! below.
+//! [`CachedConfig`], [`ConfigChanged`]), API tokens ([`NewToken`],
+//! [`IssuedToken`], [`TokenInfo`], [`TokenRole`], [`Permission`]), and the
+//! domain types re-exported below.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), guildconf::Error> {
@@ -38,6 +39,7 @@ mod purge;
 mod service;
 pub mod signing;
 mod stream;
+mod tokens;
 mod verify;
 mod wrapper;
 
@@ -51,10 +53,11 @@ pub use history::{HistoryPage, HistoryRequest};
 pub use import::{copy, import, ImportRefusal, ImportReport};
 pub use purge::PurgeResult;
 pub use service::{
-    value_at, At, ConfigService, Edit, FieldEdit, Outcome, Shown, WriteMeta, WriteResult,
-    DEFAULT_MAX_RETRIES,
+    check_recordable, value_at, At, ConfigService, Edit, FieldEdit, Outcome, Shown, WriteMeta,
+    WriteResult, DEFAULT_MAX_RETRIES,
 };
 pub use signing::{keygen, read_public_key, read_signing_key, PublicKey, Signing};
+pub use tokens::{IssuedToken, NewToken, TOKEN_PREFIX, TOKEN_RECHECK_AFTER};
 pub use verify::{verify_export, verify_export_with, VerifyOptions, VerifyProblem, VerifyReport};
 
 /// JSON helpers: pointers, user paths, canonical form.
@@ -68,6 +71,7 @@ pub use guildconf_domain::{
     GuildConfigSchema, GuildId, Operation, RequestContext, Snowflake, Timestamp, Violation,
     Violations,
 };
+pub use guildconf_domain::{Permission, TokenInfo, TokenRole, MAX_TOKEN_GUILDS, MAX_TOKEN_LABEL};
 pub use guildconf_ports::{
     Clock, ConfigStore, EntryFilter, GuildSummary, StatsBy, StatsQuery, StatsRow, SystemClock,
 };

@@ -21,7 +21,9 @@ use ed25519_dalek::pkcs8::{
 };
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use guildconf_domain::{fingerprint, EntrySignature, GuildId, SignatureFault, TrustedKeys};
-use guildconf_ports::{ChangeSet, ConfigStore, PurgeOutcome, PurgeSet, StoreError, StoreResult};
+use guildconf_ports::{
+    ChangeSet, ConfigStore, PurgeOutcome, PurgeSet, StoreError, StoreResult, TokenWrite,
+};
 
 use crate::error::{Error, Result};
 
@@ -216,8 +218,9 @@ impl Signing {
 /// write on top of its own last write needs no read of the head's signature.
 const REMEMBERED: usize = 10_000;
 
-/// A store that signs each written entry (config writes, purges and every
-/// other operation that goes through `commit` or `purge`) and, before
+/// A store that signs each written entry (config writes, purges, token
+/// events and every other operation that goes through `commit`, `purge` or
+/// `commit_token`) and, before
 /// writing, checks the head it builds on: its entry must carry a valid
 /// signature by a trusted key, or be unsigned with
 /// [`Signing::adopt_unsigned`]. Otherwise the write stops as
@@ -292,6 +295,17 @@ impl SigningStore {
             ))),
         }
     }
+
+    /// Checks the head `change` builds on and signs its entry; the guild and
+    /// the signed hash, to remember once the write commits.
+    async fn sign(&self, change: &mut ChangeSet) -> StoreResult<(GuildId, String)> {
+        let guild = change.guild_id;
+        self.check_base(guild, change.expected_seq, &change.entry.body().prev_hash)
+            .await?;
+        let hash = change.entry.entry_hash().to_owned();
+        change.signature = Some(EntrySignature::sign(&self.signing.key, &hash));
+        Ok((guild, hash))
+    }
 }
 
 impl crate::wrapper::Wraps for SigningStore {
@@ -302,13 +316,23 @@ impl crate::wrapper::Wraps for SigningStore {
 
 crate::wrapper::wrapping_store!(SigningStore {
     async fn commit(&self, mut change: ChangeSet) -> StoreResult<()> {
-        let guild = change.guild_id;
-        self.check_base(guild, change.expected_seq, &change.entry.body().prev_hash)
-            .await?;
-        let hash = change.entry.entry_hash().to_owned();
-        change.signature = Some(EntrySignature::sign(&self.signing.key, &hash));
+        let (guild, hash) = self.sign(&mut change).await?;
         self.inner.commit(change).await?;
         self.remember(guild, &hash);
+        Ok(())
+    }
+
+    /// A token write's events are signed like any other entry: each guild's
+    /// head is checked and each entry signed before the one transaction.
+    async fn commit_token(&self, mut write: TokenWrite) -> StoreResult<()> {
+        let mut signed = Vec::with_capacity(write.changes.len());
+        for change in &mut write.changes {
+            signed.push(self.sign(change).await?);
+        }
+        self.inner.commit_token(write).await?;
+        for (guild, hash) in signed {
+            self.remember(guild, &hash);
+        }
         Ok(())
     }
 

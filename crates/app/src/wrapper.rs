@@ -1,7 +1,8 @@
 //! One definition of a store that wraps another: the read cache's
-//! write-through store and the signing store each change what `commit` and
-//! `purge` do, and pass every other call of the port to the store they
-//! wrap. A method added to `ConfigStore` is then passed on in one place.
+//! write-through store and the signing store each change what `commit`,
+//! `purge` and `commit_token` do, and pass every other call of the port to
+//! the store they wrap. A method added to `ConfigStore` is then passed on in
+//! one place.
 
 use guildconf_ports::ConfigStore;
 
@@ -12,8 +13,9 @@ pub(crate) trait Wraps {
 }
 
 /// Implements `ConfigStore` for `$ty` (which implements [`Wraps`]): the
-/// methods given in the braces (`commit` and `purge`), and every other
-/// method of the port passed to [`Wraps::wrapped`] unchanged.
+/// methods given in the braces (`commit`, `purge` and `commit_token`, the
+/// writes that append chained entries), and every other method of the port
+/// passed to [`Wraps::wrapped`] unchanged.
 macro_rules! wrapping_store {
     ($ty:ty { $($own:tt)* }) => {
         #[async_trait::async_trait]
@@ -162,6 +164,26 @@ macro_rules! wrapping_store {
                 &self,
             ) -> guildconf_ports::StoreResult<Box<dyn guildconf_ports::ChangeWatcher>> {
                 $crate::wrapper::Wraps::wrapped(self).watch().await
+            }
+
+            async fn token_by_hash(
+                &self,
+                secret_sha256: &str,
+            ) -> guildconf_ports::StoreResult<Option<guildconf_domain::TokenInfo>> {
+                $crate::wrapper::Wraps::wrapped(self).token_by_hash(secret_sha256).await
+            }
+
+            async fn token(
+                &self,
+                id: &str,
+            ) -> guildconf_ports::StoreResult<Option<guildconf_domain::TokenInfo>> {
+                $crate::wrapper::Wraps::wrapped(self).token(id).await
+            }
+
+            async fn tokens(
+                &self,
+            ) -> guildconf_ports::StoreResult<Vec<guildconf_domain::TokenInfo>> {
+                $crate::wrapper::Wraps::wrapped(self).tokens().await
             }
 
             async fn purge_candidate(

@@ -61,10 +61,10 @@ fn sqlite_migrates_on_request_and_refuses_a_schema_it_does_not_know() {
             .expect("the sqlite3 shell runs");
         assert!(ok.success(), "{sql}");
     };
-    // Schema version 2 as it was: migration 5's event filter indexes,
-    // migration 4's signature columns (the one with the check first) and
-    // migration 3's chain guards undone.
-    let older = "DROP INDEX audit_entries_guild_family; DROP INDEX audit_entries_guild_outcome; \
+    // Schema version 2 as it was: migration 6's token table, migration 5's
+    // event filter indexes, migration 4's signature columns (the one with
+    // the check first) and migration 3's chain guards undone.
+    let older = "DROP TABLE api_tokens; DROP INDEX audit_entries_guild_family; DROP INDEX audit_entries_guild_outcome; \
                  DROP INDEX audit_entries_guild_target; \
                  ALTER TABLE audit_entries DROP COLUMN sig_value; \
                  ALTER TABLE audit_entries DROP COLUMN sig_key; \

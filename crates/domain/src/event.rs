@@ -379,6 +379,23 @@ impl CheckedEvent {
     }
 }
 
+/// The action key recorded in each named guild's chain when an API token is
+/// created.
+pub const TOKEN_CREATED: &str = "token.created";
+/// The action key recorded in each named guild's chain when an API token is
+/// revoked.
+pub const TOKEN_REVOKED: &str = "token.revoked";
+
+/// The shape of both token events: a success, on target type `token` (id:
+/// the token's public id, label: its label), with the token's role and the
+/// guilds it names (never its secret).
+fn token_event(spec: ActionSpec) -> ActionSpec {
+    spec.outcomes(&[EventOutcome::Success])
+        .target_type("token")
+        .required("role", DataType::String)
+        .required("guilds", DataType::Snowflakes)
+}
+
 /// The type of one data value of an action key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataType {
@@ -397,6 +414,9 @@ pub enum DataType {
     Pointers,
     /// An array of strings.
     Strings,
+    /// An array of snowflakes (such as guild ids), each stored as its
+    /// decimal string (a bare integer is accepted and written as a string).
+    Snowflakes,
 }
 
 impl DataType {
@@ -409,6 +429,7 @@ impl DataType {
             DataType::Boolean => "a boolean",
             DataType::Pointers => "an array of JSON Pointers",
             DataType::Strings => "an array of strings",
+            DataType::Snowflakes => "an array of snowflakes",
         }
     }
 
@@ -441,6 +462,11 @@ impl DataType {
             {
                 Some(value.clone())
             }
+            (DataType::Snowflakes, Value::Array(items)) => items
+                .iter()
+                .map(|i| DataType::Snowflake.accept(i))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array),
             _ => None,
         }
     }
@@ -589,6 +615,8 @@ impl ActionRegistry {
     /// The keys a bot's admin surface needs, shipped with guildconf.
     /// `member.role_added`, `permission.denied` and `config.denied` are
     /// fixed (other programs rely on their shape); see `docs/FORMAT.md`.
+    /// `token.created` and `token.revoked` are what guildconf itself
+    /// records when an API token is created or revoked.
     pub fn shipped() -> Self {
         use DataType as T;
         use EventOutcome as O;
@@ -662,6 +690,16 @@ impl ActionRegistry {
             .map(|s| s.outcomes(&[O::Info]).optional("reason", T::String)),
             ActionSpec::new("config.denied", "A config write was refused.")
                 .map(|s| s.outcomes(&[O::Blocked]).required("paths", T::Pointers)),
+            ActionSpec::new(
+                TOKEN_CREATED,
+                "An API token that reaches this guild was created.",
+            )
+            .map(token_event),
+            ActionSpec::new(
+                TOKEN_REVOKED,
+                "An API token that reached this guild was revoked.",
+            )
+            .map(token_event),
         ];
         let mut registry = Self::empty();
         for spec in specs.into_iter().flatten() {
@@ -874,7 +912,7 @@ mod tests {
                 (data, ty)
             );
         }
-        assert_eq!(shipped.specs().count(), 16);
+        assert_eq!(shipped.specs().count(), 18);
     }
 
     #[test]
@@ -931,6 +969,32 @@ mod tests {
         .with("role_id", 613_425_648_685_547_601_u64);
         let checked = shipped.check(&role).expect("valid");
         assert_eq!(checked.data()["role_id"], json!("613425648685547601"));
+    }
+
+    #[test]
+    fn token_events_hold_a_role_and_guild_ids_as_strings() {
+        let shipped = ActionRegistry::shipped();
+        let target = Target::new("token", "00112233aabbccdd").with_label("dashboard");
+        for key in [TOKEN_CREATED, TOKEN_REVOKED] {
+            let event = Event::new(key, EventOutcome::Success, target.clone())
+                .with("role", "viewer")
+                .with(
+                    "guilds",
+                    json!([123_456_789_012_345_678_u64, "223456789012345678"]),
+                );
+            let checked = shipped.check(&event).expect("valid");
+            assert_eq!(
+                checked.data()["guilds"],
+                json!(["123456789012345678", "223456789012345678"])
+            );
+            let bad = Event::new(key, EventOutcome::Failed, Target::new("member", "1"))
+                .with("role", "viewer")
+                .with("guilds", json!(["not a guild"]));
+            assert_eq!(
+                problems(shipped.check(&bad)),
+                ["/outcome", "/target/type", "/data/guilds"]
+            );
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub use entry::{
 pub use event::{
     ActionKey, ActionRegistry, ActionSpec, CheckedEvent, DataKey, DataType, Event, EventOutcome,
     Target, MAX_ACTION_KEY, MAX_DATA_KEYS, MAX_DATA_STRING, MAX_TARGET_ID, MAX_TARGET_LABEL,
-    MAX_TARGET_TYPE,
+    MAX_TARGET_TYPE, TOKEN_CREATED, TOKEN_REVOKED,
 };
 pub use guild_config::{
     Announcements, GuildConfig, GuildConfigSchema, Onboarding, Verification, VerificationMode,

@@ -9,7 +9,8 @@
 
 use guildconf_domain::json::canonical_json;
 use guildconf_domain::{
-    Actor, ActorKind, EntryBody, EntrySignature, GuildId, Operation, Timestamp,
+    Actor, ActorKind, EntryBody, EntrySignature, GuildId, Operation, Timestamp, TokenInfo,
+    TokenRole,
 };
 use serde_json::Value;
 
@@ -135,6 +136,67 @@ pub fn stored_requests_sql(placeholders: [&str; 2]) -> String {
     )
 }
 
+/// The columns of `api_tokens` both adapters select, in the order
+/// [`StoredToken`] names them. The secret's hash is not among them: it is
+/// only ever a lookup key.
+pub const TOKEN_COLUMNS: &str = "id, role, guilds, label, human_id, created_at, revoked_at";
+
+/// A token's guilds as the `api_tokens.guilds` column stores them: a JSON
+/// array of decimal strings, in the order given (ascending, as
+/// [`TokenInfo::check`] leaves them).
+///
+/// # Errors
+/// [`StoreError::Storage`] when the list cannot be written as JSON (a list
+/// of guild ids always can).
+pub fn token_guilds_text(guilds: &[GuildId]) -> StoreResult<String> {
+    serde_json::to_string(guilds)
+        .map_err(|_| StoreError::Storage("cannot write a token's guilds as JSON".into()))
+}
+
+/// One `api_tokens` row as read, in [`TOKEN_COLUMNS`] order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredToken {
+    /// `id`.
+    pub id: String,
+    /// `role`.
+    pub role: String,
+    /// `guilds`, JSON text.
+    pub guilds: String,
+    /// `label`.
+    pub label: String,
+    /// `human_id`.
+    pub human_id: Option<String>,
+    /// `created_at`.
+    pub created_at: String,
+    /// `revoked_at`.
+    pub revoked_at: Option<String>,
+}
+
+/// A stored token row as a [`TokenInfo`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] naming the column that does not hold what
+/// guildconf writes.
+pub fn stored_token(row: StoredToken) -> StoreResult<TokenInfo> {
+    let role = TokenRole::parse(&row.role)
+        .map_err(|_| StoreError::Corrupt("stored api_tokens.role is unknown".into()))?;
+    let guilds: Vec<GuildId> = serde_json::from_str(&row.guilds).map_err(|_| {
+        StoreError::Corrupt("stored api_tokens.guilds is not a list of guild ids".into())
+    })?;
+    Ok(TokenInfo {
+        id: row.id,
+        role,
+        guilds,
+        label: row.label,
+        human_id: row.human_id,
+        created_at: stored_timestamp(&row.created_at, "api_tokens.created_at")?,
+        revoked_at: row
+            .revoked_at
+            .map(|t| stored_timestamp(&t, "api_tokens.revoked_at"))
+            .transpose()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +243,46 @@ mod tests {
             to_stored_i64(u64::MAX, "entry seq"),
             Err(StoreError::Storage(_))
         ));
+        let token = |role: &str, guilds: &str| StoredToken {
+            id: "00112233aabbccdd".into(),
+            role: role.into(),
+            guilds: guilds.into(),
+            label: "hunter2".into(),
+            human_id: None,
+            created_at: "2026-06-01T00:00:09.000000Z".into(),
+            revoked_at: None,
+        };
+        assert_eq!(
+            stored_token(token("root", "[]")),
+            Err(corrupt("stored api_tokens.role is unknown"))
+        );
+        assert_eq!(
+            stored_token(token("viewer", "[\"hunter2\"]")),
+            Err(corrupt(
+                "stored api_tokens.guilds is not a list of guild ids"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_token_row_reads_back_as_written() {
+        let guilds = vec![
+            GuildId::parse("123456789012345678").expect("valid"),
+            GuildId::parse("223456789012345678").expect("valid"),
+        ];
+        let text = token_guilds_text(&guilds).expect("writable");
+        assert_eq!(text, r#"["123456789012345678","223456789012345678"]"#);
+        let info = stored_token(StoredToken {
+            id: "00112233aabbccdd".into(),
+            role: "auditor".into(),
+            guilds: text,
+            label: "dashboard".into(),
+            human_id: Some("80351110224678912".into()),
+            created_at: "2026-06-01T00:00:09.000000Z".into(),
+            revoked_at: Some("2026-06-02T00:00:00.000000Z".into()),
+        })
+        .expect("valid");
+        assert_eq!((info.role, info.guilds), (TokenRole::Auditor, guilds));
+        assert!(info.revoked_at.is_some());
     }
 }

@@ -10,6 +10,7 @@
 pub mod codec;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+mod tokens;
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,11 +19,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use guildconf_domain::{
     Actor, Entry, EntryBody, EntrySignature, EventOutcome, GuildId, Link, Operation, SealedEntry,
-    SealedSnapshot, Timestamp,
+    SealedSnapshot, Timestamp, TokenInfo,
 };
 
 pub use guildconf_domain::Head;
 use serde_json::Value;
+pub use tokens::{is_token_id, TokenChange, TokenWrite};
 
 /// Errors a store reports. Messages never echo row data (a secret must not
 /// leak through an error message).
@@ -327,7 +329,7 @@ fn check_snapshot(
     }
 }
 
-fn inconsistent(what: &str, problem: Option<&str>) -> StoreResult<()> {
+pub(crate) fn inconsistent(what: &str, problem: Option<&str>) -> StoreResult<()> {
     match problem {
         Some(p) => Err(StoreError::Storage(format!("inconsistent {what}: {p}"))),
         None => Ok(()),
@@ -748,7 +750,9 @@ pub trait ChangeWatcher: Send + fmt::Debug {
 }
 
 /// A config store. Every method is keyed by guild first, except the few
-/// cross-guild reads (`list_guilds`, history by actor, `guild_ids`).
+/// cross-guild reads (`list_guilds`, history by actor, `guild_ids`) and the
+/// token methods (a token belongs to no one guild; its writes still append
+/// to each named guild's chain through ordinary change sets).
 ///
 /// Implementations must make [`ConfigStore::commit`] atomic: the snapshot,
 /// entry, request record and head move land together or not at all, and the
@@ -950,6 +954,38 @@ pub trait ConfigStore: Send + Sync + fmt::Debug {
         guild: GuildId,
         before: Timestamp,
     ) -> StoreResult<Option<PurgeCandidate>>;
+
+    /// Writes a token change and the event entries it appends to the chains
+    /// of the guilds the token names, in one transaction (after
+    /// [`TokenWrite::check`]): all of it, or nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when a guild's head is not where its change
+    /// set expects, when a revoke finds no unrevoked token with that id, or
+    /// when a new token's id or hash is taken: nothing written.
+    /// [`StoreError::Storage`] for any other failure: nothing written.
+    async fn commit_token(&self, write: TokenWrite) -> StoreResult<()>;
+
+    /// The token whose secret hashes to `secret_sha256` (lowercase hex),
+    /// revoked or not: a lookup by the hash, so no secret is ever compared.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`] when the database fails;
+    /// [`StoreError::Corrupt`] when the row cannot be decoded.
+    async fn token_by_hash(&self, secret_sha256: &str) -> StoreResult<Option<TokenInfo>>;
+
+    /// The token with this public id, revoked or not.
+    ///
+    /// # Errors
+    /// As [`ConfigStore::token_by_hash`].
+    async fn token(&self, id: &str) -> StoreResult<Option<TokenInfo>>;
+
+    /// Every token, revoked ones too, oldest first (by `created_at`, then
+    /// id). One of the reads not keyed by guild: a token belongs to none.
+    ///
+    /// # Errors
+    /// As [`ConfigStore::token_by_hash`].
+    async fn tokens(&self) -> StoreResult<Vec<TokenInfo>>;
 
     /// Runs one guild's purge in one transaction, in bounded batches, through
     /// the gate only this transaction opens (the append-only triggers refuse

@@ -328,6 +328,29 @@ impl ConfigStore for Flaky {
         self.inner.rows_past_heads(from, through).await
     }
 
+    async fn commit_token(&self, write: guildconf_ports::TokenWrite) -> StoreResult<()> {
+        self.check()?;
+        self.inner.commit_token(write).await
+    }
+
+    async fn token_by_hash(
+        &self,
+        secret_sha256: &str,
+    ) -> StoreResult<Option<guildconf_domain::TokenInfo>> {
+        self.check()?;
+        self.inner.token_by_hash(secret_sha256).await
+    }
+
+    async fn token(&self, id: &str) -> StoreResult<Option<guildconf_domain::TokenInfo>> {
+        self.check()?;
+        self.inner.token(id).await
+    }
+
+    async fn tokens(&self) -> StoreResult<Vec<guildconf_domain::TokenInfo>> {
+        self.check()?;
+        self.inner.tokens().await
+    }
+
     async fn stored_requests(
         &self,
         from: GuildId,

@@ -19,11 +19,11 @@ const QUIET: u64 = 9;
 /// A secret that must never be stored in an entry or exported.
 const SECRET: &str = "HUNTER2";
 
-fn gid(n: u64) -> GuildId {
+pub(crate) fn gid(n: u64) -> GuildId {
     GuildId::from_u64(n).expect("valid")
 }
 
-fn alice() -> WriteMeta {
+pub(crate) fn alice() -> WriteMeta {
     WriteMeta::new(
         guildconf::Actor::new(
             "80351110224678912",
@@ -254,6 +254,22 @@ async fn bad_events_store_nothing(backend: Backend, name: &str) {
             Target::new("channel", "1"),
         )
         .with("role_id", "1"),
+        // Well formed, but only guildconf records token events, when a
+        // token is created or revoked.
+        Event::new(
+            "token.created",
+            EventOutcome::Success,
+            Target::new("token", "00112233aabbccdd"),
+        )
+        .with("role", "editor")
+        .with("guilds", json!([G.to_string()])),
+        Event::new(
+            "token.revoked",
+            EventOutcome::Success,
+            Target::new("token", "00112233aabbccdd"),
+        )
+        .with("role", "editor")
+        .with("guilds", json!([G.to_string()])),
     ];
     for event in &bad {
         for guild in [G, QUIET] {

@@ -15,3 +15,4 @@ mod privileges;
 mod processes;
 mod retention;
 mod signing;
+mod tokens;

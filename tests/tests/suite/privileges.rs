@@ -285,6 +285,21 @@ fn every_command_runs_as_the_application_role_and_nothing_more() {
     ok(&app, &["history", "--actor", ALICE]);
     ok(&app, &["diff", GUILD, "1", "3"]);
     ok(&app, &["verify"]);
+    let token: Value = serde_json::from_str(&ok(
+        &app,
+        &[
+            &[
+                "--json", "token", "create", "--role", "viewer", "--guild", GUILD,
+            ][..],
+            &["--label", "dashboard"],
+            &write,
+        ]
+        .concat(),
+    ))
+    .expect("the token as JSON");
+    let id = token["id"].as_str().expect("an id");
+    assert!(ok(&app, &["token", "list"]).contains(id));
+    ok(&app, &[&["token", "revoke", id][..], &write].concat());
     ok(&app, &["checkpoint", "--output", &path("checkpoint.json")]);
     ok(&app, &["verify", "--checkpoint", &path("checkpoint.json")]);
     ok(&app, &["export", "--format", "csv"]);
@@ -556,4 +571,101 @@ async fn a_write_behind_a_foreign_lock_fails_naming_the_timeout() {
         !String::from_utf8_lossy(&show.stdout).contains("\"a\""),
         "neither refused write landed"
     );
+}
+
+/// The token table as the application role, through `psql` as an attacker
+/// holding that role would use it: it may add a token, read tokens and
+/// revoke one, and nothing else. No column but `revoked_at` may be updated
+/// (the column grant), no row deleted or truncated, and a revocation is
+/// neither undone nor repeated (the table's trigger, which also binds the
+/// owner).
+#[test]
+fn the_application_role_may_only_add_read_and_revoke_tokens() {
+    let mut cluster = Cluster::new("tokens");
+    let db = cluster.database("main");
+    let app = cluster.url("app", &db);
+    let owner = cluster.url("owner", &db);
+    let id = "00112233aabbccdd";
+    let hash = "ab".repeat(32);
+    let row = || {
+        value(
+            &app,
+            &format!(
+                "SELECT concat_ws('|', id, secret_sha256, role, guilds, label, human_id, \
+                 created_at, revoked_at) FROM api_tokens WHERE id = '{id}'"
+            ),
+        )
+    };
+    let out = psql(
+        &app,
+        &format!(
+            "INSERT INTO api_tokens (id, secret_sha256, role, guilds, label, human_id, created_at) \
+             VALUES ('{id}', '{hash}', 'viewer', '[\"{GUILD}\"]', 'dashboard', NULL, \
+             '2026-01-01T00:00:00.000000Z')"
+        ),
+    );
+    assert!(out.status.success(), "the role adds a token: {out:?}");
+    let stored = row();
+    assert!(stored.contains("viewer"), "{stored}");
+
+    for (column, value) in [
+        ("role", "'editor'"),
+        ("guilds", "'[]'"),
+        ("secret_sha256", &format!("'{}'", "cd".repeat(32))),
+        ("id", "'ffffffffffffffff'"),
+        ("label", "'someone else'"),
+        ("human_id", &format!("'{ALICE}'")),
+        ("created_at", "'2020-01-01T00:00:00.000000Z'"),
+    ] {
+        refused(
+            &app,
+            &format!("UPDATE api_tokens SET {column} = {value}"),
+            "permission denied for table api_tokens",
+        );
+    }
+    for sql in ["DELETE FROM api_tokens", "TRUNCATE api_tokens"] {
+        refused(&app, sql, "permission denied for table api_tokens");
+    }
+    assert_eq!(
+        row(),
+        stored,
+        "nothing the role was refused changed the row"
+    );
+
+    let revoke = |at: &str| format!("UPDATE api_tokens SET revoked_at = {at} WHERE id = '{id}'");
+    let out = psql(&app, &revoke("'2026-01-02T00:00:00.000000Z'"));
+    assert!(out.status.success(), "the role revokes a token: {out:?}");
+    let revoked = row();
+    assert!(
+        revoked.ends_with("2026-01-02T00:00:00.000000Z"),
+        "{revoked}"
+    );
+    refused(
+        &app,
+        &revoke("NULL"),
+        "guildconf: a token may only be revoked, once",
+    );
+    refused(
+        &app,
+        &revoke("'2026-01-03T00:00:00.000000Z'"),
+        "guildconf: a token may only be revoked, once",
+    );
+    // The trigger holds for the owner too, who has every table right.
+    refused(
+        &owner,
+        "UPDATE api_tokens SET role = 'editor'",
+        "guildconf: a token may only be revoked, once",
+    );
+    refused(
+        &owner,
+        "DELETE FROM api_tokens",
+        "guildconf: api_tokens keeps every token",
+    );
+    refused(
+        &owner,
+        "TRUNCATE api_tokens",
+        "guildconf: api_tokens keeps every token",
+    );
+    assert_eq!(row(), revoked, "the revoked token is as it was revoked");
+    drop(cluster);
 }

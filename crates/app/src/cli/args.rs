@@ -199,10 +199,59 @@ pub enum Command {
     /// Create the database if missing and apply the schema migrations this
     /// guildconf ships (as a role that may change the schema).
     Migrate,
+    /// Manage API tokens for the HTTP API: create one (its secret is printed
+    /// once; only its SHA-256 is stored), list them, revoke one.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Make an Ed25519 key pair for signing entries: the private key to
     /// --output (mode 0600), the public key to FILE.pub; prints the public
     /// key's fingerprint. Never overwrites a file.
     Keygen(KeygenArgs),
+}
+
+/// The `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token and print its secret, this once: guildconf keeps only
+    /// its SHA-256. Recorded as a token.created event in the chain of every
+    /// --guild.
+    Create(TokenCreateArgs),
+    /// List every token, revoked ones too (never a secret).
+    List,
+    /// Revoke a token for good; recorded as a token.revoked event in the
+    /// chain of every guild it names.
+    Revoke(TokenRevokeArgs),
+}
+
+/// The arguments of `token create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// viewer (reads config and history), editor (also writes) or auditor
+    /// (also exports, verifies and reads stats).
+    #[arg(long)]
+    pub role: String,
+    /// A guild the token may reach (repeatable); without any, every guild.
+    #[arg(long = "guild", value_name = "G")]
+    pub guilds: Vec<String>,
+    /// Who or what holds the token (1 to 128 characters): the actor label
+    /// of its writes.
+    #[arg(long, value_name = "L")]
+    pub label: String,
+    /// Attribute the token's writes to this person (a user snowflake)
+    /// instead of to an integration named by the label.
+    #[arg(long, value_name = "ID")]
+    pub human_id: Option<String>,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+/// The arguments of `token revoke`.
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (16 hex digits, as `token list` shows).
+    pub id: String,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// The arguments of `keygen`.

@@ -17,8 +17,8 @@ use clap::Parser;
 use guildconf::{BackendOptions, ConfigService, Error, OpenOptions, PublicKey, Signing};
 use serde_json::json;
 
-use args::{Cli, Command};
-use commands::{admin, audit, read, write};
+use args::{Cli, Command, TokenCommand};
+use commands::{admin, audit, read, tokens, write};
 use output::Output;
 
 /// Exit codes of the command line (a public contract).
@@ -226,5 +226,8 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         Command::Copy(args) => admin::copy(&ctx, args).await,
         Command::Migrate => admin::migrate(&ctx).await,
         Command::Keygen(args) => admin::keygen(&ctx, args),
+        Command::Token(TokenCommand::Create(args)) => tokens::create(&ctx, args).await,
+        Command::Token(TokenCommand::List) => tokens::list(&ctx).await,
+        Command::Token(TokenCommand::Revoke(args)) => tokens::revoke(&ctx, args).await,
     }
 }

@@ -4,8 +4,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use guildconf::{
-    json, Change, Error, FieldPath, GuildId, GuildSummary, HistoryPage, Outcome, PurgeResult,
-    Shown, Timestamp, VerifyReport, WriteResult,
+    json, Change, Error, FieldPath, GuildId, GuildSummary, HistoryPage, IssuedToken, Outcome,
+    PurgeResult, Shown, Timestamp, TokenInfo, VerifyReport, WriteResult,
 };
 use serde_json::{json, Value};
 
@@ -49,6 +49,20 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&render(row.clone()));
     }
     out
+}
+
+/// The guilds a token reaches, for people.
+fn scope(token: &TokenInfo) -> String {
+    if token.guilds.is_empty() {
+        "every guild".to_owned()
+    } else {
+        token
+            .guilds
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// Replaces control characters so stored text cannot forge lines on a terminal.
@@ -194,6 +208,78 @@ impl Output {
         for r in rows {
             println!("{:<width$}  {}", r.key, r.count);
         }
+    }
+
+    /// A new token, with its secret: the one time it is shown.
+    pub fn token_created(&self, issued: &IssuedToken) {
+        let info = &issued.info;
+        if self.json {
+            print_json(&json!({
+                "token": issued.secret,
+                "id": info.id,
+                "role": info.role,
+                "guilds": info.guilds,
+                "label": info.label,
+                "human_id": info.human_id,
+                "created_at": info.created_at,
+            }));
+            return;
+        }
+        println!(
+            "created token {} ({}, {}) for {}",
+            info.id,
+            info.role,
+            scope(info),
+            clean(&info.label)
+        );
+        println!("{}", issued.secret);
+        eprintln!("This secret is shown once: guildconf stores only its SHA-256.");
+    }
+
+    /// Every token, without secrets.
+    pub fn tokens(&self, tokens: &[TokenInfo]) {
+        if self.json {
+            print_json(&json!({ "tokens": tokens }));
+            return;
+        }
+        if tokens.is_empty() {
+            println!("no tokens yet");
+            return;
+        }
+        let rows: Vec<Vec<String>> = tokens
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.clone(),
+                    t.role.to_string(),
+                    scope(t),
+                    t.created_at.to_string(),
+                    t.revoked_at
+                        .map_or_else(|| "-".to_owned(), |at| at.to_string()),
+                    clean(&match &t.human_id {
+                        Some(human) => format!("{} (human {human})", t.label),
+                        None => t.label.clone(),
+                    }),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &["ID", "ROLE", "GUILDS", "CREATED AT", "REVOKED AT", "LABEL"],
+                &rows
+            )
+        );
+    }
+
+    /// A token just revoked.
+    pub fn token_revoked(&self, info: &TokenInfo) {
+        if self.json {
+            print_json(&serde_json::to_value(info).unwrap_or(Value::Null));
+            return;
+        }
+        let at = info.revoked_at.map(|t| t.to_string()).unwrap_or_default();
+        println!("revoked token {} ({}) at {at}", info.id, clean(&info.label));
     }
 
     pub fn write_result(&self, result: &WriteResult) {

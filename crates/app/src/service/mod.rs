@@ -18,8 +18,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::hints::{HeadHints, DEFAULT_HEAD_HINTS};
+use crate::tokens::TokenCache;
 
 pub use read::value_at;
+pub use write::check_recordable;
 pub(crate) use write::{backoff, check_meta};
 
 /// How many times a write without an expected version is recomputed from the
@@ -238,6 +240,9 @@ pub struct ConfigService {
     pub(crate) max_retries: u32,
     pub(crate) hints: Arc<HeadHints>,
     pub(crate) actions: Arc<ActionRegistry>,
+    /// Tokens this service authenticated, shared by its clones (and by the
+    /// read cache's service), so a revocation here reaches them all at once.
+    pub(crate) token_cache: Arc<TokenCache>,
 }
 
 impl ConfigService {
@@ -251,6 +256,7 @@ impl ConfigService {
             max_retries: DEFAULT_MAX_RETRIES,
             hints: Arc::new(HeadHints::new(DEFAULT_HEAD_HINTS)),
             actions: Arc::new(ActionRegistry::shipped()),
+            token_cache: Arc::new(TokenCache::default()),
         }
     }
 

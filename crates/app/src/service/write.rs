@@ -18,6 +18,31 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+/// The family of the events guildconf records for API tokens, which callers
+/// may not record themselves.
+const TOKEN_FAMILY: &str = "token";
+
+/// Refuses an event only guildconf itself records: the `token` family
+/// (`token.created`, `token.revoked`), written when an API token is created
+/// or revoked, so that such an entry always stands for a real token.
+/// [`ConfigService::record`] runs it; a caller can run it before opening a
+/// database, so that such an event leaves no trace at all.
+///
+/// # Errors
+/// [`Error::Invalid`] at `/action` for a key of the `token` family.
+pub fn check_recordable(event: &Event) -> Result<()> {
+    if event.action.split_once('.').map(|(family, _)| family) == Some(TOKEN_FAMILY) {
+        return Err(Error::invalid(
+            "/action",
+            format!(
+                "{} is recorded by guildconf itself when an API token is created or revoked",
+                event.action
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl ConfigService {
     /// Creates a guild's config: the defaults, overlaid with `input`.
     ///
@@ -172,16 +197,23 @@ impl ConfigService {
     /// The config is unchanged. Idempotent with `meta.request_id` as any
     /// write is.
     ///
+    /// The `token` family (`token.created`, `token.revoked`) is guildconf's
+    /// own record of API tokens, written only when a token is created or
+    /// revoked, so that such an entry in a chain always stands for a real
+    /// token.
+    ///
     /// # Errors
-    /// [`Error::Invalid`] for an unknown action key, a disallowed outcome,
-    /// a bad target, or data the key does not declare or of the wrong type
-    /// (then nothing is stored); otherwise as [`ConfigService::write`].
+    /// [`Error::Invalid`] for an unknown action key, a key of the `token`
+    /// family, a disallowed outcome, a bad target, or data the key does not
+    /// declare or of the wrong type (then nothing is stored); otherwise as
+    /// [`ConfigService::write`].
     pub async fn record(
         &self,
         guild: GuildId,
         event: &Event,
         meta: &WriteMeta,
     ) -> Result<WriteResult> {
+        check_recordable(event)?;
         let checked = self.actions.check(event)?;
         self.write(guild, Edit::Event(checked), meta).await
     }
@@ -457,7 +489,7 @@ impl ConfigService {
     }
 
     /// Builds the chained change set and the result it will report.
-    fn change_set(
+    pub(crate) fn change_set(
         &self,
         guild: GuildId,
         head: Option<&Head>,

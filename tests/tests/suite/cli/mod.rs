@@ -16,6 +16,7 @@ mod invalid;
 mod reads;
 mod requests;
 mod secrets;
+mod tokens;
 mod verify;
 mod writes;
 

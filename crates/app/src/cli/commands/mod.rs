@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod audit;
 pub mod read;
+pub mod tokens;
 pub mod write;

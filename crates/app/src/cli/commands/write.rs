@@ -112,6 +112,7 @@ pub async fn event(ctx: &Ctx<'_>, args: EventArgs) -> Result<u8, Error> {
     let meta = args.write.meta(None, args.dry_run)?;
     // Checked before the database is opened (or created), so bad input
     // leaves no trace at all; the service checks again with the same keys.
+    guildconf::check_recordable(&event)?;
     ActionRegistry::shipped().check(&event)?;
     let service = ctx.service(!args.dry_run).await?;
     Ok(written(ctx, &service.record(guild, &event, &meta).await?))
