@@ -33,6 +33,7 @@ mod export;
 mod fanout;
 mod hints;
 mod history;
+pub mod http;
 mod import;
 pub mod input;
 mod purge;

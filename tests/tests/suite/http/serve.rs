@@ -1,0 +1,102 @@
+//! `guildconf serve`: the binary listens where it says (port 0 picks a free
+//! port, and the first line of stdout names it), answers the API, and stops
+//! cleanly on SIGTERM and on SIGINT, exit 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use guildconf_tests::{contract, guildconf_bin, Backend, TestDb};
+
+/// A running `guildconf serve` and the address it printed.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+fn start(db: &TestDb, json: bool) -> Served {
+    let mut cmd = Command::new(guildconf_bin());
+    cmd.env_remove("GUILDCONF_DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .args(["--database-url", db.url()]);
+    if json {
+        cmd.arg("--json");
+    }
+    let mut child = cmd
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("guildconf serve starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("serve prints its address");
+    let addr = if json {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        v["listening"].as_str().expect("listening").to_owned()
+    } else {
+        line.trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned()
+    };
+    assert!(!addr.ends_with(":0"), "the real port is printed: {addr}");
+    Served {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+async fn serve_prints_its_address_and_stops_on_signals(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    for (json, sig) in [(false, "TERM"), (true, "INT")] {
+        let mut served = start(&db, json);
+        let client = reqwest::Client::new();
+        let doc = client
+            .get(format!("{}/openapi.json", served.base))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(doc.status().as_u16(), 200);
+        let refused = client
+            .get(format!("{}/api/v1/guilds", served.base))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(refused.status().as_u16(), 401);
+        signal(&served.child, sig);
+        let status = served.child.wait().expect("serve exits");
+        assert_eq!(status.code(), Some(0), "SIG{sig} is a clean stop");
+    }
+    let mut bad = Command::new(guildconf_bin())
+        .args([
+            "--database-url",
+            db.url(),
+            "--json",
+            "serve",
+            "--listen",
+            "nowhere",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runs");
+    assert_eq!(
+        bad.wait().expect("exits").code(),
+        Some(3),
+        "a bad --listen is invalid input"
+    );
+}
+
+contract! {
+    serve_prints_its_address_and_stops_on_signals,
+}
