@@ -356,19 +356,11 @@ pub(crate) async fn stats(
     caller: Caller,
     Query(p): Query<StatsParams>,
 ) -> Result<Response, Problem> {
-    let by = match p.by.as_deref() {
-        Some("operation") => StatsBy::Operation,
-        Some("family") => StatsBy::Family,
-        Some("actor") => StatsBy::Actor,
-        Some("outcome") => StatsBy::Outcome,
-        Some("day") => StatsBy::Day,
-        _ => {
-            return Err(invalid(
-                "/by",
-                "must be one of operation, family, actor, outcome, day",
-            ))
-        }
-    };
+    let by =
+        p.by.as_deref()
+            .ok_or_else(|| "is required".to_owned())
+            .and_then(StatsBy::parse)
+            .map_err(|e| invalid("/by", &e))?;
     let query = StatsQuery {
         guild_id: optional(p.guild.as_deref(), guild)?,
         since: optional(p.since.as_deref(), |t| time("since", t))?,

@@ -232,7 +232,7 @@ pub(crate) struct WriteBody {
     /// The config version after the write (also the `ETag`).
     version: u64,
     /// What happened.
-    outcome: OutcomeBody,
+    outcome: Outcome,
     /// The new entry's hash; null when nothing changed.
     #[schema(nullable, pattern = "^[0-9a-f]{64}$")]
     entry_hash: Option<String>,
@@ -242,24 +242,84 @@ pub(crate) struct WriteBody {
     replayed: Option<bool>,
 }
 
-/// What a write did (described in the OpenAPI document; the body itself
-/// is the service's `Outcome`).
-#[derive(Debug, Serialize, ToSchema)]
+/// The `If-Match` header a write may carry.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
 #[allow(dead_code)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum OutcomeBody {
-    /// A config was created.
-    Created,
-    /// Fields changed.
-    Updated,
-    /// Nothing would change; nothing was written.
-    Unchanged,
-    /// An earlier version is current again.
-    Reverted,
-    /// The config was deleted.
-    Deleted,
-    /// An event was recorded.
-    Recorded,
+pub(crate) struct IfMatchHeader {
+    /// The version the write is meant for, `"N"` (a list of them), or `*`
+    /// for any current config; 412 when the guild is at another.
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+}
+
+/// The headers every write may carry (described here; read by
+/// [`WriteRequest::new`]).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub(crate) struct WriteHeaders {
+    /// The write's request id: a retry with the same key returns the first
+    /// result.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[ -~]+$"
+    )]
+    idempotency_key: Option<String>,
+    /// Why, when the body does not say.
+    #[param(rename = "X-Reason", max_length = 1000, pattern = "^[ -~]*$")]
+    x_reason: Option<String>,
+}
+
+/// What every write to one guild takes from its request: the guild, its
+/// `If-Match`, and the metadata of the entry (the token's actor, the
+/// reason, the idempotency key, the request's context).
+struct WriteRequest {
+    guild: GuildId,
+    if_match: Option<Tags>,
+    meta: WriteMeta,
+}
+
+impl WriteRequest {
+    fn new(
+        caller: &Caller,
+        guild_text: &str,
+        request_headers: &HeaderMap,
+        reason_in_body: Option<String>,
+    ) -> Result<Self, Problem> {
+        Ok(Self {
+            guild: guild(guild_text)?,
+            if_match: headers::tags(request_headers, "if-match")?,
+            meta: caller.meta(
+                headers::reason(request_headers, reason_in_body)?,
+                headers::text(request_headers, IDEMPOTENCY_KEY)?,
+            )?,
+        })
+    }
+
+    /// Checks the token may write the guild, then runs `write` under the
+    /// `If-Match` precondition.
+    async fn run<F, Fut>(
+        self,
+        shared: &Shared,
+        caller: &Caller,
+        write: F,
+    ) -> Result<Response, Problem>
+    where
+        F: FnOnce(GuildId, WriteMeta) -> Fut,
+        Fut: std::future::Future<Output = crate::Result<WriteResult>>,
+    {
+        let guild = self.guild;
+        caller
+            .require(shared, Permission::Write, Some(guild))
+            .await?;
+        guarded(shared, guild, self.if_match, self.meta, |meta| {
+            write(guild, meta)
+        })
+        .await
+    }
 }
 
 /// A write's answer: 201 for a created config, 200 otherwise, with the
@@ -272,11 +332,6 @@ fn written(result: &WriteResult) -> Response {
     };
     let body = serde_json::to_value(result).unwrap_or(Value::Null);
     (status, [(header::ETAG, etag(result.version))], Json(body)).into_response()
-}
-
-/// The idempotency key of a write.
-fn request_id(request_headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    headers::text(request_headers, IDEMPOTENCY_KEY)
 }
 
 /// Runs a write that may carry `If-Match`: the versions it names become the
@@ -362,9 +417,8 @@ pub(crate) struct PatchBody {
 /// another version, 412.
 #[utoipa::path(patch, path = "/api/v1/guilds/{guild}/config", tag = "config",
     params(GuildParam,
-        ("If-Match" = Option<String>, Header, description = "The version the change is meant for, \"N\", or *"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[ -~]+$", description = "A retry with the same key returns the first result"),
-        ("X-Reason" = Option<String>, Header, max_length = 1000, pattern = "^[ -~]*$", description = "Why, when the body does not say")),
+        IfMatchHeader,
+        WriteHeaders),
     request_body = PatchBody,
     responses(
         (status = 200, description = "Written (or unchanged)", body = WriteBody,
@@ -380,18 +434,29 @@ pub(crate) async fn patch(
     request_headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Problem> {
-    let guild = guild(&guild_text)?;
-    let if_match = headers::tags(&request_headers, "if-match")?;
     let request = body::<PatchBody>(&bytes)?;
+    let edit = field_edit(request.set, &request.unset)?;
+    let write = WriteRequest::new(&caller, &guild_text, &request_headers, request.reason)?;
+    let service = shared.state.writer();
+    write
+        .run(&shared, &caller, |guild, meta| async move {
+            service.update(guild, edit, &meta).await
+        })
+        .await
+}
+
+/// The edit of a PATCH body: every path parsed (every bad one reported),
+/// at least one.
+fn field_edit(set: Map<String, Value>, unset: &[String]) -> Result<FieldEdit, Problem> {
     let mut edit = FieldEdit::new();
     let mut problems = Vec::new();
-    for path in &request.unset {
+    for path in unset {
         match path.parse::<FieldPath>() {
             Ok(p) => edit = edit.unset(p),
             Err(v) => problems.extend(v.0),
         }
     }
-    for (path, value) in request.set {
+    for (path, value) in set {
         match path.parse::<FieldPath>() {
             Ok(p) => edit = edit.set(p, value),
             Err(v) => problems.extend(v.0),
@@ -406,18 +471,7 @@ pub(crate) async fn patch(
             "give at least one path in set or unset",
         ));
     }
-    let meta = caller.meta(
-        headers::reason(&request_headers, request.reason)?,
-        request_id(&request_headers)?,
-    )?;
-    caller
-        .require(&shared, Permission::Write, Some(guild))
-        .await?;
-    let service = shared.state.writer();
-    guarded(&shared, guild, if_match, meta, |meta| async move {
-        service.update(guild, edit, &meta).await
-    })
-    .await
+    Ok(edit)
 }
 
 /// `PUT /api/v1/guilds/{guild}/config`: replaces the whole document, as
@@ -425,10 +479,9 @@ pub(crate) async fn patch(
 /// `If-Match: "N"` to replace version N, or `If-None-Match: *` to create.
 #[utoipa::path(put, path = "/api/v1/guilds/{guild}/config", tag = "config",
     params(GuildParam,
-        ("If-Match" = Option<String>, Header, description = "The version being replaced, \"N\" (or *)"),
+        IfMatchHeader,
         ("If-None-Match" = Option<String>, Header, description = "* to create a config the guild does not have"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[ -~]+$", description = "A retry with the same key returns the first result"),
-        ("X-Reason" = Option<String>, Header, max_length = 1000, pattern = "^[ -~]*$", description = "Why")),
+        WriteHeaders),
     request_body(content = Object, description = "The whole document (a partial one is completed with the defaults)"),
     responses(
         (status = 200, description = "Replaced (or unchanged)", body = WriteBody,
@@ -446,15 +499,10 @@ pub(crate) async fn put(
     request_headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Problem> {
-    let guild = guild(&guild_text)?;
-    let if_match = headers::tags(&request_headers, "if-match")?;
-    let if_none_match = headers::tags(&request_headers, "if-none-match")?;
     let document = body::<Value>(&bytes)?;
-    let meta = caller.meta(
-        headers::reason(&request_headers, None)?,
-        request_id(&request_headers)?,
-    )?;
-    let create = match (&if_match, &if_none_match) {
+    let write = WriteRequest::new(&caller, &guild_text, &request_headers, None)?;
+    let if_none_match = headers::tags(&request_headers, "if-none-match")?;
+    let create = match (&write.if_match, &if_none_match) {
         (None, None) => {
             return Err(Problem::new(
                 StatusCode::PRECONDITION_REQUIRED,
@@ -478,33 +526,34 @@ pub(crate) async fn put(
         }
         (Some(_), None) => false,
     };
+    let service = shared.state.writer();
+    if !create {
+        return write
+            .run(&shared, &caller, |guild, meta| async move {
+                service.replace(guild, document, &meta).await
+            })
+            .await;
+    }
+    let guild = write.guild;
     caller
         .require(&shared, Permission::Write, Some(guild))
         .await?;
-    let service = shared.state.writer();
-    if create {
-        return match service.create(guild, document, &meta).await {
-            Ok(result) => Ok(written(&result)),
-            // An existing config is exactly what If-None-Match: * rules out.
-            Err(Error::Conflict(m)) if service.get(guild, At::Now).await.is_ok() => Err(
-                Problem::precondition_failed(format!("If-None-Match: * does not hold: {m}")),
-            ),
-            Err(e) => Err(e.into()),
-        };
+    match service.create(guild, document, &write.meta).await {
+        Ok(result) => Ok(written(&result)),
+        // An existing config is exactly what If-None-Match: * rules out.
+        Err(Error::Conflict(m)) if service.get(guild, At::Now).await.is_ok() => Err(
+            Problem::precondition_failed(format!("If-None-Match: * does not hold: {m}")),
+        ),
+        Err(e) => Err(e.into()),
     }
-    guarded(&shared, guild, if_match, meta, |meta| async move {
-        service.replace(guild, document, &meta).await
-    })
-    .await
 }
 
 /// `DELETE /api/v1/guilds/{guild}/config`: deletes the config, as
 /// `guildconf delete`; its history stays.
 #[utoipa::path(delete, path = "/api/v1/guilds/{guild}/config", tag = "config",
     params(GuildParam,
-        ("If-Match" = Option<String>, Header, description = "The version being deleted, \"N\", or *"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[ -~]+$", description = "A retry with the same key returns the first result"),
-        ("X-Reason" = Option<String>, Header, max_length = 1000, pattern = "^[ -~]*$", description = "Why")),
+        IfMatchHeader,
+        WriteHeaders),
     responses(
         (status = 200, description = "Deleted", body = WriteBody,
             headers(("ETag" = String, description = "The version after the write"))),
@@ -517,20 +566,13 @@ pub(crate) async fn delete(
     Path(guild_text): Path<String>,
     request_headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let guild = guild(&guild_text)?;
-    let if_match = headers::tags(&request_headers, "if-match")?;
-    let meta = caller.meta(
-        headers::reason(&request_headers, None)?,
-        request_id(&request_headers)?,
-    )?;
-    caller
-        .require(&shared, Permission::Write, Some(guild))
-        .await?;
+    let write = WriteRequest::new(&caller, &guild_text, &request_headers, None)?;
     let service = shared.state.writer();
-    guarded(&shared, guild, if_match, meta, |meta| async move {
-        service.delete(guild, &meta).await
-    })
-    .await
+    write
+        .run(&shared, &caller, |guild, meta| async move {
+            service.delete(guild, &meta).await
+        })
+        .await
 }
 
 /// The body of `POST …/revert`.
@@ -565,9 +607,8 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u
 /// as a new entry (`guildconf revert`).
 #[utoipa::path(post, path = "/api/v1/guilds/{guild}/revert", tag = "config",
     params(GuildParam,
-        ("If-Match" = Option<String>, Header, description = "The version being replaced, \"N\", or *"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[ -~]+$", description = "A retry with the same key returns the first result"),
-        ("X-Reason" = Option<String>, Header, max_length = 1000, pattern = "^[ -~]*$", description = "Why, when the body does not say")),
+        IfMatchHeader,
+        WriteHeaders),
     request_body = RevertBody,
     responses(
         (status = 200, description = "Reverted (or unchanged)", body = WriteBody,
@@ -583,22 +624,15 @@ pub(crate) async fn revert(
     request_headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Problem> {
-    let guild = guild(&guild_text)?;
-    let if_match = headers::tags(&request_headers, "if-match")?;
     let request = body::<RevertBody>(&bytes)?;
-    let meta = caller.meta(
-        headers::reason(&request_headers, request.reason)?,
-        request_id(&request_headers)?,
-    )?;
-    caller
-        .require(&shared, Permission::Write, Some(guild))
-        .await?;
+    let write = WriteRequest::new(&caller, &guild_text, &request_headers, request.reason)?;
     let service = shared.state.writer();
     let to = request.to;
-    guarded(&shared, guild, if_match, meta, |meta| async move {
-        service.revert(guild, to, &meta).await
-    })
-    .await
+    write
+        .run(&shared, &caller, |guild, meta| async move {
+            service.revert(guild, to, &meta).await
+        })
+        .await
 }
 
 /// What an event acted on.
@@ -641,8 +675,7 @@ pub(crate) struct EventBody {
 /// in the guild's chain, as `guildconf event`; the config is unchanged.
 #[utoipa::path(post, path = "/api/v1/guilds/{guild}/events", tag = "config",
     params(GuildParam,
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[ -~]+$", description = "A retry with the same key returns the first result"),
-        ("X-Reason" = Option<String>, Header, max_length = 1000, pattern = "^[ -~]*$", description = "Why, when the body does not say")),
+        WriteHeaders),
     request_body = EventBody,
     responses(
         (status = 200, description = "Recorded", body = WriteBody,
@@ -656,7 +689,6 @@ pub(crate) async fn event(
     request_headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Problem> {
-    let guild = guild(&guild_text)?;
     let request = body::<EventBody>(&bytes)?;
     let outcome =
         EventOutcome::parse(&request.outcome).map_err(|e| Problem::invalid("/outcome", e))?;
@@ -668,10 +700,7 @@ pub(crate) async fn event(
         target,
         data: request.data,
     };
-    let meta = caller.meta(
-        headers::reason(&request_headers, request.reason)?,
-        request_id(&request_headers)?,
-    )?;
+    let write = WriteRequest::new(&caller, &guild_text, &request_headers, request.reason)?;
     // Bad input is refused before the permission check records anything.
     shared
         .state
@@ -679,10 +708,15 @@ pub(crate) async fn event(
         .actions()
         .check(&event)
         .map_err(Error::from)?;
+    let guild = write.guild;
     caller
         .require(&shared, Permission::Write, Some(guild))
         .await?;
     Ok(written(
-        &shared.state.writer().record(guild, &event, &meta).await?,
+        &shared
+            .state
+            .writer()
+            .record(guild, &event, &write.meta)
+            .await?,
     ))
 }

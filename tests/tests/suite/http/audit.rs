@@ -2,10 +2,8 @@
 //! walks every page, diff, verify, stats, and the NDJSON export, whose bytes
 //! are those of `guildconf export` on the same database.
 
-use std::process::Command;
-
 use guildconf_domain::TokenRole;
-use guildconf_tests::{contract, guildconf_bin, Backend};
+use guildconf_tests::{contract, Backend};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -296,18 +294,10 @@ async fn diff_verify_and_stats(backend: Backend, name: &str) {
 
 /// `guildconf export ARGS…` on the test database: its stdout bytes.
 fn cli_export(api: &Api, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(guildconf_bin())
-        .env_remove("GUILDCONF_DATABASE_URL")
-        .args(["--database-url", api.db.url(), "export"])
-        .args(args)
-        .output()
-        .expect("the guildconf binary runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let all: Vec<&str> = std::iter::once("export")
+        .chain(args.iter().copied())
+        .collect();
+    super::guildconf(&api.db, &all)
 }
 
 async fn export_streams_the_bytes_of_guildconf_export(backend: Backend, name: &str) {

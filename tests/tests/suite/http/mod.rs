@@ -10,6 +10,7 @@
 mod audit;
 mod auth;
 mod config;
+mod fuzz;
 mod serve;
 
 use std::net::SocketAddr;
@@ -248,6 +249,49 @@ impl Api {
 /// Who creates the tests' tokens.
 fn admin() -> WriteMeta {
     WriteMeta::new(Actor::new("80351110224678912", ActorKind::Human, Some("admin")).expect("valid"))
+}
+
+/// `guildconf --database-url URL ARGS…` on a test database: its stdout,
+/// after asserting success.
+fn guildconf(db: &TestDb, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new(guildconf_tests::guildconf_bin())
+        .env_remove("GUILDCONF_DATABASE_URL")
+        .args(["--database-url", db.url()])
+        .args(args)
+        .output()
+        .expect("the guildconf binary runs");
+    assert!(
+        out.status.success(),
+        "guildconf {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `guildconf --json ARGS…`: its stdout as one JSON value.
+fn guildconf_json(db: &TestDb, args: &[&str]) -> Value {
+    let all: Vec<&str> = std::iter::once("--json")
+        .chain(args.iter().copied())
+        .collect();
+    serde_json::from_slice(&guildconf(db, &all)).expect("one JSON value on stdout")
+}
+
+/// A new token's secret, made by `guildconf token create`.
+fn cli_token(db: &TestDb, role: &str, label: &str) -> String {
+    let created = guildconf_json(
+        db,
+        &[
+            "token",
+            "create",
+            "--role",
+            role,
+            "--label",
+            label,
+            "--actor",
+            "80351110224678912",
+        ],
+    );
+    created["token"].as_str().expect("the secret").to_owned()
 }
 
 /// Asserts that verify passes on the whole database.

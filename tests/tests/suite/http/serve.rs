@@ -8,23 +8,27 @@ use std::process::{Child, Command, Stdio};
 use guildconf_tests::{contract, guildconf_bin, Backend, TestDb};
 
 /// A running `guildconf serve` and the address it printed.
-struct Served {
-    child: Child,
-    base: String,
+pub(super) struct Served {
+    pub(super) child: Child,
+    pub(super) base: String,
+    /// Where its stderr (the log, at `RUST_LOG=debug`) goes.
+    pub(super) log: tempfile::NamedTempFile,
 }
 
-fn start(db: &TestDb, json: bool) -> Served {
+/// Starts `guildconf serve` on port 0 and reads the address it prints.
+pub(super) fn start(db: &TestDb, json: bool) -> Served {
     let mut cmd = Command::new(guildconf_bin());
     cmd.env_remove("GUILDCONF_DATABASE_URL")
-        .env_remove("RUST_LOG")
         .args(["--database-url", db.url()]);
     if json {
         cmd.arg("--json");
     }
+    let log = tempfile::NamedTempFile::new().expect("a log file");
     let mut child = cmd
+        .env("RUST_LOG", "debug")
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log.reopen().expect("the log file opens"))
         .spawn()
         .expect("guildconf serve starts");
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -45,10 +49,12 @@ fn start(db: &TestDb, json: bool) -> Served {
     Served {
         child,
         base: format!("http://{addr}"),
+        log,
     }
 }
 
-fn signal(child: &Child, name: &str) {
+/// Sends SIG`name` to the server.
+pub(super) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -58,9 +64,28 @@ fn signal(child: &Child, name: &str) {
 
 async fn serve_prints_its_address_and_stops_on_signals(backend: Backend, name: &str) {
     let db = TestDb::new(backend, name).await;
+    super::guildconf(&db, &["migrate"]);
+    let secret = super::cli_token(&db, "editor", "ops");
     for (json, sig) in [(false, "TERM"), (true, "INT")] {
         let mut served = start(&db, json);
         let client = reqwest::Client::new();
+        // A token made by `token create` works, and its write is the token's.
+        let put = client
+            .put(format!("{}/api/v1/guilds/1/config", served.base))
+            .bearer_auth(&secret)
+            .header("if-none-match", "*")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(put.status().as_u16(), if json { 412 } else { 201 });
+        let listed = client
+            .get(format!("{}/api/v1/guilds", served.base))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(listed.status().as_u16(), 200);
         let doc = client
             .get(format!("{}/openapi.json", served.base))
             .send()
@@ -76,6 +101,9 @@ async fn serve_prints_its_address_and_stops_on_signals(backend: Backend, name: &
         signal(&served.child, sig);
         let status = served.child.wait().expect("serve exits");
         assert_eq!(status.code(), Some(0), "SIG{sig} is a clean stop");
+        let log = std::fs::read_to_string(served.log.path()).expect("the log reads");
+        assert!(!log.contains(&secret), "the secret is never logged");
+        assert!(!log.contains(&secret[4..]), "nor any of its random part");
     }
     let mut bad = Command::new(guildconf_bin())
         .args([
