@@ -3,11 +3,11 @@
 //! facts recorded with a write, and the permission check that records a
 //! refusal on a guild in that guild's chain.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use guildconf_domain::{
     Event, EventOutcome, GuildId, Permission, RequestContext, Target, TokenInfo,
 };
@@ -18,13 +18,15 @@ use crate::error::Error;
 use crate::service::{check_meta, WriteMeta};
 
 /// An authenticated caller: the token and the facts of the request that a
-/// write records (never the token's secret).
+/// write records (never the token's secret), kept as they came and turned
+/// into a `RequestContext` only by a write.
 #[derive(Debug)]
 pub(crate) struct Caller {
     /// The token, as stored.
     pub(crate) token: TokenInfo,
-    /// `source`, `ip`, `user_agent` and `x_request_id`, sanitised.
-    pub(crate) context: RequestContext,
+    ip: Option<IpAddr>,
+    user_agent: Option<HeaderValue>,
+    request_id: Option<HeaderValue>,
 }
 
 /// The secret of an `Authorization: Bearer …` header.
@@ -46,27 +48,25 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
     Ok(secret)
 }
 
-/// What a write records about the request: where it came from, never a
-/// credential (`RequestContext` drops keys that name one and cuts values).
-fn context(parts: &Parts) -> RequestContext {
-    let mut context = RequestContext::new().with("source", "http");
-    if let Some(ConnectInfo(addr)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        context.insert("ip", &addr.ip().to_string());
+impl Caller {
+    /// What a write records about the request: where it came from, never a
+    /// credential (`RequestContext` drops keys that name one, removes
+    /// control characters and cuts values).
+    fn context(&self) -> RequestContext {
+        let mut context = RequestContext::new().with("source", "http");
+        if let Some(ip) = self.ip {
+            context.insert("ip", &ip.to_string());
+        }
+        let text =
+            |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some(agent) = text(&self.user_agent) {
+            context.insert("user_agent", &agent);
+        }
+        if let Some(id) = text(&self.request_id) {
+            context.insert("x_request_id", &id);
+        }
+        context
     }
-    let text = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    if let Some(agent) = text(header::USER_AGENT.as_str()) {
-        context.insert("user_agent", &agent);
-    }
-    if let Some(id) = text("x-request-id") {
-        context.insert("x_request_id", &id);
-    }
-    context
 }
 
 impl FromRequestParts<Shared> for Caller {
@@ -87,7 +87,12 @@ impl FromRequestParts<Shared> for Caller {
         };
         Ok(Self {
             token,
-            context: context(parts),
+            ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            request_id: parts.headers.get("x-request-id").cloned(),
         })
     }
 }
@@ -105,7 +110,7 @@ impl Caller {
         let mut meta = WriteMeta::new(actor);
         meta.reason = reason;
         meta.request_id = request_id;
-        meta.context = self.context.clone();
+        meta.context = self.context();
         // The service checks these again; checked here, a bad reason or key
         // is refused before a precondition is even looked at.
         check_meta(&meta)?;

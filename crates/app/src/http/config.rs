@@ -4,7 +4,10 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use guildconf_domain::{EventOutcome, FieldPath, GuildId, Permission, Target, Timestamp};
@@ -181,7 +184,7 @@ pub(crate) async fn show(
         .require(&shared, Permission::ReadConfig, Some(guild))
         .await?;
     let service = &shared.state.service;
-    let (version, document) = match (&shared.state.cache, at) {
+    let (version, body) = match (&shared.state.cache, at) {
         (Some(cache), At::Now) => {
             let cached = cache.get(guild).await?;
             if !cached.configured {
@@ -192,35 +195,83 @@ pub(crate) async fn show(
                 })
                 .into());
             }
-            (cached.version, service.redact(&cached.document))
+            let version = cached.version;
+            let body = match shared.rendered.get(guild, version) {
+                Some(body) => body,
+                None => {
+                    let body = render(guild, version, service.redact(&cached.document))?;
+                    shared.rendered.put(guild, version, body.clone());
+                    body
+                }
+            };
+            (version, body)
         }
         _ => {
             let shown = service.get(guild, at).await?;
-            (shown.version, service.redact(&shown.document))
+            let document = service.redact(&shown.document);
+            (shown.version, render(guild, shown.version, document)?)
         }
     };
     let tag = etag(version);
     if if_none_match.is_some_and(|t| t.matches_weakly(version)) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }
-    let body = ConfigBody {
-        guild_id: guild.to_string(),
-        version,
-        document,
-    };
     Ok((
         [
             (header::ETAG, tag),
             (
                 header::CACHE_CONTROL,
-                "private, no-cache"
-                    .parse()
-                    .map_err(|_| Error::Storage("a constant header value does not parse".into()))?,
+                HeaderValue::from_static("private, no-cache"),
+            ),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
             ),
         ],
-        Json(body),
+        body,
     )
         .into_response())
+}
+
+/// The JSON body of a guild's document at a version.
+fn render(guild: GuildId, version: u64, document: Value) -> Result<Bytes, Problem> {
+    let body = ConfigBody {
+        guild_id: guild.to_string(),
+        version,
+        document,
+    };
+    serde_json::to_vec(&body)
+        .map(Bytes::from)
+        .map_err(|e| Error::Storage(format!("cannot render a document: {e}")).into())
+}
+
+/// Most guilds whose rendered current document is kept; past it the
+/// memory starts over.
+const MAX_RENDERED: usize = 4096;
+
+/// The body of `GET …/config` for the current version of recently read
+/// guilds, redacted and serialised once per version. A version's document
+/// never changes, so an entry is right as long as the read cache says the
+/// guild is still at that version; the cache decides freshness, this only
+/// saves the redaction and the serialisation.
+#[derive(Debug, Default)]
+pub(crate) struct Rendered(RwLock<HashMap<GuildId, (u64, Bytes)>>);
+
+impl Rendered {
+    fn get(&self, guild: GuildId, version: u64) -> Option<Bytes> {
+        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(&guild)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, body)| body.clone())
+    }
+
+    fn put(&self, guild: GuildId, version: u64, body: Bytes) {
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_RENDERED && !map.contains_key(&guild) {
+            map.clear();
+        }
+        map.insert(guild, (version, body));
+    }
 }
 
 /// A write's result, as the command line's `--json` prints it.
@@ -580,7 +631,7 @@ pub(crate) async fn delete(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RevertBody {
     /// The version to make current again.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     #[serde(deserialize_with = "whole_number")]
     to: u64,
     /// Why (or the `X-Reason` header).
@@ -625,6 +676,10 @@ pub(crate) async fn revert(
     bytes: Bytes,
 ) -> Result<Response, Problem> {
     let request = body::<RevertBody>(&bytes)?;
+    // The document's bounds, checked before any precondition is.
+    if request.to == 0 || i64::try_from(request.to).is_err() {
+        return Err(Problem::invalid("/to", "must be a version, 1 to 2^63 - 1"));
+    }
     let write = WriteRequest::new(&caller, &guild_text, &request_headers, request.reason)?;
     let service = shared.state.writer();
     let to = request.to;

@@ -115,6 +115,8 @@ pub(crate) struct Shared(Arc<SharedInner>);
 pub(crate) struct SharedInner {
     pub(crate) state: ApiState,
     pub(crate) options: HttpOptions,
+    /// Rendered current documents (`GET …/config`).
+    pub(crate) rendered: config::Rendered,
 }
 
 impl std::ops::Deref for Shared {
@@ -134,7 +136,11 @@ impl std::ops::Deref for Shared {
 /// <SocketAddr>()`) so writes record the client's address.
 pub fn router(state: ApiState, options: HttpOptions) -> Router {
     let limit = options.body_limit;
-    let shared = Shared(Arc::new(SharedInner { state, options }));
+    let shared = Shared(Arc::new(SharedInner {
+        state,
+        options,
+        rendered: config::Rendered::default(),
+    }));
     let app = Router::new()
         .route("/api/v1/guilds", get(config::guilds))
         .route(
