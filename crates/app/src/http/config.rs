@@ -165,7 +165,7 @@ pub(crate) async fn show(
     caller: Caller,
     Path(guild_text): Path<String>,
     Query(params): Query<ShowParams>,
-    request_headers: HeaderMap,
+    headers::IfNoneMatch(if_none_match): headers::IfNoneMatch,
 ) -> Result<Response, Problem> {
     let guild = guild(&guild_text)?;
     let at = match (params.version, params.at) {
@@ -179,7 +179,6 @@ pub(crate) async fn show(
             ))
         }
     };
-    let if_none_match = headers::tags(&request_headers, "if-none-match")?;
     caller
         .require(&shared, Permission::ReadConfig, Some(guild))
         .await?;

@@ -88,6 +88,22 @@ pub(crate) fn tags(headers: &HeaderMap, name: &str) -> Result<Option<Tags>, Prob
     Ok(Some(Tags::Listed(listed)))
 }
 
+/// The `If-None-Match` of a read, parsed from the request's headers
+/// without copying them (the config read is the hot path).
+#[derive(Debug)]
+pub(crate) struct IfNoneMatch(pub(crate) Option<Tags>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfNoneMatch {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Problem> {
+        tags(&parts.headers, "if-none-match").map(IfNoneMatch)
+    }
+}
+
 /// The text of an optional header.
 ///
 /// # Errors
