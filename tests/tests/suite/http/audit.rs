@@ -223,6 +223,9 @@ async fn diff_verify_and_stats(backend: Backend, name: &str) {
     api.get("/api/v1/verify", &editor)
         .await
         .problem(403, "forbidden");
+    api.get("/api/v1/verify?guild=42", &auditor)
+        .await
+        .problem(404, "not_found");
     // A chain that does not verify is a 200 with ok: false.
     api.db.drop_triggers().await;
     api.db

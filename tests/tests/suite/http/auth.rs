@@ -328,7 +328,89 @@ async fn writes_are_attributed_to_the_token_and_the_request(backend: Backend, na
     api.stop().await;
 }
 
+async fn a_refusal_that_cannot_be_recorded_is_a_500_not_a_403(backend: Backend, name: &str) {
+    let api = Api::start(backend, name).await;
+    let editor = api.token(TokenRole::Editor, &[], "ops").await;
+    let viewer = api.token(TokenRole::Viewer, &[], "reader").await;
+    api.create(G, &editor, &json!({})).await.status(201);
+    // More refusals and statuses of the write routes.
+    api.send(
+        Method::PUT,
+        &config(G),
+        Some(&viewer),
+        &[("if-match", "\"1\"")],
+        Some(&json!({})),
+    )
+    .await
+    .problem(403, "forbidden");
+    api.send(
+        Method::POST,
+        &format!("/api/v1/guilds/{G}/events"),
+        Some(&viewer),
+        &[],
+        Some(&json!({"action": "member.role_added", "outcome": "success",
+                     "target": {"type": "member", "id": "42"}, "data": {"role_id": "555"}})),
+    )
+    .await
+    .problem(403, "forbidden");
+    api.get(&format!("/api/v1/guilds/{G}/diff?from=1&to=1"), &viewer)
+        .await
+        .status(200);
+    api.send(
+        Method::DELETE,
+        &config(G),
+        Some(&editor),
+        &[("if-match", "\"7\"")],
+        None,
+    )
+    .await
+    .problem(412, "precondition_failed");
+    let before = api.entries(G).await.len();
+
+    // The database refuses every new entry: a write is a 500 `storage`
+    // problem, and so is a refusal, which must not be answered 403 unless
+    // its entry is stored.
+    api.db.fail_on("audit_entries", "INSERT").await;
+    api.send(
+        Method::PATCH,
+        &config(G),
+        Some(&editor),
+        &[],
+        Some(&json!({"set": {"features.beta": true}})),
+    )
+    .await
+    .problem(500, "storage");
+    api.send(
+        Method::PATCH,
+        &config(G),
+        Some(&viewer),
+        &[],
+        Some(&json!({"set": {"features.beta": true}})),
+    )
+    .await
+    .problem(500, "storage");
+    api.db.heal("audit_entries").await;
+    assert_eq!(api.entries(G).await.len(), before, "nothing was stored");
+    api.send(
+        Method::PATCH,
+        &config(G),
+        Some(&viewer),
+        &[],
+        Some(&json!({"set": {"features.beta": true}})),
+    )
+    .await
+    .problem(403, "forbidden");
+    assert_eq!(
+        api.entries(G).await.len(),
+        before + 1,
+        "the refusal, once it can be"
+    );
+    assert_verifies(&api).await;
+    api.stop().await;
+}
+
 contract! {
+    a_refusal_that_cannot_be_recorded_is_a_500_not_a_403,
     no_token_or_an_unknown_one_is_401,
     every_403_on_a_guild_is_in_its_chain,
     writes_are_attributed_to_the_token_and_the_request,
