@@ -3,7 +3,7 @@
 //! NDJSON export.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{OriginalUri, Path, Query, RawQuery, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -133,6 +133,7 @@ pub(crate) async fn history(
     Path(guild_text): Path<String>,
     Query(p): Query<HistoryParams>,
     RawQuery(raw): RawQuery,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Response, Problem> {
     let guild_id = guild(&guild_text)?;
     let request = HistoryRequest {
@@ -176,11 +177,9 @@ pub(crate) async fn history(
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Corrupt)?;
     let link = page.next_cursor.as_deref().and_then(|cursor| {
-        next_link(
-            &format!("/api/v1/guilds/{guild_id}/history"),
-            raw.as_deref(),
-            cursor,
-        )
+        // The path as the client sent it, so the link holds also where the
+        // router is nested under a prefix.
+        next_link(uri.path(), raw.as_deref(), cursor)
     });
     let mut response =
         Json(json!({"entries": entries, "next_cursor": page.next_cursor})).into_response();

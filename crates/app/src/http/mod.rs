@@ -164,10 +164,10 @@ pub fn router(state: ApiState, options: HttpOptions) -> Router {
         .route("/api/v1/stats", get(audit::stats))
         .route("/api/v1/export", get(audit::export))
         .route("/openapi.json", get(openapi::serve))
-        // UI (issue 15, the `ui` branch): the server-rendered pages are
-        // nested here, at `/ui`, once `guildconf::ui` is merged:
-        // `.nest("/ui", crate::ui::router(crate::ui::UiState::new(...)))`.
         .with_state(shared);
+    // UI (issue 15, the `ui` branch): the server-rendered pages go here, at
+    // `/ui`, once `guildconf::ui` is merged, inside the same layers:
+    // `let app = app.nest("/ui", crate::ui::router(ui::UiState::…));`
     with_layers(app, limit)
 }
 
