@@ -474,9 +474,7 @@ pub(crate) struct PatchBody {
         (status = 200, description = "Written (or unchanged)", body = WriteBody,
             headers(("ETag" = String, description = "The version after the write"))),
         (status = 404, description = "The guild has no config", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "A reused idempotency key or a race lost", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match does not hold", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = super::ProblemBody, content_type = "application/problem+json")))]
+        (status = 412, description = "If-Match does not hold", body = super::ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn patch(
     State(shared): State<Shared>,
     caller: Caller,
@@ -538,9 +536,7 @@ fn field_edit(set: Map<String, Value>, unset: &[String]) -> Result<FieldEdit, Pr
             headers(("ETag" = String, description = "The version after the write"))),
         (status = 201, description = "Created", body = WriteBody,
             headers(("ETag" = String, description = "The version after the write"))),
-        (status = 409, description = "A reused idempotency key or a race lost", body = super::ProblemBody, content_type = "application/problem+json"),
         (status = 412, description = "If-Match or If-None-Match does not hold", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = super::ProblemBody, content_type = "application/problem+json"),
         (status = 428, description = "Neither If-Match nor If-None-Match: * was given", body = super::ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn put(
     State(shared): State<Shared>,
@@ -608,7 +604,6 @@ pub(crate) async fn put(
         (status = 200, description = "Deleted", body = WriteBody,
             headers(("ETag" = String, description = "The version after the write"))),
         (status = 404, description = "The guild has no config", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "A reused idempotency key or a race lost", body = super::ProblemBody, content_type = "application/problem+json"),
         (status = 412, description = "If-Match does not hold", body = super::ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn delete(
     State(shared): State<Shared>,
@@ -664,9 +659,7 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u
         (status = 200, description = "Reverted (or unchanged)", body = WriteBody,
             headers(("ETag" = String, description = "The version after the write"))),
         (status = 404, description = "No such guild config or version", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "A reused idempotency key or a race lost", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match does not hold", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = super::ProblemBody, content_type = "application/problem+json")))]
+        (status = 412, description = "If-Match does not hold", body = super::ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn revert(
     State(shared): State<Shared>,
     caller: Caller,
@@ -733,9 +726,7 @@ pub(crate) struct EventBody {
     request_body = EventBody,
     responses(
         (status = 200, description = "Recorded", body = WriteBody,
-            headers(("ETag" = String, description = "The guild's config version (unchanged)"))),
-        (status = 409, description = "A reused idempotency key or a race lost", body = super::ProblemBody, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large", body = super::ProblemBody, content_type = "application/problem+json")))]
+            headers(("ETag" = String, description = "The guild's config version (unchanged)")))))]
 pub(crate) async fn event(
     State(shared): State<Shared>,
     caller: Caller,

@@ -113,14 +113,30 @@ fn not_nullable(schema: &mut RefOr<Schema>) {
     }
 }
 
-fn add_common(operation: &mut Operation) {
+/// What every write can answer besides the common problems.
+const WRITES: [(&str, &str); 1] = [(
+    "409",
+    "An Idempotency-Key reused for another request, or a race still lost after the retries",
+)];
+
+/// What every route with a body can answer.
+const BODIES: [(&str, &str); 1] = [("413", "The body is over the limit (1 MiB by default)")];
+
+fn add_common(operation: &mut Operation, write: bool) {
+    let mut extra: Vec<(&str, &str)> = COMMON.to_vec();
+    if write {
+        extra.extend(WRITES);
+    }
+    if operation.request_body.is_some() {
+        extra.extend(BODIES);
+    }
     for parameter in operation.parameters.iter_mut().flatten() {
         if let Some(schema) = parameter.schema.as_mut() {
             not_nullable(schema);
         }
     }
     operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>(BEARER, [])]);
-    for (status, description) in COMMON {
+    for (status, description) in extra {
         operation
             .responses
             .responses
@@ -140,8 +156,10 @@ impl Modify for Shared {
             if !path.starts_with("/api/") {
                 continue;
             }
+            if let Some(operation) = item.get.as_mut() {
+                add_common(operation, false);
+            }
             for operation in [
-                &mut item.get,
                 &mut item.put,
                 &mut item.post,
                 &mut item.delete,
@@ -150,7 +168,7 @@ impl Modify for Shared {
             .into_iter()
             .flatten()
             {
-                add_common(operation);
+                add_common(operation, true);
             }
         }
     }

@@ -84,6 +84,20 @@ async fn denials(api: &Api, guild: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Each denial's token id and permission.
+fn who_and_what(denials: &[Value]) -> Vec<(String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    denials
+        .iter()
+        .map(|e| {
+            (
+                text(&e["detail"]["target"]["id"]),
+                text(&e["detail"]["data"]["permission"]),
+            )
+        })
+        .collect()
+}
+
 async fn every_403_on_a_guild_is_in_its_chain(backend: Backend, name: &str) {
     let api = Api::start(backend, name).await;
     let editor = api.token(TokenRole::Editor, &[], "ops").await;
@@ -149,21 +163,7 @@ async fn every_403_on_a_guild_is_in_its_chain(backend: Backend, name: &str) {
         .problem(403, "forbidden");
 
     let in_g = denials(&api, G).await;
-    let got: Vec<(String, String)> = in_g
-        .iter()
-        .map(|e| {
-            (
-                e["detail"]["target"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                e["detail"]["data"]["permission"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
-        .collect();
+    let got = who_and_what(&in_g);
     let want = |id: &str, p: &str| (id.to_owned(), p.to_owned());
     assert_eq!(
         got,
@@ -184,22 +184,7 @@ async fn every_403_on_a_guild_is_in_its_chain(backend: Backend, name: &str) {
         );
         assert_eq!(e["context"]["source"], "http");
     }
-    let in_other: Vec<(String, String)> = denials(&api, OTHER)
-        .await
-        .iter()
-        .map(|e| {
-            (
-                e["detail"]["target"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                e["detail"]["data"]["permission"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
-        .collect();
+    let in_other = who_and_what(&denials(&api, OTHER).await);
     assert_eq!(
         in_other,
         vec![
