@@ -182,45 +182,107 @@ fn csv_record(row: &StoredEntry) -> Result<Vec<String>> {
     ])
 }
 
-/// Writes rows in the chosen format to the output.
-enum Sink<'a> {
-    Jsonl(&'a mut dyn Write),
-    Csv(Box<csv::Writer<&'a mut dyn Write>>),
+/// Renders rows in the chosen format, a batch at a time, into bytes: the
+/// one renderer behind [`ConfigService::export`] (to a writer) and the HTTP
+/// API's streamed body, so both give the same bytes.
+enum Render {
+    Jsonl,
+    /// CSV; `header` is still to be written (before the first batch).
+    Csv {
+        header: bool,
+    },
 }
 
-impl<'a> Sink<'a> {
-    fn new(format: ExportFormat, out: &'a mut dyn Write) -> Result<Self> {
-        Ok(match format {
-            ExportFormat::Jsonl => Sink::Jsonl(out),
-            ExportFormat::Csv => {
-                let mut w = csv::WriterBuilder::new()
-                    .terminator(csv::Terminator::CRLF)
-                    .from_writer(out);
-                w.write_record(CSV_COLUMNS).map_err(io_error)?;
-                Sink::Csv(Box::new(w))
-            }
-        })
-    }
-
-    fn rows(&mut self, rows: &[StoredEntry]) -> Result<()> {
-        for row in rows {
-            match self {
-                Sink::Csv(w) => w.write_record(csv_record(row)?).map_err(io_error)?,
-                Sink::Jsonl(out) => {
-                    out.write_all(jsonl_line(row)?.as_bytes())
-                        .map_err(io_error)?;
-                    out.write_all(b"\n").map_err(io_error)?;
-                }
-            }
+impl Render {
+    fn new(format: ExportFormat) -> Self {
+        match format {
+            ExportFormat::Jsonl => Render::Jsonl,
+            ExportFormat::Csv => Render::Csv { header: true },
         }
-        Ok(())
     }
 
-    fn finish(self) -> Result<()> {
+    /// What comes before any row: the CSV header, nothing for JSONL.
+    fn start(&mut self) -> Result<Vec<u8>> {
         match self {
-            Sink::Csv(mut w) => w.flush().map_err(io_error),
-            Sink::Jsonl(out) => out.flush().map_err(io_error),
+            Render::Jsonl => Ok(Vec::new()),
+            Render::Csv { header } => {
+                *header = false;
+                csv_bytes(|w| w.write_record(CSV_COLUMNS))
+            }
         }
+    }
+
+    fn rows(&self, rows: &[StoredEntry]) -> Result<Vec<u8>> {
+        match self {
+            Render::Csv { .. } => {
+                let records = rows.iter().map(csv_record).collect::<Result<Vec<_>>>()?;
+                csv_bytes(|w| {
+                    for record in &records {
+                        w.write_record(record)?;
+                    }
+                    Ok(())
+                })
+            }
+            Render::Jsonl => {
+                let mut out = Vec::with_capacity(rows.len() * 512);
+                for row in rows {
+                    out.extend_from_slice(jsonl_line(row)?.as_bytes());
+                    out.push(b'\n');
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// The bytes `write` puts through an RFC 4180 writer with CRLF line ends.
+fn csv_bytes(
+    write: impl FnOnce(&mut csv::Writer<Vec<u8>>) -> std::result::Result<(), csv::Error>,
+) -> Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .has_headers(false)
+        .from_writer(Vec::new());
+    write(&mut w).map_err(io_error)?;
+    w.into_inner().map_err(io_error)
+}
+
+/// An export being read: its bytes, one batch of entries at a time, in the
+/// order of the file. Reads run one batch ahead of the caller only, so a
+/// consumer that stops pulling (a slow HTTP client) stops the reads too.
+pub(crate) struct ExportChunks {
+    render: Render,
+    stream: OrderedStream,
+    started: bool,
+    entries: u64,
+}
+
+impl ExportChunks {
+    /// The next chunk of the file; `None` once it is complete.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the database fails; [`Error::Corrupt`] for a
+    /// stored row guildconf did not write.
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        if !self.started {
+            self.started = true;
+            let head = self.render.start()?;
+            if !head.is_empty() {
+                return Ok(Some(head));
+            }
+        }
+        match self.stream.next_batch().await? {
+            Some(rows) => {
+                self.entries += rows.len() as u64;
+                Ok(Some(self.render.rows(&rows)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// How many entries the chunks so far held.
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries
     }
 }
 
@@ -233,8 +295,21 @@ impl ConfigService {
     /// [`Error::NotFound`] when the one guild asked for has no history;
     /// [`Error::Storage`] when the database or the writer fails.
     pub async fn export(&self, request: &ExportRequest, out: &mut dyn Write) -> Result<u64> {
-        let mut sink = Sink::new(request.format, out)?;
-        let mut stream = match request.guild_id {
+        let mut chunks = self.export_chunks(request).await?;
+        while let Some(chunk) = chunks.next_chunk().await? {
+            out.write_all(&chunk).map_err(io_error)?;
+        }
+        out.flush().map_err(io_error)?;
+        Ok(chunks.entries())
+    }
+
+    /// The export `request` asks for, as chunks of bytes to pull.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the one guild asked for has no history;
+    /// [`Error::Storage`] when the database fails.
+    pub(crate) async fn export_chunks(&self, request: &ExportRequest) -> Result<ExportChunks> {
+        let stream = match request.guild_id {
             Some(guild) => {
                 if self.store.stored_head(guild).await?.is_none() {
                     return Err(Error::NotFound(format!("guild {guild} has no history")));
@@ -259,12 +334,11 @@ impl ConfigService {
                 },
             ),
         };
-        let mut written = 0;
-        while let Some(rows) = stream.next_batch().await? {
-            sink.rows(&rows)?;
-            written += rows.len() as u64;
-        }
-        sink.finish()?;
-        Ok(written)
+        Ok(ExportChunks {
+            render: Render::new(request.format),
+            stream,
+            started: false,
+            entries: 0,
+        })
     }
 }

@@ -51,6 +51,7 @@ mod export;
 mod fanout;
 mod hints;
 mod history;
+pub mod http;
 mod import;
 pub mod input;
 mod metrics;

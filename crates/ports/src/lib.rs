@@ -598,6 +598,23 @@ pub enum StatsBy {
     Day,
 }
 
+impl StatsBy {
+    /// Parses `operation`, `family`, `actor`, `outcome` or `day`.
+    ///
+    /// # Errors
+    /// A sentence naming the choices.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "operation" => Ok(StatsBy::Operation),
+            "family" => Ok(StatsBy::Family),
+            "actor" => Ok(StatsBy::Actor),
+            "outcome" => Ok(StatsBy::Outcome),
+            "day" => Ok(StatsBy::Day),
+            _ => Err("must be one of operation, family, actor, outcome, day".into()),
+        }
+    }
+}
+
 /// Which entries [`ConfigStore::stats`] counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatsQuery {

@@ -8,6 +8,7 @@ mod cli;
 mod contract;
 mod crash;
 mod events;
+mod http;
 mod import_copy;
 mod isolation;
 mod plans;

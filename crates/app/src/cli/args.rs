@@ -203,6 +203,9 @@ pub enum Command {
     /// once; only its SHA-256 is stored), list them, revoke one.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Serve the HTTP API (docs/HTTP.md) until SIGINT or SIGTERM; prints the
+    /// address it listens on first (port 0 picks a free port).
+    Serve(ServeArgs),
     /// Make an Ed25519 key pair for signing entries: the private key to
     /// --output (mode 0600), the public key to FILE.pub; prints the public
     /// key's fingerprint. Never overwrites a file.
@@ -252,6 +255,14 @@ pub struct TokenRevokeArgs {
     pub id: String,
     #[command(flatten)]
     pub write: WriteArgs,
+}
+
+/// The arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on, IP:PORT (port 0 for any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
 }
 
 /// The arguments of `keygen`.

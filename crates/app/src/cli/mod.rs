@@ -18,7 +18,7 @@ use guildconf::{BackendOptions, ConfigService, Error, OpenOptions, PublicKey, Si
 use serde_json::json;
 
 use args::{Cli, Command, TokenCommand};
-use commands::{admin, audit, read, tokens, write};
+use commands::{admin, audit, read, serve, tokens, write};
 use output::Output;
 
 /// Exit codes of the command line (a public contract).
@@ -229,5 +229,6 @@ async fn run(cli: Cli, out: &Output) -> Result<u8, Error> {
         Command::Token(TokenCommand::Create(args)) => tokens::create(&ctx, args).await,
         Command::Token(TokenCommand::List) => tokens::list(&ctx).await,
         Command::Token(TokenCommand::Revoke(args)) => tokens::revoke(&ctx, args).await,
+        Command::Serve(args) => serve::serve(&ctx, args).await,
     }
 }

@@ -4,5 +4,6 @@
 pub mod admin;
 pub mod audit;
 pub mod read;
+pub mod serve;
 pub mod tokens;
 pub mod write;

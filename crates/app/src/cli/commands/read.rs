@@ -89,19 +89,7 @@ pub async fn diff(ctx: &Ctx<'_>, args: DiffArgs) -> Result<u8, Error> {
 }
 
 pub async fn stats(ctx: &Ctx<'_>, args: StatsArgs) -> Result<u8, Error> {
-    let by = match args.by.as_str() {
-        "operation" => StatsBy::Operation,
-        "family" => StatsBy::Family,
-        "actor" => StatsBy::Actor,
-        "outcome" => StatsBy::Outcome,
-        "day" => StatsBy::Day,
-        _ => {
-            return Err(invalid(
-                "/by",
-                "--by must be one of operation, family, actor, outcome, day",
-            ))
-        }
-    };
+    let by = StatsBy::parse(&args.by).map_err(|e| invalid("/by", format!("--by {e}")))?;
     let query = StatsQuery {
         guild_id: optional(args.guild.as_deref(), parse_guild)?,
         since: optional(args.since.as_deref(), |t| parse_time("since", t))?,
