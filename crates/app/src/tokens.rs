@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use guildconf_domain::{
-    ActionRegistry, Event, EventOutcome, GuildId, Step, Target, Timestamp, TokenInfo, TokenRole,
-    TOKEN_CREATED, TOKEN_REVOKED,
+    ActionRegistry, Event, EventOutcome, GuildId, Permission, Step, Target, Timestamp, TokenInfo,
+    TokenRole, TOKEN_CREATED, TOKEN_REVOKED,
 };
 use guildconf_ports::{is_token_id, ChangeSet, StoreError, TokenChange, TokenWrite};
 use rand_core::{OsRng, RngCore as _};
@@ -224,6 +224,30 @@ fn check_token_meta(meta: &WriteMeta) -> Result<()> {
 }
 
 impl ConfigService {
+    /// Records that `token` was refused `permission` on `guild`: a
+    /// `permission.denied` event, outcome `blocked`, target the token, data
+    /// `{"permission": …}`, in that guild's chain, written by `meta`'s actor
+    /// (normally [`TokenInfo::actor`]). The HTTP API and the audit pages
+    /// call it before answering 403, so every refusal is in the chain.
+    ///
+    /// # Errors
+    /// As [`ConfigService::record`].
+    pub async fn record_denial(
+        &self,
+        guild: GuildId,
+        token: &TokenInfo,
+        permission: Permission,
+        meta: &WriteMeta,
+    ) -> Result<crate::WriteResult> {
+        let event = Event::new(
+            "permission.denied",
+            EventOutcome::Blocked,
+            Target::new("token", token.id.clone()),
+        )
+        .with("permission", permission.as_str());
+        self.record(guild, &event, meta).await
+    }
+
     /// Replaces where token secrets and ids are drawn from (by default
     /// [`OsEntropy`]). For tests only, as [`ConfigService::with_clock`] is:
     /// see [`Entropy`].

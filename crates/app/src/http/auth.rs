@@ -8,9 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
-use guildconf_domain::{
-    Event, EventOutcome, GuildId, Permission, RequestContext, Target, TokenInfo,
-};
+use guildconf_domain::{GuildId, Permission, RequestContext, TokenInfo};
 
 use super::problem::Problem;
 use super::Shared;
@@ -140,14 +138,12 @@ impl Caller {
             };
             return Err(Problem::forbidden(detail));
         };
-        let event = Event::new(
-            "permission.denied",
-            EventOutcome::Blocked,
-            Target::new("token", &self.token.id),
-        )
-        .with("permission", permission.as_str());
         let meta = self.meta(None, None)?;
-        shared.state.writer().record(guild, &event, &meta).await?;
+        shared
+            .state
+            .writer()
+            .record_denial(guild, &self.token, permission, &meta)
+            .await?;
         let detail = if role.grants(permission) {
             format!("this token does not reach guild {guild}")
         } else {

@@ -6,9 +6,7 @@
 //! that was asked for, so a guild's admins see who tried to look.
 
 use axum::http::StatusCode;
-use guildconf_domain::{
-    Event, EventOutcome, GuildId, Permission, RequestContext, Target, TokenInfo,
-};
+use guildconf_domain::{GuildId, Permission, RequestContext, TokenInfo};
 
 use super::session::Session;
 use super::{PageError, UiState};
@@ -74,13 +72,9 @@ pub(crate) async fn record_denial(
 ) -> Result<()> {
     let mut meta = WriteMeta::new(token.actor()?);
     meta.context = context.clone();
-    let event = Event::new(
-        "permission.denied",
-        EventOutcome::Blocked,
-        Target::new("token", token.id.clone()),
-    )
-    .with("permission", permission.as_str());
-    service.record(guild, &event, &meta).await?;
+    service
+        .record_denial(guild, token, permission, &meta)
+        .await?;
     Ok(())
 }
 
