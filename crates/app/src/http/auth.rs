@@ -147,7 +147,9 @@ impl Caller {
         )
         .with("permission", permission.as_str());
         let meta = self.meta(None, None)?;
-        shared.state.writer().record(guild, &event, &meta).await?;
+        // Boxed: the write's future is large, and on the hot path (allowed)
+        // it would only make every request's future larger to move.
+        Box::pin(shared.state.writer().record(guild, &event, &meta)).await?;
         let detail = if role.grants(permission) {
             format!("this token does not reach guild {guild}")
         } else {
