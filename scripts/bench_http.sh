@@ -5,12 +5,13 @@
 # a history page of a 1,000,000-entry database. Bounded runs of DURATION
 # each, on 127.0.0.1 only; every server started here is stopped on exit.
 #
-#   scripts/bench_http.sh [HISTORY_DB]
+#   scripts/bench_http.sh [HISTORY_DB [HISTORY_PG_URL]]
 #
-# HISTORY_DB: an SQLite file made by the bench's loader, e.g.
+# HISTORY_DB and HISTORY_PG_URL: the SQLite file and the PostgreSQL
+# database the bench's loader fills, e.g.
 #   guildconf-bench --phase load --url /tmp/api-bench.db --pg-url URL \
 #     --entries 1000000 --guilds 1000 --big 100000
-# Without it, the history part is skipped.
+# Without them, the history part is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
@@ -67,9 +68,8 @@ start "$BIN" --database-url "$url" serve --listen 127.0.0.1:0
 run_wrk "GET /api/v1/guilds/G/config (read cache)" -H "Authorization: Bearer $token" \
     "http://$ADDR/api/v1/guilds/123456789012345678/config"
 
-if [ $# -ge 1 ]; then
-    hurl="sqlite://$1"
-    guild=$(sqlite3 "$1" "SELECT guild_id FROM guild_heads ORDER BY seq DESC LIMIT 1")
+history() {
+    local hurl=$1 guild=$2
     htoken=$("$BIN" --database-url "$hurl" --json token create --role viewer --label bench \
         --actor 80351110224678912 | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
     start "$BIN" --database-url "$hurl" serve --listen 127.0.0.1:0
@@ -81,5 +81,14 @@ if [ $# -ge 1 ]; then
         -H "Authorization: Bearer $htoken" "$page?cursor=$cursor"
     run_wrk "GET history, 50 updates (operation filter)" \
         -H "Authorization: Bearer $htoken" "$page?operation=update"
+}
+
+if [ $# -ge 1 ]; then
+    echo "# SQLite"
+    history "sqlite://$1" "$(sqlite3 "$1" "SELECT guild_id FROM guild_heads ORDER BY seq DESC LIMIT 1")"
+fi
+if [ $# -ge 2 ]; then
+    echo "# PostgreSQL"
+    history "$2" "$(psql "$2" -Atc "SELECT guild_id FROM guild_heads ORDER BY seq DESC LIMIT 1")"
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

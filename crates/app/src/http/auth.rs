@@ -139,11 +139,15 @@ impl Caller {
             return Err(Problem::forbidden(detail));
         };
         let meta = self.meta(None, None)?;
-        shared
-            .state
-            .writer()
-            .record_denial(guild, &self.token, permission, &meta)
-            .await?;
+        // Boxed: the write's future is large, and on the hot path (allowed)
+        // it would only make every request's future larger to move.
+        Box::pin(
+            shared
+                .state
+                .writer()
+                .record_denial(guild, &self.token, permission, &meta),
+        )
+        .await?;
         let detail = if role.grants(permission) {
             format!("this token does not reach guild {guild}")
         } else {

@@ -206,7 +206,8 @@ pub(crate) async fn show(
             (version, body)
         }
         _ => {
-            let shown = service.get(guild, at).await?;
+            // Boxed: a cold path, kept out of the cached read's future.
+            let shown = Box::pin(service.get(guild, at)).await?;
             let document = service.redact(&shown.document);
             (shown.version, render(guild, shown.version, document)?)
         }

@@ -172,12 +172,18 @@ pub fn router(state: ApiState, options: HttpOptions) -> Router {
 /// framework's own refusals, and a 500 problem instead of a dropped
 /// connection when a handler panics.
 fn with_layers(app: Router, limit: usize) -> Router {
-    app.layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit))
-        .layer(axum::middleware::map_response(
-            problem::problem_for_plain_errors,
-        ))
-        .layer(CatchPanicLayer::custom(problem::panic_response))
+    // One `layer` call with the stack composed by a `ServiceBuilder`: each
+    // `Router::layer` boxes every route once more, and a request then
+    // crosses (and is moved through) one box per call.
+    app.layer(
+        tower::ServiceBuilder::new()
+            .layer(CatchPanicLayer::custom(problem::panic_response))
+            .layer(axum::middleware::map_response(
+                problem::problem_for_plain_errors,
+            ))
+            .layer(RequestBodyLimitLayer::new(limit))
+            .layer(DefaultBodyLimit::max(limit)),
+    )
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the

@@ -202,17 +202,21 @@ fn code_of(status: StatusCode) -> &'static str {
 /// an unknown route, its 405 with `Allow`, a body-limit 413, an extractor's
 /// rejection) becomes one, keeping the status, the headers and the text as
 /// its detail; everything else passes untouched.
-pub async fn problem_for_plain_errors(response: Response) -> Response {
+pub async fn problem_for_plain_errors<B>(response: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let status = response.status();
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
-        return response;
+        return response.map(Body::new);
     }
     let (mut parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, MAX_DETAIL_BYTES)
+    let text = axum::body::to_bytes(Body::new(body), MAX_DETAIL_BYTES)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
         .unwrap_or_default();

@@ -7,6 +7,8 @@ use guildconf_tests::{contract, Backend};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use guildconf::http::HttpOptions;
+
 use super::{Api, G, OTHER};
 
 /// Guild G with a create, `n` updates by the editor (alternating paths), and
@@ -182,6 +184,34 @@ async fn history_filters_and_link_pagination_walk_every_page(backend: Backend, n
     api.stop().await;
 }
 
+async fn links_keep_the_prefix_a_bot_mounts_the_api_under(backend: Backend, name: &str) {
+    let api = Api::start_under(backend, name, HttpOptions::default(), "/bot/guildconf").await;
+    let editor = api.token(TokenRole::Editor, &[], "ops").await;
+    story(&api, &editor, 3).await;
+    let first = api
+        .get(&format!("/api/v1/guilds/{G}/history?limit=2"), &editor)
+        .await
+        .status(200);
+    let next = next_link(&first.header("link").expect("a next page"));
+    assert!(
+        next.starts_with(&format!("/bot/guildconf/api/v1/guilds/{G}/history?")),
+        "{next}"
+    );
+    // The link is the path the client used: followed from the server root.
+    let root = api.base.trim_end_matches("/bot/guildconf");
+    let page = api
+        .client
+        .get(format!("{root}{next}"))
+        .bearer_auth(&editor)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(page.status().as_u16(), 200);
+    let page: Value = page.json().await.expect("JSON");
+    assert_eq!(seqs(&page), vec![3, 2]);
+    api.stop().await;
+}
+
 async fn diff_verify_and_stats(backend: Backend, name: &str) {
     let api = Api::start(backend, name).await;
     let editor = api.token(TokenRole::Editor, &[], "ops").await;
@@ -351,6 +381,7 @@ async fn export_streams_the_bytes_of_guildconf_export(backend: Backend, name: &s
 
 contract! {
     history_filters_and_link_pagination_walk_every_page,
+    links_keep_the_prefix_a_bot_mounts_the_api_under,
     diff_verify_and_stats,
     export_streams_the_bytes_of_guildconf_export,
 }

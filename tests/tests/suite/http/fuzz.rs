@@ -38,8 +38,8 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     ];
     let mut served = start(&db, false);
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis.toml");
-    // schemathesis keeps a cache of what it found in its working directory:
-    // a scratch one, so a run leaves nothing in the source tree.
+    // schemathesis keeps a cache of what it found in its working
+    // directory: a scratch one, not the source tree.
     let scratch = tempfile::tempdir().expect("a scratch directory");
     let mut failures = Vec::new();
     for secret in &tokens {

@@ -115,12 +115,23 @@ impl Api {
     }
 
     async fn start_with(backend: Backend, name: &str, options: HttpOptions) -> Self {
+        Self::start_under(backend, name, options, "").await
+    }
+
+    /// A server whose API is mounted under `prefix` (`""` for none), as a
+    /// bot nests it in its own router; requests are sent under it.
+    async fn start_under(backend: Backend, name: &str, options: HttpOptions, prefix: &str) -> Self {
         let db = TestDb::new(backend, name).await;
         let service = db.service().await;
         let cache = ReadCache::start(&service, CacheOptions::default())
             .await
             .expect("the read cache starts");
-        let app = router(ApiState::with_cache(cache), options);
+        let api = router(ApiState::with_cache(cache), options);
+        let app = if prefix.is_empty() {
+            api
+        } else {
+            axum::Router::new().nest(prefix, api)
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
@@ -136,7 +147,7 @@ impl Api {
         Self {
             db,
             service,
-            base: format!("http://{addr}"),
+            base: format!("http://{addr}{prefix}"),
             client: reqwest::Client::new(),
             stop: Some(stop),
             server: Some(server),
