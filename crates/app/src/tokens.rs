@@ -122,6 +122,10 @@ impl fmt::Debug for IssuedToken {
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
     tokens: RwLock<HashMap<[u8; 32], (TokenInfo, Instant)>>,
+    /// Bumped by every revocation in this process. A lookup that read the
+    /// store before a revocation and finishes after it must not put the
+    /// token it read (unrevoked then) back into the cache.
+    revocations: std::sync::atomic::AtomicU64,
 }
 
 impl TokenCache {
@@ -133,8 +137,18 @@ impl TokenCache {
             .map(|(info, _)| info.clone())
     }
 
-    fn put(&self, hash: [u8; 32], info: TokenInfo) {
+    /// The revocation count, read before a lookup goes to the store.
+    fn generation(&self) -> u64 {
+        self.revocations.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Caches `info`, unless a revocation happened in this process since
+    /// `generation` was read (the row may be stale by then).
+    fn put(&self, hash: [u8; 32], info: TokenInfo, generation: u64) {
         let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        if self.generation() != generation {
+            return;
+        }
         if tokens.len() >= CACHED_TOKENS && !tokens.contains_key(&hash) {
             tokens.clear();
         }
@@ -149,10 +163,12 @@ impl TokenCache {
     }
 
     fn forget_id(&self, id: &str) {
-        self.tokens
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, (info, _)| info.id != id);
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        // Under the write lock, so a `put` either sees the new count or
+        // inserted before this removal.
+        self.revocations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokens.retain(|_, (info, _)| info.id != id);
     }
 }
 
@@ -245,7 +261,11 @@ impl ConfigService {
             Target::new("token", token.id.clone()),
         )
         .with("permission", permission.as_str());
-        self.record(guild, &event, meta).await
+        // Checked against the shipped registry, as token events are: a bot
+        // that registers its own keys (or none) still gets every refusal
+        // recorded in the fixed shape.
+        let checked = ActionRegistry::shipped().check(&event)?;
+        self.write(guild, crate::Edit::Event(checked), meta).await
     }
 
     /// Replaces where token secrets and ids are drawn from (by default
@@ -317,9 +337,10 @@ impl ConfigService {
         if let Some(info) = self.token_cache.fresh(&hash) {
             return Ok(Some(info));
         }
+        let generation = self.token_cache.generation();
         match self.store.token_by_hash(&lower_hex(&hash)).await? {
             Some(info) if info.revoked_at.is_none() => {
-                self.token_cache.put(hash, info.clone());
+                self.token_cache.put(hash, info.clone(), generation);
                 Ok(Some(info))
             }
             _ => {
@@ -498,6 +519,31 @@ mod tests {
         let shown = format!("{issued:?} {issued:#?}");
         assert!(!shown.contains(&secret[TOKEN_PREFIX.len()..]), "{shown}");
         assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn a_lookup_that_straddles_a_revocation_does_not_cache_the_token() {
+        let cache = TokenCache::default();
+        let info = TokenInfo {
+            id: "00112233aabbccdd".into(),
+            role: TokenRole::Viewer,
+            guilds: vec![],
+            label: "dashboard".into(),
+            human_id: None,
+            created_at: Timestamp::parse_rfc3339("2026-12-07T00:00:00Z").expect("valid"),
+            revoked_at: None,
+        };
+        let hash = digest("a secret");
+        // The lookup reads the count, then the store (the row still
+        // unrevoked); the revocation commits and forgets the id; then the
+        // lookup finishes and would cache what it read.
+        let before = cache.generation();
+        cache.forget_id(&info.id);
+        cache.put(hash, info.clone(), before);
+        assert_eq!(cache.fresh(&hash), None, "a stale row must not be cached");
+        // A lookup that starts after the revocation caches as usual.
+        cache.put(hash, info.clone(), cache.generation());
+        assert_eq!(cache.fresh(&hash), Some(info));
     }
 
     #[test]

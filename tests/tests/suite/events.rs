@@ -270,6 +270,14 @@ async fn bad_events_store_nothing(backend: Backend, name: &str) {
         )
         .with("role", "editor")
         .with("guilds", json!([G.to_string()])),
+        // Nor can anyone record that a token was refused: that would blame
+        // a token guildconf never refused.
+        Event::new(
+            "permission.denied",
+            EventOutcome::Blocked,
+            Target::new("token", "00112233aabbccdd"),
+        )
+        .with("permission", "audit.export"),
     ];
     for event in &bad {
         for guild in [G, QUIET] {

@@ -32,6 +32,7 @@ contract! {
     token_writes_retry_when_a_guild_moves,
     a_signing_service_signs_token_events,
     tokens_through_the_read_cache_announce_their_guilds,
+    a_refusal_is_recorded_whatever_keys_the_bot_registered,
 }
 
 /// A configured guild, and one that has no head before its token event.
@@ -542,4 +543,30 @@ async fn token_events_export_the_same_bytes_everywhere() {
             .expect("export");
         assert_eq!(again, bytes);
     }
+}
+
+/// A bot that registers no action keys (or its own `permission.denied`)
+/// still gets every refusal of a token recorded, in the fixed shape: the
+/// refusal is checked against the shipped registry, not the bot's.
+async fn a_refusal_is_recorded_whatever_keys_the_bot_registered(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let s = db
+        .service()
+        .await
+        .with_actions(guildconf::ActionRegistry::empty());
+    let IssuedToken { info, .. } = s
+        .create_token(editor(&[G1]), &alice())
+        .await
+        .expect("a token");
+    let meta = guildconf::WriteMeta::new(info.actor().expect("the token's actor"));
+    s.record_denial(gid(G2), &info, guildconf::Permission::Export, &meta)
+        .await
+        .expect("the refusal is recorded");
+    let entries = chain(&s, G2).await;
+    let last = entries.last().expect("an entry");
+    assert_eq!(last["operation"], "permission.denied");
+    assert_eq!(last["detail"]["outcome"], "blocked");
+    assert_eq!(last["detail"]["target"]["id"], json!(info.id));
+    assert_eq!(last["detail"]["data"]["permission"], "audit.export");
+    assert!(s.verify(Some(gid(G2))).await.expect("verify").ok);
 }

@@ -32,6 +32,15 @@ const TOKEN_FAMILY: &str = "token";
 /// # Errors
 /// [`Error::Invalid`] at `/action` for a key of the `token` family.
 pub fn check_recordable(event: &Event) -> Result<()> {
+    // A refusal of a token is recorded by guildconf itself
+    // (`ConfigService::record_denial`); one recorded by hand could blame a
+    // token that was never refused.
+    if event.action == "permission.denied" && event.target.kind == "token" {
+        return Err(Error::invalid(
+            "/target/type",
+            "permission.denied on a token is recorded by guildconf itself when it refuses that token",
+        ));
+    }
     if event.action.split_once('.').map(|(family, _)| family) == Some(TOKEN_FAMILY) {
         return Err(Error::invalid(
             "/action",
