@@ -263,6 +263,10 @@ pub struct ServeArgs {
     /// The address to listen on, IP:PORT (port 0 for any free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Mark the audit pages' cookies `Secure` (sent over https only): use it
+    /// when the server is reached through a TLS-terminating proxy.
+    #[arg(long)]
+    pub secure_cookies: bool,
 }
 
 /// The arguments of `keygen`.

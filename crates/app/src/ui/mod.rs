@@ -34,6 +34,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use rand_core::{OsRng, RngCore};
 use std::fmt;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::Error;
 use crate::service::ConfigService;
@@ -159,8 +160,28 @@ pub fn router(state: UiState) -> Router {
         .route("/g/{guild}/verify", post(pages::verify))
         .route("/static/style.css", get(style_sheet))
         .fallback(not_found)
+        // A handler's panic is an error page, not a dropped connection; the
+        // security headers are added outside it, so that page has them too.
+        .layer(CatchPanicLayer::custom(panic_page))
         .layer(middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// The page for a handler that panicked: what happened, without the panic's
+/// message (which may hold request data), and the message in the log.
+fn panic_page(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "an audit page panicked");
+    PageError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal error",
+        "The page failed; the error is in the server's log.",
+    )
+    .into_response()
 }
 
 /// The one style sheet, compiled in (no build step, nothing fetched).
@@ -320,5 +341,22 @@ fn render(page: &impl Template) -> Response {
             tracing::error!(error = %e, "an audit page did not render");
             (StatusCode::INTERNAL_SERVER_ERROR, "the page did not render").into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_page_is_a_500_page_that_keeps_its_message_out() {
+        let response = panic_page(Box::new("boom: secret request data"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("Internal error"), "{text}");
+        assert!(!text.contains("secret request data"), "{text}");
     }
 }

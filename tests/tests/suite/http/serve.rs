@@ -18,6 +18,11 @@ pub(super) struct Served {
 
 /// Starts `guildconf serve` on port 0 and reads the address it prints.
 pub(super) fn start(db: &TestDb, json: bool) -> Served {
+    start_with(db, json, &[])
+}
+
+/// [`start`], with more arguments for `serve`.
+pub(super) fn start_with(db: &TestDb, json: bool, serve_args: &[&str]) -> Served {
     let mut cmd = Command::new(guildconf_bin());
     cmd.env_remove("GUILDCONF_DATABASE_URL")
         .args(["--database-url", db.url()]);
@@ -28,6 +33,7 @@ pub(super) fn start(db: &TestDb, json: bool) -> Served {
     let mut child = cmd
         .env("RUST_LOG", "debug")
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(serve_args)
         .stdout(Stdio::piped())
         .stderr(log.reopen().expect("the log file opens"))
         .spawn()
@@ -143,6 +149,43 @@ async fn serve_prints_its_address_and_stops_on_signals(backend: Backend, name: &
     );
 }
 
+/// The sign-in form's cookie, as `serve` sets it with and without
+/// `--secure-cookies`.
+async fn signin_cookie(db: &TestDb, serve_args: &[&str]) -> String {
+    let mut served = start_with(db, false, serve_args);
+    let page = reqwest::Client::new()
+        .get(format!("{}/ui/signin", served.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(page.status().as_u16(), 200);
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    signal(&served.child, "TERM");
+    assert_eq!(served.child.wait().expect("serve exits").code(), Some(0));
+    cookie
+}
+
+/// Behind a TLS-terminating proxy the pages' cookies must not travel over
+/// plain http: `--secure-cookies` marks them `Secure`.
+async fn secure_cookies_are_marked_secure(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    super::guildconf(&db, &["migrate"]);
+    let plain = signin_cookie(&db, &[]).await;
+    assert!(plain.contains("HttpOnly"), "{plain}");
+    assert!(!plain.contains("Secure"), "{plain}");
+    let secure = signin_cookie(&db, &["--secure-cookies"]).await;
+    assert!(
+        secure.contains("HttpOnly") && secure.contains("Secure"),
+        "{secure}"
+    );
+}
+
 contract! {
     serve_prints_its_address_and_stops_on_signals,
+    secure_cookies_are_marked_secure,
 }

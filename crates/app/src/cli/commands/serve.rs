@@ -32,7 +32,7 @@ pub async fn serve(ctx: &Ctx<'_>, args: ServeArgs) -> Result<u8, Error> {
     // The pages keep their own error pages and security headers: they are
     // nested beside the API's layers (which answer every error as
     // problem+json), not inside them.
-    let pages = ui::router(UiState::new(service.clone()));
+    let pages = ui::router(UiState::new(service.clone()).with_secure_cookies(args.secure_cookies));
     let app = router(ApiState::with_cache(cache), options).nest(ui::DEFAULT_BASE_PATH, pages);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
