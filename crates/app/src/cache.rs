@@ -223,7 +223,12 @@ impl ReadCache {
                         fetched: Instant::now(),
                     },
                 };
-                inner.fill(guild, &slot, epoch);
+                // A guild with no head is not cached: any id can be asked
+                // for, and remembering each answer would let a caller grow
+                // the cache without bound. Asking again costs one read.
+                if slot.seq > 0 {
+                    inner.fill(guild, &slot, epoch);
+                }
                 Ok(inner.answer(guild, &slot, !inner.healthy.load(Ordering::Acquire)))
             }
             Err(e) => match cached {

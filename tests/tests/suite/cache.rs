@@ -161,6 +161,7 @@ contract! {
     own_writes_are_visible_at_once,
     other_writers_become_visible_within_the_bound,
     a_cached_read_costs_no_round_trip,
+    asking_for_guilds_that_do_not_exist_does_not_grow_the_cache,
 }
 
 /// A store whose reads and change feed fail while `down` is set, standing in
@@ -518,4 +519,29 @@ async fn postgres_a_write_that_commits_late_is_still_seen() {
     );
     assert_eq!(cache.get(slow).await.expect("reads").version, 2);
     assert_eq!(cache.get(quick).await.expect("reads").version, 2);
+}
+
+/// Any guild id can be asked for (an API client with an unscoped token asks
+/// for ids in a loop): the answer for a guild with no config is not kept,
+/// so the cache holds only guilds that exist, and a guild created later is
+/// read at once.
+async fn asking_for_guilds_that_do_not_exist_does_not_grow_the_cache(backend: Backend, name: &str) {
+    let db = TestDb::new(backend, name).await;
+    let service = db.service().await;
+    let cache = ReadCache::start(&service, options())
+        .await
+        .expect("the cache starts");
+    for n in 1..=200 {
+        let read = cache.get(gid(1_000 + n)).await.expect("reads");
+        assert!(!read.configured);
+    }
+    assert_eq!(cache.len(), 0, "no slot for a guild that does not exist");
+    let g = gid(1_001);
+    service
+        .create(g, json!({}), &alice())
+        .await
+        .expect("create");
+    let now = cache.get(g).await.expect("reads");
+    assert!(now.configured && now.version == 1);
+    assert_eq!(cache.len(), 1);
 }
