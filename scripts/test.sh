@@ -52,8 +52,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-# The `metrics` feature is off by default: lint its code too.
-cargo clippy -p guildconf --all-targets --features metrics -- -D warnings
+# The `metrics` feature is off by default: lint its code too. (Across the
+# workspace, so every dependency keeps the features the workspace build
+# gave it and only guildconf is checked again.)
+cargo clippy --workspace --all-targets --features guildconf/metrics -- -D warnings
 echo "== cargo doc (no warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 echo "== cargo test (SQLite and PostgreSQL)"
@@ -62,9 +64,11 @@ echo "== cargo test (SQLite and PostgreSQL)"
 cargo build --workspace --bins
 cargo test --workspace -- --show-output
 echo "== the metrics feature (counters read back; the example bot's endpoint scraped)"
-cargo test -p guildconf --features metrics --test metrics --example bot
+cargo test --workspace --features guildconf/metrics --test metrics --example bot
 echo "== the example bot"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-cargo run -q -p guildconf --example bot -- "sqlite://$tmp/bot.db"
+# From the workspace (no -p): the dependencies keep the workspace build's
+# features, so nothing is compiled again.
+cargo run -q --example bot -- "sqlite://$tmp/bot.db"
 echo "== all checks passed"
